@@ -1,0 +1,116 @@
+"""Datasets: the :class:`Dataset` type, file readers and writers, and named real corpora."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from poisonlab.data.dataset import Dataset, encode_labels
+from poisonlab.data.readers import Columns, read_image_folder, read_npz, read_table_file
+from poisonlab.exceptions import DataError
+
+CORPORA = ("spamassassin", "digits", "mnist")
+
+__all__ = [
+    "CORPORA",
+    "Columns",
+    "Dataset",
+    "encode_labels",
+    "load_dataset",
+    "save_dataset",
+]
+
+
+def load_dataset(
+    spec: str | Path,
+    columns: Columns | None = None,
+    *,
+    data_dir: str | Path | None = None,
+) -> Dataset:
+    """Load a named corpus (``spamassassin``, ``digits``, ``mnist``) or a file or folder.
+
+    Files: ``.csv``/``.tsv``/``.jsonl``/``.parquet`` (text or tabular columns), ``.npz`` images, or
+    a folder of ``<class>/<image>`` files. A folder written by ``poisonlab attack`` loads its data.
+    """
+    from poisonlab.data import corpora
+
+    name = str(spec)
+    if name == "spamassassin":
+        return corpora.load_spamassassin(data_dir)
+    if name == "digits":
+        return corpora.load_digits_dataset()
+    if name == "mnist":
+        return corpora.load_mnist_sample()
+    path = Path(spec)
+    if path.is_dir():
+        inner = sorted(path.glob("data.*"))
+        if inner:
+            return load_dataset(inner[0], columns)
+        return read_image_folder(path)
+    if not path.exists():
+        raise DataError(
+            f"{path}: no such file, and not a named corpus ({', '.join(CORPORA)})."
+        )
+    if path.suffix.lower() == ".npz":
+        return read_npz(path)
+    return read_table_file(path, columns)
+
+
+def save_dataset(dataset: Dataset, path: str | Path) -> Path:
+    """Write ``dataset`` so that :func:`load_dataset` reads it back identically.
+
+    Text and tabular data go to ``.csv`` or ``.jsonl`` (labels written by class name), images to
+    ``.npz``. The file is written to a temporary name and moved into place.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    suffix = path.suffix.lower()
+    labels = [dataset.classes[k] for k in dataset.y]
+    if dataset.kind == "image":
+        if suffix != ".npz":
+            raise DataError(f"{path}: images are saved as .npz, not {suffix!r}.")
+        with tmp.open("wb") as handle:
+            np.savez_compressed(
+                handle, X=dataset.X, y=dataset.y, ids=dataset.ids.astype(str),
+                classes=np.array(dataset.classes),
+            )
+    else:
+        header, columns = _columns(dataset)
+        header.append("label")
+        columns.append(labels)
+        if suffix == ".csv":
+            with tmp.open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(header)
+                writer.writerows(zip(*columns, strict=True))
+        elif suffix == ".jsonl":
+            with tmp.open("w", encoding="utf-8") as handle:
+                for row in zip(*columns, strict=True):
+                    handle.write(json.dumps(dict(zip(header, row, strict=True))) + "\n")
+        else:
+            raise DataError(f"{path}: text and tabular data are saved as .csv or .jsonl.")
+    tmp.replace(path)
+    return path
+
+
+def _columns(dataset: Dataset) -> tuple[list[str], list[list[object]]]:
+    header: list[str] = ["id"]
+    columns: list[list[object]] = [list(dataset.ids)]
+    if dataset.kind == "text":
+        header.append("text")
+        columns.append(list(dataset.X))
+    else:
+        names = dataset.feature_names or tuple(f"x{j}" for j in range(dataset.X.shape[1]))
+        for j, name in enumerate(names):
+            header.append(name)
+            columns.append([repr(float(v)) for v in dataset.X[:, j]])
+    for col in ("source", "labeler"):
+        value = getattr(dataset, col)
+        if value is not None:
+            header.append(col)
+            columns.append(list(value))
+    return header, columns

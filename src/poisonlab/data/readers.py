@@ -1,0 +1,326 @@
+"""Readers for dataset files: CSV/TSV, JSONL, Parquet, NPZ images and image folders.
+
+Every reader returns a :class:`~poisonlab.data.dataset.Dataset` and reports a bad file as one
+:class:`~poisonlab.exceptions.DataError` line that names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from poisonlab.data.dataset import Dataset, encode_labels
+from poisonlab.exceptions import DataError
+
+LABEL_COLUMNS = ("label", "labels", "class", "target", "y", "category", "group")
+TEXT_COLUMNS = ("text", "content", "body", "email", "message", "review", "sentence", "document")
+ID_COLUMNS = ("id", "row_id", "uid")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which columns of a table hold what. ``None`` means: pick by the usual names."""
+
+    label: str | None = None
+    text: str | None = None
+    features: tuple[str, ...] | None = None
+    id: str | None = None
+    source: str | None = None
+    labeler: str | None = None
+
+
+def read_table_file(path: str | Path, columns: Columns | None = None) -> Dataset:
+    """Read a CSV, TSV, JSONL or Parquet file (the format from the extension)."""
+    path = Path(path)
+    columns = columns or Columns()
+    suffix = path.suffix.lower()
+    if not path.exists():
+        raise DataError(f"{path}: no such file.")
+    if suffix in (".csv", ".tsv"):
+        table = _read_delimited(path, "\t" if suffix == ".tsv" else ",")
+    elif suffix in (".jsonl", ".ndjson"):
+        table = _read_jsonl(path)
+    elif suffix == ".parquet":
+        table = _read_parquet(path)
+    else:
+        raise DataError(
+            f"{path}: unknown table format {suffix!r}; use .csv, .tsv, .jsonl or .parquet."
+        )
+    return table_to_dataset(table, columns, where=str(path), name=path.stem)
+
+
+def _read_delimited(path: Path, delimiter: str) -> dict[str, list[object]]:
+    # Real emails are longer than the csv module's default 128 KiB field limit.
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle, delimiter=delimiter)
+            header = next(reader, None)
+            if header is None:
+                raise DataError(f"{path}: the file is empty.")
+            header = [h.strip() for h in header]
+            if header and header[0].startswith("\ufeff"):
+                header[0] = header[0][1:]
+            _check_header(header, path)
+            table: dict[str, list[object]] = {h: [] for h in header}
+            for lineno, record in enumerate(reader, start=2):
+                if not record:
+                    continue
+                if len(record) != len(header):
+                    raise DataError(
+                        f"{path}: record {lineno - 1} has {len(record)} fields but the header "
+                        f"has {len(header)}."
+                    )
+                for h, v in zip(header, record, strict=True):
+                    table[h].append(v)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+            "re-encode it as UTF-8."
+        ) from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed {'TSV' if delimiter == chr(9) else 'CSV'}: {exc}.") from None
+    return table
+
+
+def _check_header(header: Sequence[str], path: Path) -> None:
+    seen: set[str] = set()
+    for h in header:
+        if h in seen:
+            raise DataError(f"{path}: column {h!r} appears twice in the header.")
+        seen.add(h)
+
+
+def _read_jsonl(path: Path) -> dict[str, list[object]]:
+    table: dict[str, list[object]] = {}
+    n = 0
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for lineno, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}: line {lineno} is not valid JSON ({exc.msg}).") from None
+                if not isinstance(obj, dict):
+                    raise DataError(f"{path}: line {lineno} is not a JSON object.")
+                for key in obj:
+                    if key not in table:
+                        table[key] = [None] * n
+                for key, col in table.items():
+                    col.append(obj.get(key))
+                n += 1
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (offset {exc.start}); re-encode it as UTF-8.") from None
+    if n == 0:
+        raise DataError(f"{path}: the file is empty.")
+    return table
+
+
+def _read_parquet(path: Path) -> dict[str, list[object]]:
+    from poisonlab.exceptions import require
+
+    require("pyarrow", "parquet")
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+        raise DataError(f"{path}: not a readable Parquet file ({exc}).") from None
+    return {name: table.column(name).to_pylist() for name in table.column_names}
+
+
+def table_to_dataset(
+    table: dict[str, list[object]], columns: Columns, *, where: str, name: str
+) -> Dataset:
+    """Turn named columns into a dataset: pick the label, text or feature columns and check them."""
+    names = list(table)
+    if not names or not table[names[0]]:
+        raise DataError(f"{where}: the file has a header but no rows.")
+
+    def pick(given: str | None, usual: Sequence[str], role: str, flag: str) -> str | None:
+        if given is not None:
+            if given not in table:
+                raise DataError(
+                    f"{where}: no column {given!r} for the {role} ({flag}); columns are {names}."
+                )
+            return given
+        lowered = {n.lower(): n for n in names}
+        return next((lowered[u] for u in usual if u in lowered), None)
+
+    label_col = pick(columns.label, LABEL_COLUMNS, "label", "--label-col")
+    if label_col is None:
+        raise DataError(
+            f"{where}: no label column found (looked for {list(LABEL_COLUMNS)}); name it with "
+            f"--label-col. Columns are {names}."
+        )
+    id_col = pick(columns.id, ID_COLUMNS, "row id", "--id-col")
+    source_col = pick(columns.source, (), "source", "--source-col")
+    labeler_col = pick(columns.labeler, (), "labeler", "--labeler-col")
+    reserved = {c for c in (label_col, id_col, source_col, labeler_col) if c}
+
+    y, classes = encode_labels(table[label_col], where=f"{where}: column {label_col!r}")
+    n = len(y)
+    ids = _ids(table[id_col], where, id_col) if id_col else None
+    source = _strings(table[source_col]) if source_col else None
+    labeler = _strings(table[labeler_col]) if labeler_col else None
+
+    text_col = None if columns.features else pick(columns.text, TEXT_COLUMNS, "text", "--text-col")
+    if text_col is not None:
+        texts = table[text_col]
+        missing = [i for i, t in enumerate(texts) if t is None]
+        if missing:
+            raise DataError(
+                f"{where}: column {text_col!r} is empty on row {missing[0]} "
+                f"({len(missing)} rows in all)."
+            )
+        X = np.empty(n, dtype=object)
+        X[:] = [str(t) for t in texts]
+        return Dataset(X=X, y=y, classes=classes, ids=ids, source=source, labeler=labeler,
+                       feature_names=(text_col,), name=name)
+
+    feature_cols = list(columns.features) if columns.features else [
+        c for c in names if c not in reserved
+    ]
+    for c in feature_cols:
+        if c not in table:
+            raise DataError(f"{where}: no column {c!r} (--feature-cols); columns are {names}.")
+    if not feature_cols:
+        raise DataError(f"{where}: no feature columns besides the label.")
+    X = np.empty((n, len(feature_cols)), dtype=np.float64)
+    for j, c in enumerate(feature_cols):
+        for i, v in enumerate(table[c]):
+            try:
+                x = float(v)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                raise DataError(
+                    f"{where}: column {c!r} row {i} holds {str(v)[:40]!r}, not a number; for a "
+                    "text column pass --text-col."
+                ) from None
+            if math.isnan(x) or math.isinf(x):
+                raise DataError(f"{where}: column {c!r} row {i} is {v!r} (NaN or infinite).")
+            X[i, j] = x
+    return Dataset(X=X, y=y, classes=classes, ids=ids, source=source, labeler=labeler,
+                   feature_names=tuple(feature_cols), name=name)
+
+
+def _ids(values: list[object], where: str, col: str) -> np.ndarray:
+    ids = _strings(values)
+    seen: dict[str, int] = {}
+    for i, v in enumerate(ids):
+        if v in seen:
+            raise DataError(f"{where}: id {v!r} in column {col!r} repeats (rows {seen[v]} and {i}).")
+        seen[v] = i
+    return ids
+
+
+def _strings(values: list[object]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = ["" if v is None else str(v) for v in values]
+    return out
+
+
+# ---------------------------------------------------------------------------------- images
+def read_npz(path: str | Path) -> Dataset:
+    """Images from an NPZ with ``X`` (N×H×W or N×H×W×C) and ``y``; optional ``ids``, ``classes``.
+
+    Pixel values are scaled to float32 in [0, 1]: uint8 by 255, other ranges by their maximum.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file.")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = set(archive.files)
+            for key in ("X", "y"):
+                if key not in keys:
+                    raise DataError(
+                        f"{path}: the NPZ has no array {key!r} (it holds {sorted(keys)}); it needs "
+                        "'X' (N×H×W or N×H×W×C) and 'y'."
+                    )
+            X = archive["X"]
+            y_raw = archive["y"]
+            ids = archive["ids"].astype(str).astype(object) if "ids" in keys else None
+            classes = tuple(archive["classes"].astype(str)) if "classes" in keys else None
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{path}: not a readable NPZ archive without pickles ({exc}).") from None
+    if X.ndim not in (3, 4):
+        raise DataError(
+            f"{path}: X has shape {X.shape}; images must be N×H×W or N×H×W×C."
+        )
+    if X.ndim == 4 and X.shape[-1] not in (1, 3, 4):
+        raise DataError(f"{path}: X has {X.shape[-1]} channels in its last axis; expected 1, 3 or 4.")
+    if y_raw.ndim != 1 or len(y_raw) != len(X):
+        raise DataError(f"{path}: X has {len(X)} rows but y has shape {y_raw.shape}.")
+    if not np.issubdtype(X.dtype, np.number):
+        raise DataError(f"{path}: X has dtype {X.dtype}; images must be numeric.")
+    if np.issubdtype(X.dtype, np.floating) and not np.isfinite(X).all():
+        raise DataError(f"{path}: X holds NaN or infinite pixel values.")
+    images = to_unit_images(X)
+    if classes is not None and np.issubdtype(y_raw.dtype, np.integer):
+        y = y_raw.astype(np.int64)
+    else:
+        y, classes = encode_labels(list(y_raw), where=f"{path}: y")
+    return Dataset(X=images, y=y, classes=classes, ids=ids, name=path.stem)
+
+
+def to_unit_images(X: np.ndarray) -> np.ndarray:
+    """N×H×W[×C] numeric pixels as float32 N×H×W×C in [0, 1]."""
+    if X.ndim == 3:
+        X = X[..., None]
+    if X.dtype == np.uint8:
+        return (X.astype(np.float32) / 255.0)
+    X = X.astype(np.float32)
+    lo, hi = float(X.min()), float(X.max())
+    if lo < 0:
+        X = X - lo
+        hi -= lo
+    if hi > 1.0:
+        X = X / (255.0 if hi > 16 else hi)
+    return np.clip(X, 0.0, 1.0)
+
+
+def read_image_folder(path: str | Path) -> Dataset:
+    """Images under ``path/<class name>/*.png`` (any format Pillow reads), one folder a class."""
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(path)
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"{root}: no class folders; expected {root}/<class>/<image files>.")
+    arrays: list[np.ndarray] = []
+    labels: list[int] = []
+    ids: list[str] = []
+    shape: tuple[int, ...] | None = None
+    for k, d in enumerate(class_dirs):
+        for f in sorted(d.iterdir()):
+            if f.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                with Image.open(f) as img:
+                    arr = np.asarray(img.convert("L" if img.mode in ("1", "L", "P") else "RGB"))
+            except (UnidentifiedImageError, OSError) as exc:
+                raise DataError(f"{f}: not a readable image ({exc}).") from None
+            if shape is None:
+                shape = arr.shape
+            elif arr.shape != shape:
+                raise DataError(
+                    f"{f}: image is {arr.shape} but earlier images are {shape}; resize them to one size."
+                )
+            arrays.append(arr)
+            labels.append(k)
+            ids.append(f"{d.name}/{f.name}")
+    if not arrays:
+        raise DataError(f"{root}: no image files in the class folders.")
+    X = to_unit_images(np.stack(arrays).astype(np.uint8))
+    return Dataset(X=X, y=np.array(labels), classes=tuple(d.name for d in class_dirs),
+                   ids=np.array(ids, dtype=object), name=root.name)

@@ -1,0 +1,96 @@
+"""Adapter for any scikit-learn classifier or pipeline, and the built-in scikit-learn specs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.pipeline import Pipeline
+
+from poisonlab.exceptions import NotFittedError
+
+
+def as_matrix(X: np.ndarray) -> np.ndarray:
+    """Text stays a 1-D object array; images and tables become 2-D float rows."""
+    X = np.asarray(X)
+    if X.dtype == object:
+        return X
+    return X.reshape(len(X), -1)
+
+
+class SklearnModel(ClassifierMixin, BaseEstimator):
+    """Wrap a scikit-learn classifier or pipeline with poisonlab's model contract.
+
+    ``fit`` clones ``estimator`` (the given one is never changed), flattens images to rows, and
+    records ``n_classes_``; ``predict_proba`` always returns ``n_classes_`` columns, even when a
+    class was absent from the training rows; ``features`` returns what the final step sees.
+    """
+
+    def __init__(self, *, estimator: Any = None, spec: str | None = None) -> None:
+        self.estimator = estimator
+        self.spec = spec
+
+    def fit(self, X: np.ndarray, y: np.ndarray, *, n_classes: int | None = None) -> SklearnModel:
+        y = np.asarray(y)
+        self.n_classes_ = int(n_classes if n_classes is not None else y.max() + 1)
+        self.classes_ = np.arange(self.n_classes_)
+        self.estimator_ = clone(self.estimator)
+        self.estimator_.fit(as_matrix(X), y)
+        return self
+
+    def _check(self) -> None:
+        if not hasattr(self, "estimator_"):
+            raise NotFittedError("This model is not fitted yet: call fit first.")
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        self._check()
+        proba = self.estimator_.predict_proba(as_matrix(X))
+        seen = np.asarray(self.estimator_.classes_, dtype=np.int64)
+        if len(seen) == self.n_classes_:
+            return proba
+        full = np.zeros((len(proba), self.n_classes_))
+        full[:, seen] = proba
+        return full
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.argmax(self.predict_proba(X), axis=1)
+
+    def features(self, X: np.ndarray) -> Any:
+        """The input of the final estimator: the vectorized text or scaled rows.
+
+        Wide sparse matrices (a text vocabulary) stay sparse; everything else is a dense array.
+        """
+        self._check()
+        Z = as_matrix(X)
+        if isinstance(self.estimator_, Pipeline) and len(self.estimator_.steps) > 1:
+            Z = self.estimator_[:-1].transform(Z)
+        if hasattr(Z, "toarray"):
+            return Z.tocsr() if Z.shape[1] > 4096 else Z.toarray()
+        return np.asarray(Z, dtype=np.float64)
+
+
+def builtin_estimator(spec: str, random_state: int | None) -> BaseEstimator:
+    """The scikit-learn pipeline behind a built-in spec name."""
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.naive_bayes import MultinomialNB
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    if spec == "nb-text":
+        return Pipeline([("vectorize", CountVectorizer(lowercase=True)), ("classify", MultinomialNB())])
+    if spec == "logreg-text":
+        return Pipeline([
+            ("vectorize", TfidfVectorizer(lowercase=True, sublinear_tf=True)),
+            ("classify", LogisticRegression(C=10.0, max_iter=2000)),
+        ])
+    if spec == "logreg":
+        return Pipeline([("scale", StandardScaler()), ("classify", LogisticRegression(max_iter=2000))])
+    if spec == "mlp":
+        return Pipeline([
+            ("scale", StandardScaler()),
+            ("classify", MLPClassifier(hidden_layer_sizes=(128,), max_iter=300, early_stopping=False,
+                                       random_state=random_state)),
+        ])
+    raise KeyError(spec)

@@ -1,0 +1,178 @@
+"""Small PyTorch image classifiers (``cnn``, ``torch-mlp``) behind the scikit-learn-style contract.
+
+Needs the ``torch`` extra. CPU by default, CUDA when present and ``device="auto"``. Randomness is
+local: a ``torch.Generator`` seeded from ``random_state`` drives initialization and shuffling, and
+the global torch seed is never touched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from poisonlab.exceptions import NotFittedError, ParameterError, require
+
+require("torch", "torch")
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+ARCHITECTURES = ("cnn", "mlp")
+
+
+def build_network(arch: str, input_shape: tuple[int, int, int], n_classes: int) -> nn.Module:
+    """The network for ``arch`` on images of shape (C, H, W); ``net.body`` ends at the penultimate layer."""
+    c, h, w = input_shape
+    if arch == "cnn":
+        pooled_h, pooled_w = h // 4, w // 4
+        body = nn.Sequential(
+            nn.Conv2d(c, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(32 * max(pooled_h, 1) * max(pooled_w, 1), 64), nn.ReLU(),
+        )
+        if pooled_h == 0 or pooled_w == 0:
+            raise ParameterError(f"The cnn needs images of at least 4×4 pixels; got {h}×{w}.")
+    elif arch == "mlp":
+        body = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, 128), nn.ReLU(),
+                             nn.Linear(128, 64), nn.ReLU())
+    else:
+        raise ParameterError(
+            f"The 'arch' parameter of TorchClassifier must be one of {list(ARCHITECTURES)}. "
+            f"Got {arch!r} instead."
+        )
+    return _Net(body, nn.Linear(64, n_classes))
+
+
+class _Net(nn.Module):
+    def __init__(self, body: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+class TorchClassifier(ClassifierMixin, BaseEstimator):
+    """A small CNN or MLP for N×H×W×C images in [0, 1], trained with Adam to convergence.
+
+    Training stops after ``max_epochs`` or once the epoch's training loss falls below ``tol``
+    (a poisoned model needs to converge for its backdoor to settle: measured on mnist, attack
+    success swung from 2% to 92% across seeds after 10 epochs and settled at 95-97% after 20).
+    """
+
+    def __init__(
+        self,
+        *,
+        arch: str = "cnn",
+        max_epochs: int = 30,
+        tol: float = 0.01,
+        batch_size: int = 64,
+        learning_rate: float = 1e-3,
+        device: str = "cpu",
+        n_threads: int | None = None,
+        random_state: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.arch = arch
+        self.max_epochs = max_epochs
+        self.tol = tol
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.device = device
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ helpers
+    def _device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    @staticmethod
+    def _tensor(X: np.ndarray) -> torch.Tensor:
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim == 3:
+            X = X[..., None]
+        if X.ndim != 4:
+            raise ParameterError(f"TorchClassifier takes images N×H×W×C; got shape {X.shape}.")
+        return torch.from_numpy(np.ascontiguousarray(X.transpose(0, 3, 1, 2)))
+
+    def _check(self) -> None:
+        if not hasattr(self, "net_"):
+            raise NotFittedError("This model is not fitted yet: call fit first.")
+
+    # ------------------------------------------------------------------ contract
+    def fit(self, X: np.ndarray, y: np.ndarray, *, n_classes: int | None = None) -> TorchClassifier:
+        if self.n_threads is not None:
+            torch.set_num_threads(self.n_threads)
+        y = np.asarray(y, dtype=np.int64)
+        self.n_classes_ = int(n_classes if n_classes is not None else y.max() + 1)
+        self.classes_ = np.arange(self.n_classes_)
+        xt = self._tensor(X)
+        self.input_shape_ = tuple(int(s) for s in xt.shape[1:])
+        seed = int(np.random.default_rng(self.random_state).integers(2**63 - 1))
+        gen = torch.Generator().manual_seed(seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = build_network(self.arch, self.input_shape_, self.n_classes_)  # type: ignore[arg-type]
+        device = self._device()
+        net.to(device)
+        yt = torch.from_numpy(y)
+        opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
+        loss_fn = nn.CrossEntropyLoss()
+        n = len(xt)
+        self.loss_curve_: list[float] = []
+        net.train()
+        for _epoch in range(self.max_epochs):
+            order = torch.randperm(n, generator=gen)
+            total = 0.0
+            for start in range(0, n, self.batch_size):
+                idx = order[start:start + self.batch_size]
+                xb, yb = xt[idx].to(device), yt[idx].to(device)
+                opt.zero_grad()
+                loss = loss_fn(net(xb), yb)
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx)
+            self.loss_curve_.append(total / n)
+            if self.loss_curve_[-1] < self.tol:
+                break
+        net.eval()
+        self.net_ = net
+        self.n_epochs_ = len(self.loss_curve_)
+        return self
+
+    def _forward(self, X: np.ndarray, features: bool) -> np.ndarray:
+        self._check()
+        xt = self._tensor(X)
+        device = self._device()
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(xt), 1024):
+                xb = xt[start:start + 1024].to(device)
+                z = self.net_.body(xb)
+                out.append((z if features else torch.softmax(self.net_.head(z), dim=1)).cpu().numpy())
+        if not out:
+            width = 64 if features else self.n_classes_
+            return np.zeros((0, width))
+        return np.concatenate(out).astype(np.float64)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self._forward(X, features=False)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.argmax(self.predict_proba(X), axis=1)
+
+    def features(self, X: np.ndarray) -> np.ndarray:
+        """Penultimate-layer activations (64 per row)."""
+        return self._forward(X, features=True)
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to rebuild the fitted network, minus its weights."""
+        self._check()
+        return {"arch": self.arch, "input_shape": list(self.input_shape_),
+                "n_classes": self.n_classes_}
