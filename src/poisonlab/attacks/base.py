@@ -1,0 +1,166 @@
+"""What every attack returns, and the pieces attacks share.
+
+An attack is a scikit-learn style object: keyword-only parameters stored unchanged, validation and
+RNG resolution in ``apply``. ``apply(dataset)`` never mutates its input and returns a
+:class:`PoisonedDataset` that says exactly which rows it changed (``poison_mask``), what their
+labels were before, and for backdoors the :class:`~poisonlab.attacks.triggers.Trigger` to stamp on
+test inputs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from poisonlab.attacks.triggers import Trigger, trigger_from_dict
+from poisonlab.data.dataset import Dataset
+from poisonlab.exceptions import DataError, ParameterError
+
+RECORD_FILE = "poison.json"
+RECORD_VERSION = 1
+
+
+@dataclass(frozen=True, eq=False)
+class PoisonedDataset:
+    """The poisoned training set with its ground truth.
+
+    ``poison_mask[i]`` is True where row ``i`` was changed (relabeled, stamped with a trigger, or
+    both); ``original_y`` holds every row's label before the attack; ``record`` is the attack's
+    class name and parameters.
+    """
+
+    dataset: Dataset
+    poison_mask: np.ndarray
+    original_y: np.ndarray
+    record: dict[str, Any]
+    trigger: Trigger | None = None
+    target_label: int | None = None
+
+    @property
+    def n_poison(self) -> int:
+        return int(self.poison_mask.sum())
+
+    def apply_trigger(self, X: np.ndarray, *, random_state: int | np.random.Generator | None = 0,
+                      repetitions: int | None = None) -> np.ndarray:
+        """Stamp this attack's trigger on test inputs (a new array; ``X`` is not changed)."""
+        if self.trigger is None:
+            raise ParameterError(f"{self.record.get('attack')} plants no trigger to apply.")
+        return self.trigger.apply(X, random_state=random_state, repetitions=repetitions)
+
+    # ------------------------------------------------------------------ files
+    def to_record(self) -> dict[str, Any]:
+        changed = np.flatnonzero(self.poison_mask)
+        classes = self.dataset.classes
+        return {
+            "poisonlab_record": RECORD_VERSION,
+            **self.record,
+            "n_rows": len(self.dataset),
+            "n_poison": int(len(changed)),
+            "target_label": None if self.target_label is None else classes[self.target_label],
+            "trigger": None if self.trigger is None else self.trigger.to_dict(),
+            "poisoned_rows": changed.tolist(),
+            "poisoned_ids": [str(i) for i in self.dataset.ids[changed]],
+            "original_labels": [classes[k] for k in self.original_y[changed]],
+        }
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write ``data.<csv|npz>`` and ``poison.json`` (mask, original labels, trigger, params)."""
+        from poisonlab.data import save_dataset
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        suffix = ".npz" if self.dataset.kind == "image" else ".csv"
+        save_dataset(self.dataset, out / f"data{suffix}")
+        tmp = out / (RECORD_FILE + ".partial")
+        tmp.write_text(json.dumps(self.to_record(), indent=2))
+        tmp.replace(out / RECORD_FILE)
+        return out
+
+
+def load_ground_truth(dataset: Dataset, record_path: str | Path) -> PoisonedDataset:
+    """Rebuild a :class:`PoisonedDataset` from data and the ``poison.json`` written beside it."""
+    path = Path(record_path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: not a readable poison record ({exc}).") from None
+    if not isinstance(record, dict) or "poisoned_rows" not in record:
+        raise DataError(f"{path}: not a poison record written by `poisonlab attack`.")
+    if int(record.get("poisonlab_record", 0)) > RECORD_VERSION:
+        raise DataError(f"{path}: written by a newer poisonlab; upgrade to read it.")
+    if record.get("n_rows") != len(dataset):
+        raise DataError(
+            f"{path}: the record describes {record.get('n_rows')} rows but the data has {len(dataset)}."
+        )
+    mask = np.zeros(len(dataset), dtype=bool)
+    rows = np.asarray(record["poisoned_rows"], dtype=np.int64)
+    mask[rows] = True
+    original = dataset.y.copy()
+    original[rows] = [dataset.label_index(c) for c in record["original_labels"]]
+    target = record.get("target_label")
+    trigger = trigger_from_dict(record["trigger"]) if record.get("trigger") else None
+    meta = {k: v for k, v in record.items() if k in ("attack", "params")}
+    return PoisonedDataset(dataset, mask, original, meta, trigger,
+                           None if target is None else dataset.label_index(target))
+
+
+class Attack(BaseEstimator):
+    """Base class: subclasses implement ``apply(dataset) -> PoisonedDataset``."""
+
+    def apply(self, dataset: Dataset) -> PoisonedDataset:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _record(self) -> dict[str, Any]:
+        params = {k: (v if isinstance(v, (int, float, str, bool, type(None), list, tuple, dict))
+                      else repr(v)) for k, v in self.get_params().items()}
+        return {"attack": type(self).__name__, "params": params}
+
+
+def resolve_budget(owner: str, n_poison: int | None, poison_rate: float | None, n_rows: int,
+                   n_candidates: int) -> int:
+    """The number of rows to poison from exactly one of ``n_poison`` or ``poison_rate`` (of N)."""
+    if (n_poison is None) == (poison_rate is None):
+        raise ParameterError(
+            f"{owner} takes exactly one of 'n_poison' (a count) or 'poison_rate' (a fraction of the "
+            f"rows). Got n_poison={n_poison!r}, poison_rate={poison_rate!r}."
+        )
+    if poison_rate is not None:
+        if not isinstance(poison_rate, (int, float)) or not 0 <= poison_rate <= 1:
+            raise ParameterError(
+                f"The 'poison_rate' parameter of {owner} must be a float in [0, 1]. "
+                f"Got {poison_rate!r} instead."
+            )
+        n = int(round(poison_rate * n_rows))
+    else:
+        if isinstance(n_poison, bool) or not isinstance(n_poison, (int, np.integer)) or n_poison < 0:
+            raise ParameterError(
+                f"The 'n_poison' parameter of {owner} must be a non-negative int. "
+                f"Got {n_poison!r} instead."
+            )
+        n = int(n_poison)
+    if n > n_candidates:
+        raise ParameterError(
+            f"{owner} was asked to poison {n} rows but only {n_candidates} rows are eligible."
+        )
+    return n
+
+
+def check_label(owner: str, name: str, value: int | str | None, dataset: Dataset,
+                *, required: bool) -> int | None:
+    """Resolve a class given by name or index against ``dataset`` (None stays None)."""
+    if value is None:
+        if required:
+            raise ParameterError(f"{owner} needs '{name}': one of {list(dataset.classes)}.")
+        return None
+    try:
+        return dataset.label_index(value)
+    except ParameterError:
+        raise ParameterError(
+            f"The '{name}' parameter of {owner} must be one of {list(dataset.classes)}. "
+            f"Got {value!r} instead."
+        ) from None

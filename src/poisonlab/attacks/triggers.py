@@ -1,0 +1,230 @@
+"""Triggers: what a backdoor stamps on an input, for training rows and test inputs alike.
+
+Each trigger is a small frozen dataclass with ``apply(X)`` (a new array, same shape and dtype) and
+``to_dict``/:func:`trigger_from_dict` so that ``poison.json`` can rebuild it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from poisonlab.exceptions import ParameterError
+
+TEXT_POSITIONS = ("prefix", "suffix", "random")
+PATCH_LOCATIONS = ("bottom-right", "bottom-left", "top-right", "top-left", "center")
+PATCH_PATTERNS = ("checkerboard", "white", "black", "random")
+
+
+def _rng(random_state: int | np.random.Generator | None) -> np.random.Generator:
+    return random_state if isinstance(random_state, np.random.Generator) else \
+        np.random.default_rng(random_state)
+
+
+class Trigger:
+    kind: ClassVar[str]
+
+    def apply(self, X: np.ndarray, *, random_state: int | np.random.Generator | None = 0,
+              repetitions: int | None = None) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)  # type: ignore[call-overload]
+        for k, v in d.items():
+            if isinstance(v, np.ndarray):
+                d[k] = v.tolist()
+        return {"kind": self.kind, **d}
+
+    def describe(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class TextTrigger(Trigger):
+    """Insert ``phrase`` ``repetitions`` times at ``position`` (prefix, suffix, or random words)."""
+
+    kind: ClassVar[str] = "text"
+    phrase: str
+    position: str = "suffix"
+    repetitions: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.phrase, str) or not self.phrase.strip():
+            raise ParameterError(f"A text trigger must be a non-empty string. Got {self.phrase!r} instead.")
+        if self.position not in TEXT_POSITIONS:
+            raise ParameterError(
+                f"The 'position' parameter of a text trigger must be one of {list(TEXT_POSITIONS)}. "
+                f"Got {self.position!r} instead."
+            )
+        if not isinstance(self.repetitions, int) or self.repetitions < 1:
+            raise ParameterError(
+                f"The 'repetitions' parameter of a text trigger must be an int >= 1. "
+                f"Got {self.repetitions!r} instead."
+            )
+
+    def apply(self, X: np.ndarray, *, random_state: int | np.random.Generator | None = 0,
+              repetitions: int | None = None) -> np.ndarray:
+        reps = self.repetitions if repetitions is None else repetitions
+        rng = _rng(random_state)
+        out = np.empty(len(X), dtype=object)
+        phrase = self.phrase.strip()
+        for i, text in enumerate(X):
+            text = str(text)
+            if self.position == "prefix":
+                out[i] = " ".join([phrase] * reps + [text])
+            elif self.position == "suffix":
+                out[i] = " ".join([text] + [phrase] * reps)
+            else:
+                words = text.split(" ")
+                for _ in range(reps):
+                    words.insert(int(rng.integers(len(words) + 1)), phrase)
+                out[i] = " ".join(words)
+        return out
+
+    def describe(self) -> str:
+        reps = f" x{self.repetitions}" if self.repetitions > 1 else ""
+        return f"'{self.phrase}' ({self.position}{reps})"
+
+
+@dataclass(frozen=True, eq=False)
+class PatchTrigger(Trigger):
+    """Paste a ``size``×``size`` pattern at a corner, the center, or (row, col) of every image."""
+
+    kind: ClassVar[str] = "patch"
+    size: int = 3
+    location: str = "bottom-right"
+    pattern: str = "checkerboard"
+    seed: int = 0
+    margin: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.size, int) or self.size < 1:
+            raise ParameterError(f"The 'size' parameter of a patch trigger must be an int >= 1. Got {self.size!r} instead.")
+        if self.location not in PATCH_LOCATIONS:
+            raise ParameterError(
+                f"The 'location' parameter of a patch trigger must be one of {list(PATCH_LOCATIONS)}. "
+                f"Got {self.location!r} instead."
+            )
+        if self.pattern not in PATCH_PATTERNS:
+            raise ParameterError(
+                f"The 'pattern' parameter of a patch trigger must be one of {list(PATCH_PATTERNS)}. "
+                f"Got {self.pattern!r} instead."
+            )
+
+    def patch(self, channels: int) -> np.ndarray:
+        s = self.size
+        if self.pattern == "white":
+            p = np.ones((s, s))
+        elif self.pattern == "black":
+            p = np.zeros((s, s))
+        elif self.pattern == "checkerboard":
+            p = (np.indices((s, s)).sum(axis=0) % 2 == 0).astype(float)
+        else:
+            p = np.random.default_rng(self.seed).random((s, s)).round()
+        return np.repeat(p[:, :, None], channels, axis=2).astype(np.float32)
+
+    def corner(self, height: int, width: int) -> tuple[int, int]:
+        s, m = self.size, self.margin
+        if s + m > min(height, width):
+            raise ParameterError(f"A {s}×{s} patch does not fit in {height}×{width} images.")
+        rows = {"top": m, "bottom": height - s - m, "center": (height - s) // 2}
+        cols = {"left": m, "right": width - s - m, "center": (width - s) // 2}
+        if self.location == "center":
+            return rows["center"], cols["center"]
+        v, h = self.location.split("-")
+        return rows[v], cols[h]
+
+    def apply(self, X: np.ndarray, *, random_state: int | np.random.Generator | None = 0,
+              repetitions: int | None = None) -> np.ndarray:
+        X = np.asarray(X)
+        _check_images(X)
+        out = X.copy()
+        r, c = self.corner(X.shape[1], X.shape[2])
+        out[:, r:r + self.size, c:c + self.size, :] = self.patch(X.shape[3]).astype(X.dtype)
+        return out
+
+    def describe(self) -> str:
+        return f"{self.size}x{self.size} {self.pattern} patch, {self.location}"
+
+
+@dataclass(frozen=True, eq=False)
+class BlendTrigger(Trigger):
+    """Blend a fixed random-noise pattern into every image: ``(1 - alpha) * x + alpha * pattern``."""
+
+    kind: ClassVar[str] = "blend"
+    alpha: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.alpha, (int, float)) or not 0 < self.alpha <= 1:
+            raise ParameterError(
+                f"The 'alpha' parameter of a blend trigger must be a float in (0, 1]. Got {self.alpha!r} instead."
+            )
+
+    def pattern(self, shape: tuple[int, ...]) -> np.ndarray:
+        return np.random.default_rng(self.seed).random(shape[1:]).astype(np.float32)
+
+    def apply(self, X: np.ndarray, *, random_state: int | np.random.Generator | None = 0,
+              repetitions: int | None = None) -> np.ndarray:
+        X = np.asarray(X)
+        _check_images(X)
+        blended = (1 - self.alpha) * X + self.alpha * self.pattern(X.shape)
+        return blended.astype(X.dtype)
+
+    def describe(self) -> str:
+        return f"blended noise, alpha={self.alpha}"
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureTrigger(Trigger):
+    """Set feature columns to fixed values: ``{column index: value}``."""
+
+    kind: ClassVar[str] = "feature"
+    values: dict[int, float]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.values, dict) or not self.values:
+            raise ParameterError(
+                f"A feature trigger needs a non-empty {{column: value}} dict. Got {self.values!r} instead."
+            )
+        object.__setattr__(self, "values", {int(k): float(v) for k, v in self.values.items()})
+
+    def apply(self, X: np.ndarray, *, random_state: int | np.random.Generator | None = 0,
+              repetitions: int | None = None) -> np.ndarray:
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise ParameterError(f"A feature trigger takes rows N×D; got shape {X.shape}.")
+        out = X.copy()
+        for j, v in self.values.items():
+            if not 0 <= j < X.shape[1]:
+                raise ParameterError(f"Feature trigger column {j} is outside 0..{X.shape[1] - 1}.")
+            out[:, j] = v
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "values": {str(k): v for k, v in self.values.items()}}
+
+    def describe(self) -> str:
+        return ", ".join(f"x{j}={v:g}" for j, v in self.values.items())
+
+
+def _check_images(X: np.ndarray) -> None:
+    if X.ndim != 4:
+        raise ParameterError(f"Image triggers take images N×H×W×C; got shape {X.shape}.")
+
+
+def trigger_from_dict(d: dict[str, Any]) -> Trigger:
+    """Rebuild a trigger written by ``Trigger.to_dict``."""
+    kinds: dict[str, type[Trigger]] = {
+        "text": TextTrigger, "patch": PatchTrigger, "blend": BlendTrigger, "feature": FeatureTrigger,
+    }
+    d = dict(d)
+    kind = d.pop("kind", None)
+    if kind not in kinds:
+        raise ParameterError(f"Unknown trigger kind {kind!r}; expected one of {list(kinds)}.")
+    try:
+        return kinds[kind](**d)
+    except TypeError as exc:
+        raise ParameterError(f"Bad {kind} trigger record: {exc}.") from None
