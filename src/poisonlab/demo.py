@@ -107,13 +107,15 @@ def image_plan(quick: bool, eligible: int, size: int) -> DemoPlan:
     comparison = [
         patch,
         TriggerConfig("2x2 white patch", "patch", model, size=2, pattern="white"),
-        TriggerConfig("blended noise, alpha 0.1", "blend", model, alpha=0.1),
         TriggerConfig("blended noise, alpha 0.2", "blend", model, alpha=0.2),
     ]
     if not quick:
-        comparison.append(TriggerConfig("3x3 checkerboard patch, center", "patch", model, size=3,
-                                        location="center"))
-    counts = (5, 10, 20, 40, 80) if quick else (5, 10, 20, 40, 80, 160)
+        comparison += [
+            TriggerConfig("blended noise, alpha 0.1", "blend", model, alpha=0.1),
+            TriggerConfig("3x3 checkerboard patch, center", "patch", model, size=3,
+                          location="center"),
+        ]
+    counts = (10, 20, 40, 80) if quick else (5, 10, 20, 40, 80, 160)
     return DemoPlan(
         seeds=(0,) if quick else (0, 1, 2),
         flip_rates=(0.0, 0.2, 0.4) if quick else (0.0, 0.1, 0.2, 0.3, 0.4),
@@ -156,7 +158,7 @@ def run_demo(
         plan = image_plan(quick, eligible, data.X.shape[1])
     configs = list({c: None for c in (*plan.curve, *plan.comparison, *plan.budget_configs)})
     runner = make_runner(train, test, target, configs,
-                         model_params={"max_epochs": 30, "n_threads": None})
+                         model_params={"max_epochs": 30})
     offset = 1000 * seed  # distinct, reproducible seeds per --seed
 
     def seeds() -> list[int]:

@@ -1,0 +1,31 @@
+"""Shared fixtures: real corpora that work offline (digits, MNIST sample) or are cached (SpamAssassin)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from poisonlab.data import Dataset, load_dataset
+
+
+@pytest.fixture(scope="session")
+def spamassassin() -> Dataset:
+    """The real SpamAssassin corpus (downloaded once and cached by poisonlab)."""
+    return load_dataset("spamassassin")
+
+
+@pytest.fixture(scope="session")
+def spam_split(spamassassin: Dataset) -> tuple[Dataset, Dataset]:
+    return spamassassin.split(test_size=0.3, random_state=0)
+
+
+@pytest.fixture(scope="session")
+def digits() -> Dataset:
+    return load_dataset("digits")
+
+
+@pytest.fixture()
+def small_text() -> Dataset:
+    X = np.empty(6, dtype=object)
+    X[:] = ["win money now", "meeting at noon", "cheap pills", "lunch tomorrow?", "free prize", "notes attached"]
+    return Dataset(X=X, y=np.array([1, 0, 1, 0, 1, 0]), classes=("ham", "spam"), name="small")
