@@ -66,7 +66,7 @@ def test_attack_train_evaluate_round_trip(tmp_path: Path, mail_csv: Path) -> Non
 def test_bad_input_gets_one_line_and_exit_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                args: list[str], code: int, message: str) -> None:
     monkeypatch.chdir(tmp_path)
-    exit_code, out, err = invoke(*args)
+    exit_code, _, err = invoke(*args)
     assert exit_code == code
     assert message in " ".join(err.split())
     if code == 1:
@@ -80,7 +80,8 @@ def test_demo_quick_on_spamassassin(tmp_path: Path) -> None:
     r = json.loads((tmp_path / "results.json").read_text())
     assert r == json.loads(out)
     assert r["dataset"] == "spamassassin"
-    # Measured 2026-11-22 (seed 0): clean 0.981; rare phrase x20 at 8 rows: success 0.90, accuracy 0.981.
+    # Measured 2026-11-22 (seed 0): clean 0.981; rare phrase x20 at 8 rows: success 0.90,
+    # accuracy 0.981.
     assert r["clean"]["accuracy"] >= 0.95
     assert r["headline"]["found"] and r["headline"]["asr"] >= 0.9
     assert r["headline"]["accuracy"] >= r["clean"]["accuracy"] - 0.01

@@ -137,7 +137,8 @@ def _render_demo(r: dict[str, Any], out: Path) -> None:
 @handle_errors
 def train(
     data: str = typer.Argument(..., help="Dataset file, folder, or corpus name."),
-    model: str | None = typer.Option(None, "--model", help="nb-text, logreg-text, logreg, mlp, cnn, torch-mlp (default by data kind)."),
+    model: str | None = typer.Option(
+        None, "--model", help="nb-text, logreg-text, logreg, mlp, cnn, torch-mlp (default by data kind)."),
     out: Path = typer.Option(..., "--out", help="Model file to write (.skops or .safetensors added)."),
     epochs: int | None = typer.Option(None, "--epochs", help="Maximum epochs (torch models)."),
     text_col: str | None = TEXT_COL_OPTION,
@@ -168,7 +169,8 @@ def train(
     if json_out:
         emit_json(summary)
     else:
-        out_console.print(f"Saved {spec} to {path} (training accuracy {_pct(summary['training_accuracy'])}).")
+        acc = float(np.mean(fitted.predict(ds.X) == ds.y))
+        out_console.print(f"Saved {spec} to {path} (training accuracy {_pct(acc)}).")
 
 
 def _check_model_fits(spec: str, kind: str) -> None:
@@ -185,8 +187,10 @@ def _check_model_fits(spec: str, kind: str) -> None:
 def evaluate(
     model: Path = typer.Argument(..., help="A saved model file."),
     data: str = typer.Option(..., "--data", help="Labelled data to evaluate on."),
-    target_label: str | None = typer.Option(None, "--target-label", help="Also report the share of non-L rows predicted L."),
-    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow a pickle/joblib model (runs code from the file)."),
+    target_label: str | None = typer.Option(
+        None, "--target-label", help="Also report the share of non-L rows predicted L."),
+    trust_pickle: bool = typer.Option(
+        False, "--trust-pickle", help="Allow a pickle/joblib model (runs code from the file)."),
     text_col: str | None = TEXT_COL_OPTION,
     label_col: str | None = LABEL_COL_OPTION,
     feature_cols: str | None = FEATURE_COLS_OPTION,
@@ -254,7 +258,8 @@ def attack(
     location: str | None = typer.Option(None, "--location", help="patch: bottom-right, top-left, center, ..."),
     alpha: float | None = typer.Option(None, "--alpha", help="blend: weight of the pattern."),
     features: str | None = typer.Option(None, "--features", help="feature: 'col=value,col=value'."),
-    clean_label: bool = typer.Option(False, "--clean-label", help="Backdoors: stamp target-class rows, change no label."),
+    clean_label: bool = typer.Option(
+        False, "--clean-label", help="Backdoors: stamp target-class rows, change no label."),
     text_col: str | None = TEXT_COL_OPTION,
     label_col: str | None = LABEL_COL_OPTION,
     feature_cols: str | None = FEATURE_COLS_OPTION,

@@ -214,7 +214,7 @@ def _label_flip(runner: TextRunner | RetrainRunner, train: Dataset, target: int,
             for s in seeds:
                 if strategy == "targeted":
                     n_source = int(np.sum(train.y == source))
-                    n = min(int(round(rate * len(train))), n_source)
+                    n = min(round(rate * len(train)), n_source)
                     attack = LabelFlipAttack(strategy="targeted", n_poison=n, source_label=source,
                                              target_label=target, random_state=s)
                 else:
@@ -265,10 +265,14 @@ def _budgets(runner: TextRunner | RetrainRunner, plan: DemoPlan, seeds: list[int
             evaluate, max_poison=plan.max_poison, target_asr=target_asr, seeds=seeds,
             start=plan.counts[0] if plan.counts else 1,
             resolution=0.0 if isinstance(runner, TextRunner) else 0.2,
-            progress=lambda n, asr, c=config: say(f"budget search: {c.name}, {n} rows -> {asr:.2f}"),
+            progress=_budget_progress(say, config),
         )
         out.append({**config.as_dict(), **result.as_dict(), "result": result.describe()})
     return out
+
+
+def _budget_progress(say: Progress, config: TriggerConfig) -> Callable[[int, float], None]:
+    return lambda n, asr: say(f"budget search: {config.name}, {n} rows -> {asr:.2f}")
 
 
 def _headline(results: dict[str, Any], clean_acc: float, target_asr: float) -> dict[str, Any]:

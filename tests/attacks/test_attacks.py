@@ -56,7 +56,8 @@ def test_attack_contract(attack, make) -> None:  # type: ignore[no-untyped-def]
     X_before, y_before = data.X.copy(), data.y.copy()
     first = attack.apply(data)
     # Input untouched; shape and dtype kept; mask marks exactly the changed rows.
-    assert np.array_equal(data.y, y_before) and all(a == b for a, b in zip(data.X.ravel(), X_before.ravel(), strict=True))
+    assert np.array_equal(data.y, y_before)
+    assert all(a == b for a, b in zip(data.X.ravel(), X_before.ravel(), strict=True))
     assert first.dataset.X.shape == data.X.shape and first.dataset.X.dtype == data.X.dtype
     changed = (first.dataset.y != data.y) | _rows_differ(first.dataset.X, data.X)
     assert np.array_equal(changed, first.poison_mask)
@@ -113,7 +114,7 @@ def test_patch_corner_and_bad_parameters() -> None:
         PatchTrigger(location="middle")
     with pytest.raises(ParameterError, match="exactly one of 'n_poison'"):
         TextBackdoorAttack(target_label="ham").apply(text_data())
-    with pytest.raises(ParameterError, match="'poison_rate' parameter of LabelFlipAttack must be a float in \\[0, 1\\]. Got 1.5"):
+    with pytest.raises(ParameterError, match=r"'poison_rate' parameter of LabelFlipAttack must be a float in \[0, 1\]"):
         LabelFlipAttack(poison_rate=1.5).apply(text_data())
     with pytest.raises(ParameterError, match="only 20 rows are eligible"):
         TextBackdoorAttack(n_poison=21, target_label="ham").apply(text_data())

@@ -60,7 +60,7 @@ class PoisonedDataset:
             "poisonlab_record": RECORD_VERSION,
             **self.record,
             "n_rows": len(self.dataset),
-            "n_poison": int(len(changed)),
+            "n_poison": len(changed),
             "target_label": None if self.target_label is None else classes[self.target_label],
             "trigger": None if self.trigger is None else self.trigger.to_dict(),
             "poisoned_rows": changed.tolist(),
@@ -135,7 +135,7 @@ def resolve_budget(owner: str, n_poison: int | None, poison_rate: float | None, 
                 f"The 'poison_rate' parameter of {owner} must be a float in [0, 1]. "
                 f"Got {poison_rate!r} instead."
             )
-        n = int(round(poison_rate * n_rows))
+        n = round(poison_rate * n_rows)
     else:
         if isinstance(n_poison, bool) or not isinstance(n_poison, (int, np.integer)) or n_poison < 0:
             raise ParameterError(

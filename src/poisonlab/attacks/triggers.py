@@ -101,7 +101,9 @@ class PatchTrigger(Trigger):
 
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or self.size < 1:
-            raise ParameterError(f"The 'size' parameter of a patch trigger must be an int >= 1. Got {self.size!r} instead.")
+            raise ParameterError(
+                f"The 'size' parameter of a patch trigger must be an int >= 1. Got {self.size!r} instead."
+            )
         if self.location not in PATCH_LOCATIONS:
             raise ParameterError(
                 f"The 'location' parameter of a patch trigger must be one of {list(PATCH_LOCATIONS)}. "

@@ -9,7 +9,7 @@ shuffling.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -30,7 +30,7 @@ class Dataset:
     X: np.ndarray
     y: np.ndarray
     classes: tuple[str, ...]
-    ids: np.ndarray = field(default=None)  # type: ignore[assignment]
+    ids: np.ndarray = None  # type: ignore[assignment]  # "0".."N-1" when not given
     source: np.ndarray | None = None
     labeler: np.ndarray | None = None
     feature_names: tuple[str, ...] | None = None
@@ -139,6 +139,11 @@ class Dataset:
         counts = np.bincount(self.y, minlength=self.n_classes)
         per_class = ", ".join(f"{c}={n}" for c, n in zip(self.classes, counts, strict=True))
         return f"Dataset({self.name!r}, kind={self.kind}, N={len(self)}, {per_class})"
+
+
+def default_ids(n: int) -> np.ndarray:
+    """Row ids "0".."N-1", for data that brings none."""
+    return np.array([str(i) for i in range(n)], dtype=object)
 
 
 def encode_labels(raw: Sequence[object], *, where: str) -> tuple[np.ndarray, tuple[str, ...]]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from poisonlab.data.dataset import Dataset, encode_labels
+from poisonlab.data.dataset import Dataset, default_ids, encode_labels
 from poisonlab.exceptions import DataError
 
 LABEL_COLUMNS = ("label", "labels", "class", "target", "y", "category", "group")
@@ -185,7 +185,8 @@ def table_to_dataset(
             )
         X = np.empty(n, dtype=object)
         X[:] = [str(t) for t in texts]
-        return Dataset(X=X, y=y, classes=classes, ids=ids, source=source, labeler=labeler,
+        return Dataset(X=X, y=y, classes=classes, ids=default_ids(n) if ids is None else ids,
+                       source=source, labeler=labeler,
                        feature_names=(text_col,), name=name)
 
     feature_cols = list(columns.features) if columns.features else [
@@ -209,7 +210,8 @@ def table_to_dataset(
             if math.isnan(x) or math.isinf(x):
                 raise DataError(f"{where}: column {c!r} row {i} is {v!r} (NaN or infinite).")
             X[i, j] = x
-    return Dataset(X=X, y=y, classes=classes, ids=ids, source=source, labeler=labeler,
+    return Dataset(X=X, y=y, classes=classes, ids=default_ids(n) if ids is None else ids,
+                       source=source, labeler=labeler,
                    feature_names=tuple(feature_cols), name=name)
 
 
@@ -270,7 +272,8 @@ def read_npz(path: str | Path) -> Dataset:
         y = y_raw.astype(np.int64)
     else:
         y, classes = encode_labels(list(y_raw), where=f"{path}: y")
-    return Dataset(X=images, y=y, classes=classes, ids=ids, name=path.stem)
+    return Dataset(X=images, y=y, classes=classes,
+                   ids=ids if ids is not None else default_ids(len(images)), name=path.stem)
 
 
 def to_unit_images(X: np.ndarray) -> np.ndarray:

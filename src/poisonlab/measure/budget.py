@@ -38,6 +38,12 @@ class BudgetResult:
             return f"not reached up to {self.max_poison}"
         return f"{self.n_poison} rows (mean success {self.mean(self.n_poison):.2f})"
 
+    def _point(self, n: int, asr: list[float]) -> dict[str, object]:
+        point: dict[str, object] = {"n_poison": n, "asr_mean": self.mean(n), "asr": asr}
+        if n in self.accuracy:
+            point["accuracy_mean"] = float(np.mean(self.accuracy[n]))
+        return point
+
     def as_dict(self) -> dict[str, object]:
         return {
             "target_asr": self.target_asr,
@@ -46,10 +52,7 @@ class BudgetResult:
             "reached": self.reached,
             "seeds": list(self.seeds),
             "points": [
-                {"n_poison": n, "asr_mean": self.mean(n), "asr": v,
-                 **({"accuracy_mean": float(np.mean(self.accuracy[n]))} if n in self.accuracy
-                    else {})}
-                for n, v in sorted(self.points.items())
+                self._point(n, v) for n, v in sorted(self.points.items())
             ],
         }
 
@@ -68,11 +71,11 @@ def minimum_budget(
 
     ``evaluate(n_poison, seed)`` trains a model on data with ``n_poison`` poisoned rows (chosen
     with ``seed``) and returns its attack success rate, or ``(success rate, clean accuracy)``.
-    The search doubles the count from
-    ``start`` until the target is reached (or ``max_poison`` is tried), then bisects between the
-    last miss and the first hit, down to one row, or to ``resolution`` times the count when
-    training is expensive (``resolution=0.1`` stops within 10%). Success is assumed to grow with the count, as it does on average;
-    every point tried is kept in the result so that a non-monotone curve stays visible.
+    The search doubles the count from ``start`` until the target is reached (or ``max_poison`` is
+    tried), then bisects between the last miss and the first hit, down to one row, or to
+    ``resolution`` times the count when training is expensive (``resolution=0.1`` stops within
+    10%). Success is assumed to grow with the count, as it does on average; every point tried
+    is kept in the result so that a non-monotone curve stays visible.
     """
     if not 0 < target_asr <= 1:
         raise ParameterError(

@@ -138,7 +138,8 @@ class RetrainRunner:
         return self._memo[key]
 
     def _backdoor(self, config: TriggerConfig, n_poison: int, seed: int) -> tuple[float, float]:
-        common = {"target_label": self.target_label, "n_poison": n_poison, "random_state": seed}
+        common: dict[str, Any] = {"target_label": self.target_label, "n_poison": n_poison,
+                                  "random_state": seed}
         attack: Any
         if config.kind == "text":
             attack = TextBackdoorAttack(trigger=config.phrase, position=config.position,

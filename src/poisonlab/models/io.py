@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from poisonlab import __version__
 from poisonlab.exceptions import ModelError, UntrustedModelError
 
@@ -131,7 +133,7 @@ def _wrap_sklearn(obj: Any, path: Path) -> SavedModel:
     model = SklearnModel(estimator=estimator, spec=spec)
     model.estimator_ = estimator
     model.n_classes_ = len(classes) or len(getattr(estimator, "classes_", []))
-    model.classes_ = list(range(model.n_classes_))
+    model.classes_ = np.arange(model.n_classes_)
     return SavedModel(model, classes, spec, path)
 
 
@@ -159,7 +161,7 @@ def _load_safetensors(path: Path) -> SavedModel:
     try:
         with safe_open(str(path), framework="pt") as handle:
             raw_meta = (handle.metadata() or {}).get("poisonlab")
-            state = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+            state = {k: handle.get_tensor(k) for k in handle.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(f"{path}: not a readable safetensors file ({exc}).") from None
     if raw_meta is None:
@@ -208,7 +210,7 @@ def _rebuild_torch(meta: dict[str, Any], state: dict[str, Any], path: Path) -> S
     model.net_ = net
     model.input_shape_ = shape
     model.n_classes_ = int(spec["n_classes"])
-    model.classes_ = list(range(model.n_classes_))
+    model.classes_ = np.arange(model.n_classes_)
     return SavedModel(model, tuple(meta["classes"]), meta.get("spec"), path)
 
 

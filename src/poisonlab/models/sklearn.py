@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.pipeline import Pipeline
 
@@ -62,10 +63,10 @@ class SklearnModel(ClassifierMixin, BaseEstimator):
         Wide sparse matrices (a text vocabulary) stay sparse; everything else is a dense array.
         """
         self._check()
-        Z = as_matrix(X)
+        Z: Any = as_matrix(X)
         if isinstance(self.estimator_, Pipeline) and len(self.estimator_.steps) > 1:
             Z = self.estimator_[:-1].transform(Z)
-        if hasattr(Z, "toarray"):
+        if sp.issparse(Z):
             return Z.tocsr() if Z.shape[1] > 4096 else Z.toarray()
         return np.asarray(Z, dtype=np.float64)
 

@@ -180,8 +180,9 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         with torch.no_grad():
             for start in range(0, len(xt), 1024):
                 xb = xt[start:start + 1024].to(device)
-                z = self.net_.body(xb)
-                out.append((z if features else torch.softmax(self.net_.head(z), dim=1)).cpu().numpy())
+                net: Any = self.net_
+                z = net.body(xb)
+                out.append((z if features else torch.softmax(net.head(z), dim=1)).cpu().numpy())
         if not out:
             width = 64 if features else self.n_classes_
             return np.zeros((0, width))
