@@ -1,0 +1,560 @@
+"""Differences between two manifests: added, removed, modified, relabeled, reattributed, moved.
+
+Rows are matched by id when both manifests have ids. Without ids they are matched by content and
+order, as a line diff matches lines:
+
+1. rows equal in features and label are aligned in order (common prefix and suffix first, then
+   patience-style anchors: the longest increasing run of occurrence-matched rows, recursively in
+   the gaps between anchors);
+2. inside each remaining gap, rows with equal features are aligned in order (a relabel);
+3. rows left over anywhere that equal a row left over on the other side are a move;
+4. what is left in a gap is paired in order as modified rows; the surplus is added or removed.
+
+So one deleted row is one removal, an edited row is one modification, and reordered rows are moves,
+not content changes. Each matched pair is then classified: features differ (``modified``, whatever
+the label does), only the label differs (``relabeled``), only the source or labeler differs
+(``reattributed``), or nothing differs. ``moved`` is orthogonal: a row whose position relative to
+the other matched rows changed (by id: the rows outside a longest in-order run).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from poisonlab.exceptions import DataError
+from poisonlab.provenance.manifest import Manifest
+
+CATEGORIES = ("added", "removed", "modified", "relabeled", "reattributed")
+NO_GROUP = "(none)"
+
+
+@dataclass(frozen=True)
+class RowChange:
+    """One changed row: its row numbers (from 0) before and after, id, labels and contributors."""
+
+    kind: str
+    old_row: int | None
+    new_row: int | None
+    id: str | None
+    old_label: str | None
+    new_label: str | None
+    old_source: str | None = None
+    new_source: str | None = None
+    old_labeler: str | None = None
+    new_labeler: str | None = None
+    moved: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True, eq=False)
+class ManifestDiff:
+    """What changed from ``old`` to ``new``.
+
+    ``old_rows[kind]`` and ``new_rows[kind]`` hold the row numbers of each category in ``old`` and
+    ``new`` (``-1`` where a side has no row: added rows have no old row). ``moved_old`` and
+    ``moved_new`` hold the matched rows whose relative order changed.
+    """
+
+    old: Manifest
+    new: Manifest
+    matched_by: str
+    old_rows: dict[str, np.ndarray]
+    new_rows: dict[str, np.ndarray]
+    moved_old: np.ndarray
+    moved_new: np.ndarray
+    n_unchanged: int
+
+    # ------------------------------------------------------------------ counts
+    @property
+    def counts(self) -> dict[str, int]:
+        out = {k: len(self.old_rows[k]) for k in CATEGORIES}
+        out["moved"] = len(self.moved_old)
+        out["unchanged"] = self.n_unchanged
+        return out
+
+    @property
+    def n_label_changes(self) -> int:
+        """Matched rows whose label changed: relabeled rows and modified rows with a new label."""
+        return int(self._label_changed("relabeled").sum() + self._label_changed("modified").sum())
+
+    @property
+    def is_identical(self) -> bool:
+        """True when no row was added, removed, changed, reattributed or moved."""
+        counts = self.counts
+        return all(counts[k] == 0 for k in (*CATEGORIES, "moved"))
+
+    def _label_changed(self, kind: str) -> np.ndarray:
+        old_rows, new_rows = self.old_rows[kind], self.new_rows[kind]
+        if not len(old_rows):
+            return np.zeros(0, dtype=bool)
+        return np.asarray(self.old.row_labels()[old_rows] != self.new.row_labels()[new_rows],
+                          dtype=bool)
+
+    # ------------------------------------------------------------------ rows
+    def changes(self, kind: str, limit: int | None = None) -> list[RowChange]:
+        """The rows of one category (``added``, ..., ``reattributed`` or ``moved``), in order."""
+        if kind == "moved":
+            old_rows, new_rows = self.moved_old, self.moved_new
+        elif kind in CATEGORIES:
+            old_rows, new_rows = self.old_rows[kind], self.new_rows[kind]
+        else:
+            raise DataError(f"unknown change kind {kind!r}; use one of "
+                            f"{[*CATEGORIES, 'moved']}.")
+        count = len(old_rows) if limit is None else min(limit, len(old_rows))
+        moved = set(self.moved_new.tolist()) if kind != "moved" and len(self.moved_new) else set()
+        old, new = self.old, self.new
+        o_lab, n_lab = old.row_labels(), new.row_labels()
+        o_src, n_src = old.row_sources(), new.row_sources()
+        o_who, n_who = old.row_labelers(), new.row_labelers()
+        out = []
+        for k in range(count):
+            i, j = int(old_rows[k]), int(new_rows[k])
+            ident = None
+            if j >= 0 and new.ids is not None:
+                ident = new.ids[j]
+            elif i >= 0 and old.ids is not None:
+                ident = old.ids[i]
+            out.append(RowChange(
+                kind=kind,
+                old_row=i if i >= 0 else None,
+                new_row=j if j >= 0 else None,
+                id=ident,
+                old_label=o_lab[i] if i >= 0 else None,
+                new_label=n_lab[j] if j >= 0 else None,
+                old_source=o_src[i] if i >= 0 and o_src is not None else None,
+                new_source=n_src[j] if j >= 0 and n_src is not None else None,
+                old_labeler=o_who[i] if i >= 0 and o_who is not None else None,
+                new_labeler=n_who[j] if j >= 0 and n_who is not None else None,
+                moved=kind == "moved" or j in moved,
+            ))
+        return out
+
+    # ------------------------------------------------------------------ summaries
+    def by_source(self) -> dict[str, dict[str, int]] | None:
+        """Per source: rows before and after, and the changes its rows account for.
+
+        Added, modified, relabeled, reattributed and moved rows count for their new source,
+        removed rows for their old one. ``None`` when neither manifest has a source column.
+        """
+        return self._by_group(self.old.row_sources(), self.new.row_sources(), rates=False)
+
+    def by_labeler(self) -> dict[str, dict[str, Any]] | None:
+        """Per labeler: the same counts as :meth:`by_source`, plus its label-change rate.
+
+        ``n_matched`` counts the rows present in both versions whose new labeler is this one;
+        ``label_changes`` those of them whose label changed (relabeled, or modified with a new
+        label); ``label_change_rate`` is their ratio (``None`` when ``n_matched`` is 0).
+        """
+        return self._by_group(self.old.row_labelers(), self.new.row_labelers(), rates=True)
+
+    def _by_group(self, old_groups: np.ndarray | None, new_groups: np.ndarray | None,
+                  *, rates: bool) -> dict[str, dict[str, Any]] | None:
+        if old_groups is None and new_groups is None:
+            return None
+        n_old, n_new = self.old.n_rows, self.new.n_rows
+        og = old_groups if old_groups is not None else np.full(n_old, NO_GROUP, dtype=object)
+        ng = new_groups if new_groups is not None else np.full(n_new, NO_GROUP, dtype=object)
+        names = sorted(set(og.tolist()) | set(ng.tolist()))
+        index = {name: k for k, name in enumerate(names)}
+        oc = np.fromiter((index[v] for v in og.tolist()), dtype=np.int64, count=n_old)
+        nc = np.fromiter((index[v] for v in ng.tolist()), dtype=np.int64, count=n_new)
+        g = len(names)
+
+        def count(codes: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            return np.bincount(codes[rows], minlength=g) if len(rows) else np.zeros(g, np.int64)
+
+        table: dict[str, np.ndarray] = {
+            "n_old": np.bincount(oc, minlength=g),
+            "n_new": np.bincount(nc, minlength=g),
+            "added": count(nc, self.new_rows["added"]),
+            "removed": count(oc, self.old_rows["removed"]),
+        }
+        for kind in ("modified", "relabeled", "reattributed"):
+            table[kind] = count(nc, self.new_rows[kind])
+        table["moved"] = count(nc, self.moved_new)
+        if rates:
+            matched_new = np.concatenate(
+                [self.new_rows[k] for k in ("modified", "relabeled", "reattributed")]
+                + [self._unchanged_new()]
+            )
+            table["n_matched"] = count(nc, matched_new)
+            changed = np.concatenate([self.new_rows["relabeled"][self._label_changed("relabeled")],
+                                      self.new_rows["modified"][self._label_changed("modified")]])
+            table["label_changes"] = count(nc, changed)
+        out: dict[str, dict[str, Any]] = {}
+        for k, name in enumerate(names):
+            row: dict[str, Any] = {key: int(values[k]) for key, values in table.items()}
+            if rates:
+                m = row["n_matched"]
+                row["label_change_rate"] = row["label_changes"] / m if m else None
+            out[name] = row
+        return out
+
+    def _unchanged_new(self) -> np.ndarray:
+        n = self.new.n_rows
+        mask = np.ones(n, dtype=bool)
+        for kind in CATEGORIES:
+            mask[self.new_rows[kind][self.new_rows[kind] >= 0]] = False
+        return np.flatnonzero(mask)
+
+    def to_dict(self, limit: int | None = None) -> dict[str, Any]:
+        """A JSON-ready report; ``limit`` caps the rows listed per category (counts stay exact)."""
+        def side(m: Manifest) -> dict[str, Any]:
+            return {"manifest": m.where, "n_rows": m.n_rows, "merkle_root": m.merkle_root,
+                    "data": None if m.data is None else m.data.get("name")}
+
+        out: dict[str, Any] = {
+            "old": side(self.old),
+            "new": side(self.new),
+            "matched_by": self.matched_by,
+            "identical": self.is_identical,
+            "counts": {**self.counts, "label_changes": self.n_label_changes},
+        }
+        for kind in (*CATEGORIES, "moved"):
+            out[kind] = [c.to_dict() for c in self.changes(kind, limit)]
+        out["by_source"] = self.by_source()
+        out["by_labeler"] = self.by_labeler()
+        return out
+
+
+# ---------------------------------------------------------------------------------- diff
+def diff_manifests(old: Manifest, new: Manifest, *, match: str = "auto") -> ManifestDiff:
+    """Compare two manifests row by row (see the module docstring for how rows are matched).
+
+    ``match`` is ``"auto"`` (by id when both manifests have ids, else by content and order),
+    ``"id"`` or ``"content"``.
+    """
+    if match not in ("auto", "id", "content"):
+        raise DataError(f"match must be 'auto', 'id' or 'content'; got {match!r}.")
+    if old.digest_size != new.digest_size:
+        raise DataError(
+            f"{old.where} has {old.digest_size}-byte row hashes but {new.where} has "
+            f"{new.digest_size}-byte ones; create both with the same --digest-bytes."
+        )
+    by_id = old.ids is not None and new.ids is not None
+    if match == "id" and not by_id:
+        lacking = old.where if old.ids is None else new.where
+        raise DataError(f"{lacking}: no id column, so rows cannot be matched by id.")
+    if match == "content":
+        by_id = False
+    labels = sorted(set(old.labels) | set(new.labels))
+    lookup = {name: k for k, name in enumerate(labels)}
+    lab_old = np.array([lookup[n] for n in old.labels], dtype=np.int64)[old.label_codes]
+    lab_new = np.array([lookup[n] for n in new.labels], dtype=np.int64)[new.label_codes]
+    if by_id:
+        mi, mj, moved = _match_by_id(old.ids, new.ids)  # type: ignore[arg-type]
+    else:
+        mi, mj, moved = _match_by_content(old, new, lab_old, lab_new)
+    return _classify(old, new, "id" if by_id else "content", mi, mj, moved, lab_old, lab_new)
+
+
+def _classify(old: Manifest, new: Manifest, matched_by: str, mi: np.ndarray, mj: np.ndarray,
+              moved: np.ndarray, lab_old: np.ndarray, lab_new: np.ndarray) -> ManifestDiff:
+    same_content = np.all(old.content[mi] == new.content[mj], axis=1)
+    same_label = lab_old[mi] == lab_new[mj]
+    same_meta = np.ones(len(mi), dtype=bool)
+    for o, n in ((old.row_sources(), new.row_sources()), (old.row_labelers(), new.row_labelers())):
+        if o is not None and n is not None:
+            same_meta &= np.asarray(o[mi] == n[mj], dtype=bool)
+    kinds = {
+        "modified": ~same_content,
+        "relabeled": same_content & ~same_label,
+        "reattributed": same_content & same_label & ~same_meta,
+    }
+    old_rows: dict[str, np.ndarray] = {}
+    new_rows: dict[str, np.ndarray] = {}
+    for kind, mask in kinds.items():
+        old_rows[kind], new_rows[kind] = mi[mask], mj[mask]
+    unmatched_old = np.ones(old.n_rows, dtype=bool)
+    unmatched_old[mi] = False
+    unmatched_new = np.ones(new.n_rows, dtype=bool)
+    unmatched_new[mj] = False
+    removed = np.flatnonzero(unmatched_old)
+    added = np.flatnonzero(unmatched_new)
+    old_rows["removed"], new_rows["removed"] = removed, np.full(len(removed), -1, np.int64)
+    old_rows["added"], new_rows["added"] = np.full(len(added), -1, np.int64), added
+    unchanged = int((same_content & same_label & same_meta).sum())
+    return ManifestDiff(
+        old=old, new=new, matched_by=matched_by,
+        old_rows={k: old_rows[k] for k in CATEGORIES},
+        new_rows={k: new_rows[k] for k in CATEGORIES},
+        moved_old=mi[moved], moved_new=mj[moved], n_unchanged=unchanged,
+    )
+
+
+def _match_by_id(old_ids: Sequence[str], new_ids: Sequence[str]
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    position = {rid: i for i, rid in enumerate(old_ids)}
+    get = position.get
+    mi_list: list[int] = []
+    mj_list: list[int] = []
+    for j, rid in enumerate(new_ids):
+        i = get(rid)
+        if i is not None:
+            mi_list.append(i)
+            mj_list.append(j)
+    mi = np.array(mi_list, dtype=np.int64)
+    mj = np.array(mj_list, dtype=np.int64)
+    moved = ~_in_order_mask(mi)
+    order = np.argsort(mi, kind="stable")
+    return mi[order], mj[order], moved[order]
+
+
+def _in_order_mask(seq: np.ndarray) -> np.ndarray:
+    """True for the members of a longest strictly increasing subsequence of ``seq``.
+
+    Among the longest, the one keeping the most rows at their rank wins, so that swapping two rows
+    moves exactly those two.
+    """
+    n = len(seq)
+    if n == 0 or bool(np.all(np.diff(seq) > 0)):
+        return np.ones(n, dtype=bool)
+    keep = _longest_increasing(seq.tolist(), prefer_ranks=True)
+    mask = np.zeros(n, dtype=bool)
+    mask[keep] = True
+    return mask
+
+
+def _longest_increasing(seq: Sequence[int], *, prefer_ranks: bool = False) -> list[int]:
+    """Indices of a longest strictly increasing subsequence of distinct values, O(n log n).
+
+    With ``prefer_ranks``, ties between longest subsequences go to the one holding the most
+    elements whose rank among the values equals their index (rows that did not move).
+    """
+    n = len(seq)
+    if prefer_ranks:
+        order = sorted(range(n), key=seq.__getitem__)
+        rank = [0] * n
+        for r, k in enumerate(order):
+            rank[k] = r
+        if any(rank[k] == k for k in range(n)):
+            return _weighted_increasing(rank)
+    tails: list[int] = []
+    tails_at: list[int] = []
+    previous = [-1] * n
+    for i, x in enumerate(seq):
+        k = bisect_left(tails, x)
+        if k == len(tails):
+            tails.append(x)
+            tails_at.append(i)
+        else:
+            tails[k] = x
+            tails_at[k] = i
+        previous[i] = tails_at[k - 1] if k else -1
+    return _backtrack(previous, tails_at[-1] if tails_at else -1)
+
+
+def _weighted_increasing(rank: list[int]) -> list[int]:
+    """Longest increasing subsequence of a permutation ``rank``, ties to the most fixed points.
+
+    A Fenwick tree over ranks holds the best score ending below each rank; a score is
+    ``length * (n + 1) + fixed points``, so length always wins and fixed points break ties.
+    """
+    n = len(rank)
+    scale = n + 1
+    tree = [0] * (n + 1)
+    tree_at = [-1] * (n + 1)
+    previous = [-1] * n
+    best, best_at = 0, -1
+    for i, r in enumerate(rank):
+        q, score, at = r, 0, -1
+        while q > 0:  # best score over ranks below r (1-based tree positions 1..r)
+            if tree[q] > score:
+                score, at = tree[q], tree_at[q]
+            q -= q & -q
+        score += scale + (r == i)
+        previous[i] = at
+        q = r + 1
+        while q <= n:
+            if tree[q] < score:
+                tree[q], tree_at[q] = score, i
+            q += q & -q
+        if score > best:
+            best, best_at = score, i
+    return _backtrack(previous, best_at)
+
+
+def _backtrack(previous: list[int], last: int) -> list[int]:
+    out: list[int] = []
+    i = last
+    while i >= 0:
+        out.append(i)
+        i = previous[i]
+    out.reverse()
+    return out
+
+
+def _match_by_content(old: Manifest, new: Manifest, lab_old: np.ndarray, lab_new: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n_a, n_b = old.n_rows, new.n_rows
+    # Common prefix and suffix, vectorized: most diffs are small edits in a long file.
+    m = min(n_a, n_b)
+    same = np.all(old.content[:m] == new.content[:m], axis=1) & (lab_old[:m] == lab_new[:m])
+    prefix = m if bool(same.all()) else int(np.argmin(same))
+    rest = m - prefix
+    if rest:
+        tail = (np.all(old.content[n_a - rest:][::-1] == new.content[n_b - rest:][::-1], axis=1)
+                & (lab_old[n_a - rest:][::-1] == lab_new[n_b - rest:][::-1]))
+        suffix = rest if bool(tail.all()) else int(np.argmin(tail))
+    else:
+        suffix = 0
+    a_lo, a_hi, b_lo, b_hi = prefix, n_a - suffix, prefix, n_b - suffix
+    mi_parts = [np.arange(prefix), np.arange(a_hi, n_a)]
+    mj_parts = [np.arange(prefix), np.arange(b_hi, n_b)]
+    moved_parts = [np.zeros(prefix + suffix, dtype=bool)]
+    if a_lo < a_hi and b_lo < b_hi:
+        mi, mj, moved = _align_middle(old, new, lab_old, lab_new, a_lo, a_hi, b_lo, b_hi)
+        mi_parts.append(mi)
+        mj_parts.append(mj)
+        moved_parts.append(moved)
+    mi_all = np.concatenate(mi_parts).astype(np.int64)
+    mj_all = np.concatenate(mj_parts).astype(np.int64)
+    moved_all = np.concatenate(moved_parts)
+    order = np.argsort(mi_all, kind="stable")
+    return mi_all[order], mj_all[order], moved_all[order]
+
+
+def _keys(m: Manifest, labels: np.ndarray, lo: int, hi: int) -> tuple[list[bytes], list[bytes]]:
+    """Content keys and content+label keys of rows ``lo:hi``."""
+    d = m.digest_size
+    flat = m.content[lo:hi].tobytes()
+    content = [flat[k:k + d] for k in range(0, len(flat), d)]
+    full = [c + int(x).to_bytes(4, "little") for c, x in zip(content, labels[lo:hi].tolist(),
+                                                              strict=True)]
+    return content, full
+
+
+def _align_middle(old: Manifest, new: Manifest, lab_old: np.ndarray, lab_new: np.ndarray,
+                  a_lo: int, a_hi: int, b_lo: int, b_hi: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    a_content, a_full = _keys(old, lab_old, a_lo, a_hi)
+    b_content, b_full = _keys(new, lab_new, b_lo, b_hi)
+    na, nb = len(a_full), len(b_full)
+    # 1. rows equal in features and label, in order
+    ai, bj = _common_subsequence(a_full, b_full, 0, na, 0, nb)
+    # 2. inside each gap, rows equal in features (relabels), in order
+    gaps = _gaps(ai, bj, na, nb)
+    pairs_i, pairs_j = list(ai), list(bj)
+    leftovers: list[tuple[list[int], list[int]]] = []
+    for alo, ahi, blo, bhi in gaps:
+        gi, gj = _common_subsequence(a_content, b_content, alo, ahi, blo, bhi)
+        pairs_i += gi
+        pairs_j += gj
+        for slo, shi, tlo, thi in _gaps(gi, gj, ahi, bhi, alo, blo):
+            leftovers.append((list(range(slo, shi)), list(range(tlo, thi))))
+    # 3. rows left over on both sides that are equal: moves (features and label, then features)
+    moved_i: list[int] = []
+    moved_j: list[int] = []
+    for a_keys, b_keys in ((a_full, b_full), (a_content, b_content)):
+        pending: dict[Hashable, list[int]] = {}
+        for olds, _ in leftovers:
+            for i in olds:
+                pending.setdefault(a_keys[i], []).append(i)
+        if not pending:
+            break
+        taken_i: set[int] = set()
+        taken_j: set[int] = set()
+        cursor: dict[Hashable, int] = {}
+        for _, news in leftovers:
+            for j in news:
+                key = b_keys[j]
+                lst = pending.get(key)
+                if lst is None:
+                    continue
+                t = cursor.get(key, 0)
+                if t < len(lst):
+                    cursor[key] = t + 1
+                    moved_i.append(lst[t])
+                    moved_j.append(j)
+                    taken_i.add(lst[t])
+                    taken_j.add(j)
+        if taken_i:
+            leftovers = [([i for i in olds if i not in taken_i],
+                          [j for j in news if j not in taken_j]) for olds, news in leftovers]
+    # 4. what is left in a gap, paired in order: modified rows
+    for olds, news in leftovers:
+        for i, j in zip(olds, news, strict=False):
+            pairs_i.append(i)
+            pairs_j.append(j)
+    n_in_order = len(pairs_i)
+    mi = np.array(pairs_i + moved_i, dtype=np.int64) + a_lo
+    mj = np.array(pairs_j + moved_j, dtype=np.int64) + b_lo
+    moved = np.zeros(len(mi), dtype=bool)
+    moved[n_in_order:] = True
+    return mi, mj, moved
+
+
+def _gaps(ai: Sequence[int], bj: Sequence[int], a_hi: int, b_hi: int, a_lo: int = 0,
+          b_lo: int = 0) -> list[tuple[int, int, int, int]]:
+    """The stretches between consecutive matched pairs (sorted) where either side has rows."""
+    out = []
+    pi, pj = a_lo, b_lo
+    for i, j in zip([*ai, a_hi], [*bj, b_hi], strict=True):
+        if i > pi or j > pj:
+            out.append((pi, i, pj, j))
+        pi, pj = i + 1, j + 1
+    return out
+
+
+def _common_subsequence(a: Sequence[Hashable], b: Sequence[Hashable], a_lo: int, a_hi: int,
+                        b_lo: int, b_hi: int) -> tuple[list[int], list[int]]:
+    """Pairs ``(i, j)`` with ``a[i] == b[j]``, increasing in both, sorted by ``i``.
+
+    Common prefix and suffix first; then each key's k-th occurrence in ``a`` is paired with its
+    k-th occurrence in ``b``, the longest increasing run of those pairs becomes anchors, and the
+    gaps between anchors are searched again until no key is shared.
+    """
+    ai: list[int] = []
+    bj: list[int] = []
+    stack = [(a_lo, a_hi, b_lo, b_hi)]
+    while stack:
+        alo, ahi, blo, bhi = stack.pop()
+        while alo < ahi and blo < bhi and a[alo] == b[blo]:
+            ai.append(alo)
+            bj.append(blo)
+            alo += 1
+            blo += 1
+        while alo < ahi and blo < bhi and a[ahi - 1] == b[bhi - 1]:
+            ahi -= 1
+            bhi -= 1
+            ai.append(ahi)
+            bj.append(bhi)
+        if alo == ahi or blo == bhi:
+            continue
+        where: dict[Hashable, list[int]] = {}
+        for j in range(blo, bhi):
+            where.setdefault(b[j], []).append(j)
+        seq_i: list[int] = []
+        seq_j: list[int] = []
+        used: dict[Hashable, int] = {}
+        for i in range(alo, ahi):
+            key = a[i]
+            lst = where.get(key)
+            if lst is None:
+                continue
+            t = used.get(key, 0)
+            if t < len(lst):
+                used[key] = t + 1
+                seq_i.append(i)
+                seq_j.append(lst[t])
+        if not seq_i:
+            continue
+        pi, pj = alo, blo
+        for k in _longest_increasing(seq_j, prefer_ranks=True):
+            i, j = seq_i[k], seq_j[k]
+            ai.append(i)
+            bj.append(j)
+            if i > pi and j > pj:
+                stack.append((pi, i, pj, j))
+            pi, pj = i + 1, j + 1
+        if ahi > pi and bhi > pj:
+            stack.append((pi, ahi, pj, bhi))
+    order = sorted(range(len(ai)), key=ai.__getitem__)
+    return [ai[k] for k in order], [bj[k] for k in order]
