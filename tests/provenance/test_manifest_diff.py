@@ -268,3 +268,35 @@ def test_large_shuffle_without_ids_is_fast_and_all_moves() -> None:
     result = diff_manifests(old, new)
     assert result.n_unchanged == n and result.counts["modified"] == 0
     assert result.counts["moved"] > n * 0.9
+
+
+@PROPERTY
+@given(texts=st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=25),
+       pick=st.data())
+def test_single_change_among_many_duplicates_without_ids(texts: list[str], pick: st.DataObject
+                                                         ) -> None:
+    labels = ["ham"] * len(texts)
+    p = pick.draw(st.integers(0, len(texts) - 1))
+    kind = pick.draw(st.sampled_from(["modified", "relabeled", "added", "removed"]))
+    new_texts, new_labels = list(texts), list(labels)
+    if kind == "modified":
+        new_texts[p] = "edited"
+    elif kind == "relabeled":
+        new_labels[p] = "spam"
+    elif kind == "added":
+        new_texts.insert(p, "inserted")
+        new_labels.insert(p, "ham")
+    else:
+        del new_texts[p], new_labels[p]
+    result = diff_manifests(manifest_of(texts, labels), manifest_of(new_texts, new_labels))
+    only(result, **{kind: 1})
+
+
+def test_an_edit_next_to_an_insertion_pairs_by_contributor_without_ids() -> None:
+    texts = [f"t{k}" for k in range(6)]
+    who = ["ann"] * 6
+    old = manifest_of(texts, ["ham"] * 6, labelers=who)
+    new = manifest_of([*texts[:3], "inserted", "t3 edited", *texts[4:]], ["ham"] * 7,
+                      labelers=[*who[:3], "bot", *who[3:]])
+    result = diff_manifests(old, new)
+    assert rows(result, "added") == [(None, 3)] and rows(result, "modified") == [(3, 4)]

@@ -8,7 +8,8 @@ order, as a line diff matches lines:
    the gaps between anchors);
 2. inside each remaining gap, rows with equal features are aligned in order (a relabel);
 3. rows left over anywhere that equal a row left over on the other side are a move;
-4. what is left in a gap is paired in order as modified rows; the surplus is added or removed.
+4. what is left in a gap is modified: rows alike in label, source and labeler are paired in
+   order first, then the rest by position; the surplus is added or removed.
 
 So one deleted row is one removal, an edited row is one modification, and reordered rows are moves,
 not content changes. Each matched pair is then classified: features differ (``modified``, whatever
@@ -251,7 +252,8 @@ def diff_manifests(old: Manifest, new: Manifest, *, match: str = "auto") -> Mani
     if by_id:
         mi, mj, moved = _match_by_id(old.ids, new.ids)  # type: ignore[arg-type]
     else:
-        mi, mj, moved = _match_by_content(old, new, lab_old, lab_new)
+        tag_old, tag_new = _row_tags(old, new, lab_old, lab_new)
+        mi, mj, moved = _match_by_content(old, new, tag_old, tag_new)
     return _classify(old, new, "id" if by_id else "content", mi, mj, moved, lab_old, lab_new)
 
 
@@ -391,8 +393,26 @@ def _backtrack(previous: list[int], last: int) -> list[int]:
     return out
 
 
+def _row_tags(old: Manifest, new: Manifest, lab_old: np.ndarray, lab_new: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """One integer per row for its label, source and labeler (the parts both sides record)."""
+    tag_old, tag_new = lab_old.copy(), lab_new.copy()
+    for o, n in ((old.row_sources(), new.row_sources()),
+                 (old.row_labelers(), new.row_labelers())):
+        if o is None or n is None:
+            continue
+        names = {v: k for k, v in enumerate(sorted(set(o.tolist()) | set(n.tolist())))}
+        scale = len(names)
+        if (int(max(tag_old.max(initial=0), tag_new.max(initial=0))) + 1) * scale >= 2**62:
+            continue  # too many combinations to pack: match on the label alone
+        tag_old = tag_old * scale + np.fromiter((names[v] for v in o.tolist()), np.int64, len(o))
+        tag_new = tag_new * scale + np.fromiter((names[v] for v in n.tolist()), np.int64, len(n))
+    return tag_old, tag_new
+
+
 def _match_by_content(old: Manifest, new: Manifest, lab_old: np.ndarray, lab_new: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Match rows by content and order; ``lab_*`` are the row tags (label, source, labeler)."""
     n_a, n_b = old.n_rows, new.n_rows
     # Common prefix and suffix, vectorized: most diffs are small edits in a long file.
     m = min(n_a, n_b)
@@ -422,11 +442,11 @@ def _match_by_content(old: Manifest, new: Manifest, lab_old: np.ndarray, lab_new
 
 
 def _keys(m: Manifest, labels: np.ndarray, lo: int, hi: int) -> tuple[list[bytes], list[bytes]]:
-    """Content keys and content+label keys of rows ``lo:hi``."""
+    """Content keys, and content+tag keys, of rows ``lo:hi``."""
     d = m.digest_size
     flat = m.content[lo:hi].tobytes()
     content = [flat[k:k + d] for k in range(0, len(flat), d)]
-    full = [c + int(x).to_bytes(4, "little") for c, x in zip(content, labels[lo:hi].tolist(),
+    full = [c + int(x).to_bytes(8, "little") for c, x in zip(content, labels[lo:hi].tolist(),
                                                               strict=True)]
     return content, full
 
@@ -478,11 +498,26 @@ def _align_middle(old: Manifest, new: Manifest, lab_old: np.ndarray, lab_new: np
         if taken_i:
             leftovers = [([i for i in olds if i not in taken_i],
                           [j for j in news if j not in taken_j]) for olds, news in leftovers]
-    # 4. what is left in a gap, paired in order: modified rows
+    # 4. what is left in a gap is modified: rows with the same label, source and labeler are
+    #    paired first (in order), the rest by position; the surplus is added or removed
+    a_tags = lab_old[a_lo:a_hi].tolist()
+    b_tags = lab_new[b_lo:b_hi].tolist()
     for olds, news in leftovers:
-        for i, j in zip(olds, news, strict=False):
-            pairs_i.append(i)
-            pairs_j.append(j)
+        if not olds or not news:
+            continue
+        if len(olds) == 1 == len(news):
+            pairs_i.append(olds[0])
+            pairs_j.append(news[0])
+            continue
+        ti, tj = _common_subsequence([a_tags[i] for i in olds], [b_tags[j] for j in news],
+                                     0, len(olds), 0, len(news))
+        for si, sj in zip(ti, tj, strict=True):
+            pairs_i.append(olds[si])
+            pairs_j.append(news[sj])
+        for slo, shi, tlo, thi in _gaps(ti, tj, len(olds), len(news)):
+            for k in range(min(shi - slo, thi - tlo)):
+                pairs_i.append(olds[slo + k])
+                pairs_j.append(news[tlo + k])
     n_in_order = len(pairs_i)
     mi = np.array(pairs_i + moved_i, dtype=np.int64) + a_lo
     mj = np.array(pairs_j + moved_j, dtype=np.int64) + b_lo
@@ -507,9 +542,10 @@ def _common_subsequence(a: Sequence[Hashable], b: Sequence[Hashable], a_lo: int,
                         b_lo: int, b_hi: int) -> tuple[list[int], list[int]]:
     """Pairs ``(i, j)`` with ``a[i] == b[j]``, increasing in both, sorted by ``i``.
 
-    Common prefix and suffix first; then each key's k-th occurrence in ``a`` is paired with its
-    k-th occurrence in ``b``, the longest increasing run of those pairs becomes anchors, and the
-    gaps between anchors are searched again until no key is shared.
+    Common prefix and suffix first; then, as in patience diff, keys found exactly once on each
+    side are paired (when there are none, each key's k-th occurrence in ``a`` with its k-th in
+    ``b``), the longest increasing run of those pairs becomes anchors, and the gaps between anchors
+    are searched again until no key is shared.
     """
     ai: list[int] = []
     bj: list[int] = []
@@ -528,22 +564,7 @@ def _common_subsequence(a: Sequence[Hashable], b: Sequence[Hashable], a_lo: int,
             bj.append(bhi)
         if alo == ahi or blo == bhi:
             continue
-        where: dict[Hashable, list[int]] = {}
-        for j in range(blo, bhi):
-            where.setdefault(b[j], []).append(j)
-        seq_i: list[int] = []
-        seq_j: list[int] = []
-        used: dict[Hashable, int] = {}
-        for i in range(alo, ahi):
-            key = a[i]
-            lst = where.get(key)
-            if lst is None:
-                continue
-            t = used.get(key, 0)
-            if t < len(lst):
-                used[key] = t + 1
-                seq_i.append(i)
-                seq_j.append(lst[t])
+        seq_i, seq_j = _anchor_candidates(a, b, alo, ahi, blo, bhi)
         if not seq_i:
             continue
         pi, pj = alo, blo
@@ -558,3 +579,37 @@ def _common_subsequence(a: Sequence[Hashable], b: Sequence[Hashable], a_lo: int,
             stack.append((pi, ahi, pj, bhi))
     order = sorted(range(len(ai)), key=ai.__getitem__)
     return [ai[k] for k in order], [bj[k] for k in order]
+
+
+def _anchor_candidates(a: Sequence[Hashable], b: Sequence[Hashable], alo: int, ahi: int,
+                       blo: int, bhi: int) -> tuple[list[int], list[int]]:
+    """Pairs of equal keys to anchor on, in ``a`` order: unique ones first, else by occurrence."""
+    where: dict[Hashable, list[int]] = {}
+    for j in range(blo, bhi):
+        where.setdefault(b[j], []).append(j)
+    seen: dict[Hashable, int] = {}
+    for i in range(alo, ahi):
+        key = a[i]
+        if key in where:
+            seen[key] = seen.get(key, 0) + 1
+    seq_i: list[int] = []
+    seq_j: list[int] = []
+    for i in range(alo, ahi):  # keys found once on each side: reliable anchors
+        key = a[i]
+        if seen.get(key) == 1 and len(where[key]) == 1:
+            seq_i.append(i)
+            seq_j.append(where[key][0])
+    if seq_i:
+        return seq_i, seq_j
+    used: dict[Hashable, int] = {}
+    for i in range(alo, ahi):  # only repeated keys are shared: k-th occurrence with k-th
+        key = a[i]
+        lst = where.get(key)
+        if lst is None:
+            continue
+        t = used.get(key, 0)
+        if t < len(lst):
+            used[key] = t + 1
+            seq_i.append(i)
+            seq_j.append(lst[t])
+    return seq_i, seq_j
