@@ -46,6 +46,7 @@ def test_attack_train_evaluate_round_trip(tmp_path: Path, mail_csv: Path) -> Non
     assert code == 0, err
     clean = json.loads(out)
     assert clean["accuracy"] > 0.9 and 0 <= clean["target_rate"] < 0.3
+    assert clean["accuracy_ci95"][0] <= clean["accuracy"] <= clean["accuracy_ci95"][1]
 
 
 @pytest.mark.parametrize(

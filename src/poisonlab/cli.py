@@ -199,7 +199,7 @@ def evaluate(
 ) -> None:
     """Accuracy of MODEL on DATA and, with --target-label, the attack success (target) rate."""
     from poisonlab.data import load_dataset
-    from poisonlab.measure.metrics import accuracy, per_class_recall, target_rate
+    from poisonlab.measure.metrics import accuracy, bootstrap_rate, per_class_recall, target_rate
     from poisonlab.models.io import load_model
 
     saved = load_model(model, trust_pickle=trust_pickle)
@@ -207,7 +207,8 @@ def evaluate(
     y = _labels_in_model_space(ds.classes, saved.classes, ds.y, str(model))
     pred = saved.model.predict(ds.X)
     summary: dict[str, Any] = {"model": str(model), "data": str(data), "n_rows": len(ds),
-                               "accuracy": accuracy(y, pred)}
+                               "accuracy": accuracy(y, pred),
+                               "accuracy_ci95": _interval(bootstrap_rate(pred == y))}
     recall = per_class_recall(y, pred, len(saved.classes))
     summary["per_class_recall"] = {c: (None if np.isnan(v) else float(v))
                                    for c, v in zip(saved.classes, recall, strict=True)}
@@ -215,13 +216,22 @@ def evaluate(
         if target_label not in saved.classes:
             raise ParameterError(f"--target-label {target_label!r} is not a class of the model: {list(saved.classes)}.")
         summary["target_label"] = target_label
-        summary["target_rate"] = target_rate(y, pred, saved.classes.index(target_label))
+        target = saved.classes.index(target_label)
+        summary["target_rate"] = target_rate(y, pred, target)
+        summary["target_rate_ci95"] = _interval(bootstrap_rate(pred[y != target] == target))
     if json_out:
         emit_json(summary)
         return
-    out_console.print(f"accuracy: {_pct(summary['accuracy'])} on {len(ds)} rows")
+    lo, hi = summary["accuracy_ci95"]
+    out_console.print(f"accuracy: {_pct(summary['accuracy'])} on {len(ds)} rows (95% CI {_pct(lo)}-{_pct(hi)})")
     if target_label is not None:
-        out_console.print(f"target rate ({target_label}): {_pct(summary['target_rate'])}")
+        lo, hi = summary["target_rate_ci95"]
+        out_console.print(f"target rate ({target_label}): {_pct(summary['target_rate'])} "
+                          f"(95% CI {_pct(lo)}-{_pct(hi)})")
+
+
+def _interval(est: Any) -> list[float]:
+    return [est.low, est.high]
 
 
 def _labels_in_model_space(data_classes: tuple[str, ...], model_classes: tuple[str, ...],

@@ -26,7 +26,7 @@ from poisonlab.data import load_dataset
 from poisonlab.data.dataset import Dataset
 from poisonlab.exceptions import ParameterError
 from poisonlab.measure.budget import minimum_budget
-from poisonlab.measure.metrics import spread
+from poisonlab.measure.metrics import bootstrap_rate, spread
 from poisonlab.measure.runners import RetrainRunner, TextRunner, TriggerConfig, make_runner
 
 Progress = Callable[[str], None]
@@ -176,7 +176,7 @@ def run_demo(
         "model": plan.model,
         "quick": quick,
         "seeds": seeds(),
-        "clean": {"accuracy": clean_acc},
+        "clean": {"accuracy": clean_acc, "accuracy_ci95": _interval(clean_acc, len(test), seed)},
     }
     if isinstance(runner, TextRunner):
         results["clean"]["accuracy_logreg_text"] = (
@@ -269,6 +269,14 @@ def _budgets(runner: TextRunner | RetrainRunner, plan: DemoPlan, seeds: list[int
         )
         out.append({**config.as_dict(), **result.as_dict(), "result": result.describe()})
     return out
+
+
+def _interval(rate: float, n: int, seed: int) -> list[float]:
+    """95% bootstrap interval of a rate measured on ``n`` rows."""
+    hits = np.zeros(n)
+    hits[: round(rate * n)] = 1
+    est = bootstrap_rate(hits, random_state=seed)
+    return [est.low, est.high]
 
 
 def _budget_progress(say: Progress, config: TriggerConfig) -> Callable[[int, float], None]:
