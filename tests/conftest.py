@@ -29,3 +29,19 @@ def small_text() -> Dataset:
     X = np.empty(6, dtype=object)
     X[:] = ["win money now", "meeting at noon", "cheap pills", "lunch tomorrow?", "free prize", "notes attached"]
     return Dataset(X=X, y=np.array([1, 0, 1, 0, 1, 0]), classes=("ham", "spam"), name="small")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` are skipped where torch sees no CUDA device."""
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from poisonlab.data import Dataset, load_dataset, save_dataset  # noqa: E402
-from poisonlab.exceptions import PoisonlabError  # noqa: E402
+from poisonlab.data import Dataset, load_dataset, save_dataset
+from poisonlab.exceptions import PoisonlabError
 
 __all__ = ["Dataset", "PoisonlabError", "__version__", "load_dataset", "save_dataset"]

@@ -1,6 +1,7 @@
 """Small PyTorch image classifiers (``cnn``, ``torch-mlp``) behind the scikit-learn-style contract.
 
-Needs the ``torch`` extra. CPU by default, CUDA when present and ``device="auto"``. Randomness is
+Needs the ``torch`` extra. ``device="auto"`` (the default) trains on CUDA when a GPU is present
+and on the CPU otherwise; ``"cpu"`` or ``"cuda"`` force one. Randomness is
 local: a ``torch.Generator`` seeded from ``random_state`` drives initialization and shuffling, and
 the global torch seed is never touched.
 """
@@ -91,7 +92,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         tol: float = 0.01,
         batch_size: int = 64,
         learning_rate: float = 1e-3,
-        device: str = "cpu",
+        device: str = "auto",
         n_threads: int | None = 1,
         random_state: int | None = None,
         verbose: bool = False,
@@ -176,6 +177,8 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
     def _forward_batches(self, X: np.ndarray, features: bool) -> np.ndarray:
         xt = self._tensor(X)
         device = self._device()
+        if next(self.net_.parameters()).device != device:
+            self.net_.to(device)  # weights loaded from a file start on the CPU
         out = []
         with torch.no_grad():
             for start in range(0, len(xt), 1024):
