@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from poisonlab.provenance.manifest import Manifest
 
 CATEGORIES = ("added", "removed", "modified", "relabeled", "reattributed")
 NO_GROUP = "(none)"
+_MAX_WEIGHTED_RUNS = 100_000  # above this, a plain longest increasing run (ties broken anyhow)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,9 @@ class ManifestDiff:
     moved_old: np.ndarray
     moved_new: np.ndarray
     n_unchanged: int
+    labels: _Coded = field(repr=False)
+    sources: _Coded = field(repr=False)
+    labelers: _Coded = field(repr=False)
 
     # ------------------------------------------------------------------ counts
     @property
@@ -95,8 +99,8 @@ class ManifestDiff:
         old_rows, new_rows = self.old_rows[kind], self.new_rows[kind]
         if not len(old_rows):
             return np.zeros(0, dtype=bool)
-        return np.asarray(self.old.row_labels()[old_rows] != self.new.row_labels()[new_rows],
-                          dtype=bool)
+        assert self.labels.old is not None and self.labels.new is not None
+        return np.asarray(self.labels.old[old_rows] != self.labels.new[new_rows], dtype=bool)
 
     # ------------------------------------------------------------------ rows
     def changes(self, kind: str, limit: int | None = None) -> list[RowChange]:
@@ -111,9 +115,7 @@ class ManifestDiff:
         count = len(old_rows) if limit is None else min(limit, len(old_rows))
         moved = set(self.moved_new.tolist()) if kind != "moved" and len(self.moved_new) else set()
         old, new = self.old, self.new
-        o_lab, n_lab = old.row_labels(), new.row_labels()
-        o_src, n_src = old.row_sources(), new.row_sources()
-        o_who, n_who = old.row_labelers(), new.row_labelers()
+        lab, src, who = self.labels, self.sources, self.labelers
         out = []
         for k in range(count):
             i, j = int(old_rows[k]), int(new_rows[k])
@@ -127,12 +129,12 @@ class ManifestDiff:
                 old_row=i if i >= 0 else None,
                 new_row=j if j >= 0 else None,
                 id=ident,
-                old_label=o_lab[i] if i >= 0 else None,
-                new_label=n_lab[j] if j >= 0 else None,
-                old_source=o_src[i] if i >= 0 and o_src is not None else None,
-                new_source=n_src[j] if j >= 0 and n_src is not None else None,
-                old_labeler=o_who[i] if i >= 0 and o_who is not None else None,
-                new_labeler=n_who[j] if j >= 0 and n_who is not None else None,
+                old_label=lab.name(lab.old, i),
+                new_label=lab.name(lab.new, j),
+                old_source=src.name(src.old, i),
+                new_source=src.name(src.new, j),
+                old_labeler=who.name(who.old, i),
+                new_labeler=who.name(who.new, j),
                 moved=kind == "moved" or j in moved,
             ))
         return out
@@ -144,7 +146,7 @@ class ManifestDiff:
         Added, modified, relabeled, reattributed and moved rows count for their new source,
         removed rows for their old one. ``None`` when neither manifest has a source column.
         """
-        return self._by_group(self.old.row_sources(), self.new.row_sources(), rates=False)
+        return self._by_group(self.sources, rates=False)
 
     def by_labeler(self) -> dict[str, dict[str, Any]] | None:
         """Per labeler: the same counts as :meth:`by_source`, plus its label-change rate.
@@ -153,20 +155,17 @@ class ManifestDiff:
         ``label_changes`` those of them whose label changed (relabeled, or modified with a new
         label); ``label_change_rate`` is their ratio (``None`` when ``n_matched`` is 0).
         """
-        return self._by_group(self.old.row_labelers(), self.new.row_labelers(), rates=True)
+        return self._by_group(self.labelers, rates=True)
 
-    def _by_group(self, old_groups: np.ndarray | None, new_groups: np.ndarray | None,
-                  *, rates: bool) -> dict[str, dict[str, Any]] | None:
-        if old_groups is None and new_groups is None:
+    def _by_group(self, coded: _Coded, *, rates: bool) -> dict[str, dict[str, Any]] | None:
+        if coded.old is None and coded.new is None:
             return None
-        n_old, n_new = self.old.n_rows, self.new.n_rows
-        og = old_groups if old_groups is not None else np.full(n_old, NO_GROUP, dtype=object)
-        ng = new_groups if new_groups is not None else np.full(n_new, NO_GROUP, dtype=object)
-        names = sorted(set(og.tolist()) | set(ng.tolist()))
-        index = {name: k for k, name in enumerate(names)}
-        oc = np.fromiter((index[v] for v in og.tolist()), dtype=np.int64, count=n_old)
-        nc = np.fromiter((index[v] for v in ng.tolist()), dtype=np.int64, count=n_new)
+        names = list(coded.names)
+        if coded.old is None or coded.new is None:
+            names.append(NO_GROUP)  # the side without the column counts as one group
         g = len(names)
+        oc = coded.old if coded.old is not None else np.full(self.old.n_rows, g - 1, np.int64)
+        nc = coded.new if coded.new is not None else np.full(self.new.n_rows, g - 1, np.int64)
 
         def count(codes: np.ndarray, rows: np.ndarray) -> np.ndarray:
             return np.bincount(codes[rows], minlength=g) if len(rows) else np.zeros(g, np.int64)
@@ -245,26 +244,57 @@ def diff_manifests(old: Manifest, new: Manifest, *, match: str = "auto") -> Mani
         raise DataError(f"{lacking}: no id column, so rows cannot be matched by id.")
     if match == "content":
         by_id = False
-    labels = sorted(set(old.labels) | set(new.labels))
-    lookup = {name: k for k, name in enumerate(labels)}
-    lab_old = np.array([lookup[n] for n in old.labels], dtype=np.int64)[old.label_codes]
-    lab_new = np.array([lookup[n] for n in new.labels], dtype=np.int64)[new.label_codes]
+    labels = _coded(old.labels, old.label_codes, new.labels, new.label_codes)
+    sources = _coded(old.sources, old.source_codes, new.sources, new.source_codes)
+    labelers = _coded(old.labelers, old.labeler_codes, new.labelers, new.labeler_codes)
     if by_id:
         mi, mj, moved = _match_by_id(old.ids, new.ids)  # type: ignore[arg-type]
     else:
-        tag_old, tag_new = _row_tags(old, new, lab_old, lab_new)
+        tag_old, tag_new = _row_tags(labels, sources, labelers)
         mi, mj, moved = _match_by_content(old, new, tag_old, tag_new)
-    return _classify(old, new, "id" if by_id else "content", mi, mj, moved, lab_old, lab_new)
+    return _classify(old, new, "id" if by_id else "content", mi, mj, moved, labels, sources,
+                     labelers)
+
+
+@dataclass(frozen=True)
+class _Coded:
+    """One column (label, source or labeler) of both manifests as codes into shared names."""
+
+    names: tuple[str, ...]
+    old: np.ndarray | None
+    new: np.ndarray | None
+
+    def name(self, codes: np.ndarray | None, row: int) -> str | None:
+        return None if codes is None or row < 0 else self.names[int(codes[row])]
+
+    @property
+    def both(self) -> bool:
+        return self.old is not None and self.new is not None
+
+
+def _coded(old_names: Sequence[str] | None, old_codes: np.ndarray | None,
+           new_names: Sequence[str] | None, new_codes: np.ndarray | None) -> _Coded:
+    names = tuple(sorted(set(old_names or ()) | set(new_names or ())))
+    index = {name: k for k, name in enumerate(names)}
+
+    def remap(own: Sequence[str] | None, codes: np.ndarray | None) -> np.ndarray | None:
+        if own is None or codes is None:
+            return None
+        return np.array([index[n] for n in own], dtype=np.int64).reshape(-1)[codes]
+
+    return _Coded(names=names, old=remap(old_names, old_codes), new=remap(new_names, new_codes))
 
 
 def _classify(old: Manifest, new: Manifest, matched_by: str, mi: np.ndarray, mj: np.ndarray,
-              moved: np.ndarray, lab_old: np.ndarray, lab_new: np.ndarray) -> ManifestDiff:
+              moved: np.ndarray, labels: _Coded, sources: _Coded, labelers: _Coded
+              ) -> ManifestDiff:
+    assert labels.old is not None and labels.new is not None
     same_content = np.all(old.content[mi] == new.content[mj], axis=1)
-    same_label = lab_old[mi] == lab_new[mj]
+    same_label = labels.old[mi] == labels.new[mj]
     same_meta = np.ones(len(mi), dtype=bool)
-    for o, n in ((old.row_sources(), new.row_sources()), (old.row_labelers(), new.row_labelers())):
-        if o is not None and n is not None:
-            same_meta &= np.asarray(o[mi] == n[mj], dtype=bool)
+    for coded in (sources, labelers):
+        if coded.old is not None and coded.new is not None:
+            same_meta &= coded.old[mi] == coded.new[mj]
     kinds = {
         "modified": ~same_content,
         "relabeled": same_content & ~same_label,
@@ -287,7 +317,8 @@ def _classify(old: Manifest, new: Manifest, matched_by: str, mi: np.ndarray, mj:
         old=old, new=new, matched_by=matched_by,
         old_rows={k: old_rows[k] for k in CATEGORIES},
         new_rows={k: new_rows[k] for k in CATEGORIES},
-        moved_old=mi[moved], moved_new=mj[moved], n_unchanged=unchanged,
+        moved_old=mi[moved], moved_new=mj[moved], n_unchanged=unchanged, labels=labels,
+        sources=sources, labelers=labelers,
     )
 
 
@@ -328,16 +359,17 @@ def _longest_increasing(seq: Sequence[int], *, prefer_ranks: bool = False) -> li
     """Indices of a longest strictly increasing subsequence of distinct values, O(n log n).
 
     With ``prefer_ranks``, ties between longest subsequences go to the one holding the most
-    elements whose rank among the values equals their index (rows that did not move).
+    elements whose rank among the values equals their index (rows that did not move), unless the
+    order is so scrambled (more than ``_MAX_WEIGHTED_RUNS`` runs) that ties hardly matter.
     """
     n = len(seq)
-    if prefer_ranks:
-        order = sorted(range(n), key=seq.__getitem__)
-        rank = [0] * n
-        for r, k in enumerate(order):
-            rank[k] = r
-        if any(rank[k] == k for k in range(n)):
-            return _weighted_increasing(rank)
+    if prefer_ranks and n:
+        rank = np.empty(n, dtype=np.int64)
+        rank[np.argsort(np.asarray(seq), kind="stable")] = np.arange(n)
+        fixed = rank == np.arange(n)
+        n_runs = int(np.count_nonzero(np.diff(rank) != 1)) + 1
+        if fixed.any() and n_runs <= _MAX_WEIGHTED_RUNS:
+            return _weighted_increasing(rank, fixed).tolist()
     tails: list[int] = []
     tails_at: list[int] = []
     previous = [-1] * n
@@ -353,34 +385,44 @@ def _longest_increasing(seq: Sequence[int], *, prefer_ranks: bool = False) -> li
     return _backtrack(previous, tails_at[-1] if tails_at else -1)
 
 
-def _weighted_increasing(rank: list[int]) -> list[int]:
+def _weighted_increasing(rank: np.ndarray, fixed: np.ndarray) -> np.ndarray:
     """Longest increasing subsequence of a permutation ``rank``, ties to the most fixed points.
 
-    A Fenwick tree over ranks holds the best score ending below each rank; a score is
-    ``length * (n + 1) + fixed points``, so length always wins and fixed points break ties.
+    Runs of consecutive values at consecutive positions are taken whole or not at all by some
+    best subsequence (no other element lies between them in position or value), so each run
+    becomes one node weighted by its length and fixed points; a Fenwick tree over the runs'
+    values then finds the heaviest increasing chain. A few swaps in a million rows leave a few
+    hundred runs.
     """
     n = len(rank)
-    scale = n + 1
-    tree = [0] * (n + 1)
-    tree_at = [-1] * (n + 1)
-    previous = [-1] * n
+    breaks = np.flatnonzero(np.diff(rank) != 1) + 1
+    starts = np.concatenate(([0], breaks))
+    ends = np.concatenate((breaks, [n]))
+    scores = ((ends - starts) * (n + 1) + np.add.reduceat(fixed.astype(np.int64), starts)).tolist()
+    r = len(starts)
+    run_rank = np.empty(r, dtype=np.int64)
+    run_rank[np.argsort(rank[starts], kind="stable")] = np.arange(r)
+    tree = [0] * (r + 1)
+    tree_at = [-1] * (r + 1)
+    previous = [-1] * r
     best, best_at = 0, -1
-    for i, r in enumerate(rank):
-        q, score, at = r, 0, -1
-        while q > 0:  # best score over ranks below r (1-based tree positions 1..r)
-            if tree[q] > score:
-                score, at = tree[q], tree_at[q]
-            q -= q & -q
-        score += scale + (r == i)
-        previous[i] = at
-        q = r + 1
-        while q <= n:
-            if tree[q] < score:
-                tree[q], tree_at[q] = score, i
-            q += q & -q
+    for k, q in enumerate(run_rank.tolist()):
+        pos, score, at = q, 0, -1
+        while pos > 0:  # the best chain over run values below q (tree positions 1..q)
+            if tree[pos] > score:
+                score, at = tree[pos], tree_at[pos]
+            pos -= pos & -pos
+        score += scores[k]
+        previous[k] = at
+        pos = q + 1
+        while pos <= r:
+            if tree[pos] < score:
+                tree[pos], tree_at[pos] = score, k
+            pos += pos & -pos
         if score > best:
-            best, best_at = score, i
-    return _backtrack(previous, best_at)
+            best, best_at = score, k
+    chosen = _backtrack(previous, best_at)
+    return np.concatenate([np.arange(starts[k], ends[k]) for k in chosen])
 
 
 def _backtrack(previous: list[int], last: int) -> list[int]:
@@ -393,20 +435,21 @@ def _backtrack(previous: list[int], last: int) -> list[int]:
     return out
 
 
-def _row_tags(old: Manifest, new: Manifest, lab_old: np.ndarray, lab_new: np.ndarray
+def _row_tags(labels: _Coded, sources: _Coded, labelers: _Coded
               ) -> tuple[np.ndarray, np.ndarray]:
     """One integer per row for its label, source and labeler (the parts both sides record)."""
-    tag_old, tag_new = lab_old.copy(), lab_new.copy()
-    for o, n in ((old.row_sources(), new.row_sources()),
-                 (old.row_labelers(), new.row_labelers())):
-        if o is None or n is None:
+    assert labels.old is not None and labels.new is not None
+    tag_old, tag_new = labels.old.copy(), labels.new.copy()
+    top = len(labels.names)
+    for coded in (sources, labelers):
+        if coded.old is None or coded.new is None or not coded.names:
             continue
-        names = {v: k for k, v in enumerate(sorted(set(o.tolist()) | set(n.tolist())))}
-        scale = len(names)
-        if (int(max(tag_old.max(initial=0), tag_new.max(initial=0))) + 1) * scale >= 2**62:
-            continue  # too many combinations to pack: match on the label alone
-        tag_old = tag_old * scale + np.fromiter((names[v] for v in o.tolist()), np.int64, len(o))
-        tag_new = tag_new * scale + np.fromiter((names[v] for v in n.tolist()), np.int64, len(n))
+        scale = len(coded.names)
+        if top * scale >= 2**62:
+            continue  # too many combinations to pack in one integer: leave this column out
+        tag_old = tag_old * scale + coded.old
+        tag_new = tag_new * scale + coded.new
+        top *= scale
     return tag_old, tag_new
 
 

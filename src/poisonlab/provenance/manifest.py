@@ -319,18 +319,20 @@ def load_manifest(path: str | Path, *, check: bool = True) -> Manifest:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such manifest file.")
-    raw = path.read_bytes()
     try:
-        obj = json.loads(raw.decode("utf-8"))
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not a manifest (not UTF-8 text at byte {exc.start}).") from None
+    try:
+        obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        complete = raw.rstrip().endswith(b"}")
+        complete = text.rstrip().endswith("}")
         hint = "the file is corrupted" if complete else "the file is truncated"
         raise DataError(
             f"{path}: not a complete JSON manifest ({exc.msg} at line {exc.lineno}, column "
             f"{exc.colno}); {hint}."
         ) from None
+    del text
     return manifest_from_dict(obj, where=str(path), check=check)
 
 
