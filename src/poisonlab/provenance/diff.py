@@ -326,15 +326,10 @@ def _match_by_id(old_ids: Sequence[str], new_ids: Sequence[str]
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     position = {rid: i for i, rid in enumerate(old_ids)}
     get = position.get
-    mi_list: list[int] = []
-    mj_list: list[int] = []
-    for j, rid in enumerate(new_ids):
-        i = get(rid)
-        if i is not None:
-            mi_list.append(i)
-            mj_list.append(j)
-    mi = np.array(mi_list, dtype=np.int64)
-    mj = np.array(mj_list, dtype=np.int64)
+    found = np.fromiter((get(rid, -1) for rid in new_ids), dtype=np.int64, count=len(new_ids))
+    del position
+    mj = np.flatnonzero(found >= 0)
+    mi = found[mj]
     moved = ~_in_order_mask(mi)
     order = np.argsort(mi, kind="stable")
     return mi[order], mj[order], moved[order]
