@@ -32,6 +32,7 @@ from poisonlab.provenance.manifest import Manifest
 
 CATEGORIES = ("added", "removed", "modified", "relabeled", "reattributed")
 NO_GROUP = "(none)"
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # spreads a row's tag over 64 bits before it joins its key
 _MAX_WEIGHTED_RUNS = 100_000  # above this, a plain longest increasing run (ties broken anyhow)
 
 
@@ -479,14 +480,14 @@ def _match_by_content(old: Manifest, new: Manifest, lab_old: np.ndarray, lab_new
     return mi_all[order], mj_all[order], moved_all[order]
 
 
-def _keys(m: Manifest, labels: np.ndarray, lo: int, hi: int) -> tuple[list[bytes], list[bytes]]:
-    """Content keys, and content+tag keys, of rows ``lo:hi``."""
-    d = m.digest_size
-    flat = m.content[lo:hi].tobytes()
-    content = [flat[k:k + d] for k in range(0, len(flat), d)]
-    full = [c + int(x).to_bytes(8, "little") for c, x in zip(content, labels[lo:hi].tolist(),
-                                                              strict=True)]
-    return content, full
+def _keys(m: Manifest, tags: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """64-bit keys of rows ``lo:hi``: of the content alone, and of the content with the tag.
+
+    Keys only steer the alignment: matched pairs are classified on the full digests, so a key
+    collision can at worst pair two different rows, which are then reported as modified.
+    """
+    content = np.ascontiguousarray(m.content[lo:hi, :8]).view("<u8").ravel()
+    return content, content ^ (tags[lo:hi].astype(np.uint64) * _MIX)
 
 
 def _align_middle(old: Manifest, new: Manifest, lab_old: np.ndarray, lab_new: np.ndarray,
@@ -495,14 +496,17 @@ def _align_middle(old: Manifest, new: Manifest, lab_old: np.ndarray, lab_new: np
     a_content, a_full = _keys(old, lab_old, a_lo, a_hi)
     b_content, b_full = _keys(new, lab_new, b_lo, b_hi)
     na, nb = len(a_full), len(b_full)
-    # 1. rows equal in features and label, in order
-    ai, bj = _common_subsequence(a_full, b_full, 0, na, 0, nb)
+    # 1. rows equal in features, label, source and labeler, in order
+    ai, bj = _common_subsequence(a_full.tolist(), b_full.tolist(), 0, na, 0, nb)
     # 2. inside each gap, rows equal in features (relabels), in order
     gaps = _gaps(ai, bj, na, nb)
     pairs_i, pairs_j = list(ai), list(bj)
     leftovers: list[tuple[list[int], list[int]]] = []
     for alo, ahi, blo, bhi in gaps:
-        gi, gj = _common_subsequence(a_content, b_content, alo, ahi, blo, bhi)
+        gi, gj = _common_subsequence(a_content[alo:ahi].tolist(), b_content[blo:bhi].tolist(),
+                                     0, ahi - alo, 0, bhi - blo)
+        gi = [i + alo for i in gi]
+        gj = [j + blo for j in gj]
         pairs_i += gi
         pairs_j += gj
         for slo, shi, tlo, thi in _gaps(gi, gj, ahi, bhi, alo, blo):
@@ -513,16 +517,15 @@ def _align_middle(old: Manifest, new: Manifest, lab_old: np.ndarray, lab_new: np
     for a_keys, b_keys in ((a_full, b_full), (a_content, b_content)):
         pending: dict[Hashable, list[int]] = {}
         for olds, _ in leftovers:
-            for i in olds:
-                pending.setdefault(a_keys[i], []).append(i)
+            for i, key in zip(olds, a_keys[olds].tolist(), strict=True):
+                pending.setdefault(key, []).append(i)
         if not pending:
             break
         taken_i: set[int] = set()
         taken_j: set[int] = set()
         cursor: dict[Hashable, int] = {}
         for _, news in leftovers:
-            for j in news:
-                key = b_keys[j]
+            for j, key in zip(news, b_keys[news].tolist(), strict=True):
                 lst = pending.get(key)
                 if lst is None:
                     continue
@@ -622,25 +625,30 @@ def _common_subsequence(a: Sequence[Hashable], b: Sequence[Hashable], a_lo: int,
 def _anchor_candidates(a: Sequence[Hashable], b: Sequence[Hashable], alo: int, ahi: int,
                        blo: int, bhi: int) -> tuple[list[int], list[int]]:
     """Pairs of equal keys to anchor on, in ``a`` order: unique ones first, else by occurrence."""
-    where: dict[Hashable, list[int]] = {}
+    in_b: dict[Hashable, int] = {}  # key -> its position in b, or -1 when it repeats there
     for j in range(blo, bhi):
-        where.setdefault(b[j], []).append(j)
-    seen: dict[Hashable, int] = {}
+        key = b[j]
+        in_b[key] = -1 if key in in_b else j
+    in_a: dict[Hashable, int] = {}
     for i in range(alo, ahi):
         key = a[i]
-        if key in where:
-            seen[key] = seen.get(key, 0) + 1
+        if key in in_b:
+            in_a[key] = -1 if key in in_a else i
     seq_i: list[int] = []
     seq_j: list[int] = []
     for i in range(alo, ahi):  # keys found once on each side: reliable anchors
         key = a[i]
-        if seen.get(key) == 1 and len(where[key]) == 1:
+        if in_a.get(key, -1) == i and in_b[key] >= 0:
             seq_i.append(i)
-            seq_j.append(where[key][0])
-    if seq_i:
+            seq_j.append(in_b[key])
+    if seq_i or not in_a:
         return seq_i, seq_j
+    where: dict[Hashable, list[int]] = {}  # only repeated keys are shared: k-th with k-th
+    for j in range(blo, bhi):
+        if b[j] in in_a:
+            where.setdefault(b[j], []).append(j)
     used: dict[Hashable, int] = {}
-    for i in range(alo, ahi):  # only repeated keys are shared: k-th occurrence with k-th
+    for i in range(alo, ahi):
         key = a[i]
         lst = where.get(key)
         if lst is None:
