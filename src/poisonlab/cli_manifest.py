@@ -71,6 +71,9 @@ def create(
     if digest_bytes not in (16, 32):
         raise typer.BadParameter(f"must be 16 or 32, not {digest_bytes}.",
                                  param_hint="--digest-bytes")
+    if out.resolve() == data.resolve():
+        raise typer.BadParameter("is the data file itself; name a new file for the manifest.",
+                                 param_hint="--out")
     key = load_private_key(sign) if sign is not None else None  # a bad key fails before hashing
     columns = columns_from(text_col, label_col, feature_cols, id_col, source_col, labeler_col)
     manifest = create_manifest(data, columns, digest_size=digest_bytes)

@@ -115,6 +115,8 @@ def test_usage_errors_exit_2(tmp_path: Path, made: tuple[Path, Path]) -> None:
     assert invoke("create", data, "--out", tmp_path / "m.json", "--digest-bytes", "20")[0] == 2
     assert invoke("diff", manifest, manifest, "--match", "fuzzy")[0] == 2
     assert invoke("diff", manifest, manifest, "--limit", "-1")[0] == 2
+    assert invoke("create", data, "--out", data)[0] == 2  # would overwrite the data
+    assert data.read_text().startswith("id,text")
 
 
 def test_create_errors_are_one_line(tmp_path: Path) -> None:
