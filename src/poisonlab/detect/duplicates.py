@@ -1,0 +1,113 @@
+"""Near-duplicate rows with conflicting labels.
+
+Two rows whose features are nearly the same (cosine similarity at least ``min_similarity``) but
+whose labels differ cannot both be right. Rows are grouped by near-duplicate links (connected
+components); within a group, the rows whose label is not the group's most common label are the
+suspects (on a tie, every row of the group is).
+
+Score: the highest similarity to a near-duplicate that carries another label; rows that hold their
+group's majority label get 1 subtracted, so that ``score > min_similarity`` flags exactly the
+minority side of conflicting groups.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from poisonlab.detect.base import Detector, check_features, check_labels, check_positive_int
+from poisonlab.detect.labels import _nearest_neighbors
+from poisonlab.exceptions import ParameterError
+
+
+def duplicate_conflict_scores(
+    features: Any,
+    y: np.ndarray,
+    *,
+    min_similarity: float = 0.98,
+    n_neighbors: int = 5,
+    neighbors: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores (see the module docstring) and the near-duplicate group of each row (-1: none)."""
+    owner = "duplicate_conflict_scores"
+    X = check_features(features, owner, allow_sparse=True)
+    labels = check_labels(y, X.shape[0], owner)
+    if not isinstance(min_similarity, (int, float)) or not 0 < min_similarity <= 1:
+        raise ParameterError(
+            f"The 'min_similarity' parameter of {owner} must be a float in (0, 1]. "
+            f"Got {min_similarity!r} instead."
+        )
+    k = check_positive_int(n_neighbors, "n_neighbors", owner)
+    if neighbors is None:
+        neighbors = _nearest_neighbors(X, k, None, np.random.default_rng(0))
+    return _duplicate_conflict_scores(neighbors[0][:, :k], neighbors[1][:, :k], labels,
+                                      float(min_similarity))
+
+
+def _duplicate_conflict_scores(idx: np.ndarray, sim: np.ndarray, y: np.ndarray,
+                               min_similarity: float) -> tuple[np.ndarray, np.ndarray]:
+    n = len(y)
+    scores = np.zeros(n)
+    group = -np.ones(n, dtype=np.int64)
+    if idx.size == 0:
+        return scores, group
+    # Allow for floating-point rounding of identical rows (similarity 0.9999999).
+    close = sim >= min_similarity - 1e-9
+    rows = np.repeat(np.arange(n), idx.shape[1])[close.ravel()]
+    cols = idx.ravel()[close.ravel()]
+    if len(rows) == 0:
+        return scores, group
+    graph = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n)).tocsr()
+    _, comp = connected_components(graph, directed=False)
+    sizes = np.bincount(comp)
+    linked = sizes[comp] > 1
+    conflict_sim = np.where(close & (y[idx] != y[:, None]), sim, 0.0)
+    best = conflict_sim.max(axis=1)
+    # Symmetrize: a row is in conflict if any close neighbor (either direction) differs.
+    for r, c, s in zip(rows, cols, sim.ravel()[close.ravel()], strict=True):
+        if y[r] != y[c] and s > best[c]:
+            best[c] = s
+    K = int(y.max()) + 1
+    for g in np.unique(comp[linked]):
+        members = np.flatnonzero(comp == g)
+        counts = np.bincount(y[members], minlength=K)
+        if np.count_nonzero(counts) < 2:
+            continue
+        top = counts.max()
+        majority = np.flatnonzero(counts == top)
+        for m in members:
+            group[m] = g
+            is_majority = len(majority) == 1 and y[m] == majority[0]
+            scores[m] = best[m] - (1.0 if is_majority else 0.0)
+    return scores, group
+
+
+class DuplicateConflictDetector(Detector):
+    """Near-duplicate rows with conflicting labels, with the detector contract.
+
+    ``fit(features, y)`` (for text, pass TF-IDF vectors; for images, pixels).
+    ``contamination="auto"`` flags rows in a conflicting near-duplicate group whose label is not
+    the group's majority (``threshold_ = min_similarity`` minus a hair).
+
+    Attributes: ``scores_``, ``threshold_``, ``flags_``, ``groups_`` (-1 outside any conflict).
+    """
+
+    def __init__(self, *, min_similarity: float = 0.98, n_neighbors: int = 5,
+                 contamination: float | str = "auto") -> None:
+        self.min_similarity = min_similarity
+        self.n_neighbors = n_neighbors
+        self.contamination = contamination
+
+    def fit(self, features: Any, y: np.ndarray,
+            neighbors: tuple[np.ndarray, np.ndarray] | None = None) -> DuplicateConflictDetector:
+        self._check_contamination()
+        scores, groups = duplicate_conflict_scores(
+            features, y, min_similarity=self.min_similarity, n_neighbors=self.n_neighbors,
+            neighbors=neighbors,
+        )
+        self.groups_ = groups
+        self._set_threshold(scores, float(self.min_similarity) - 1e-6)
+        return self

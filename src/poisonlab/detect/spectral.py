@@ -1,0 +1,340 @@
+"""Spectral signatures (Tran, Li, Madry 2018) and a robust variant in the spirit of SPECTRE.
+
+Spectral signatures: within each class, center the representations, take the top right singular
+vector(s) of the centered matrix, and score each row by its squared projection on them. Poisoned
+rows that share a trigger pull the top direction toward themselves and get the largest scores; the
+paper removes the top 1.5 × (expected poison count) rows of each class.
+
+Its known failure (Hayase et al. 2021, SPECTRE): when the poison signal is weak next to the natural
+spread of the class, the top direction is a clean direction and the scores say nothing; and when
+poisons are a large share of their class (an all-to-one backdoor at 10% of a ten-class set is half
+of the target class) the centered squared projection scores both halves alike. The robust variant
+below fixes both:
+
+1. *whitening by a clean covariance*: each class is whitened with the pooled within-class
+   covariance of the **other** classes (leave-class-out), which a backdoor into one class cannot
+   contaminate; a weak poison direction, invisible next to large clean directions, becomes the top
+   direction once every clean direction has unit variance;
+2. *a split, not a distance from the mean*: the rows are projected on the top whitened direction
+   and split in two by exact one-dimensional 2-means; the score is the signed distance from the
+   clean side's center, so that a half-poisoned class scores its poison half high and its clean
+   half low;
+3. *which side is clean*: the side whose ``reference_scores`` (for instance kNN label disagreement
+   in input space: poisoned rows look like their source class) are higher is the suspicious one;
+   without reference scores, the smaller side is (the paper's assumption that poisons are fewer
+   than half of their class).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import chi2
+
+from poisonlab.detect.base import (
+    Detector,
+    check_features,
+    check_labels,
+    check_positive_int,
+)
+from poisonlab.exceptions import ParameterError
+
+_CHI2_MEDIAN = {1: 0.454936, 2: 1.386294, 3: 2.365974}
+
+
+# ---------------------------------------------------------------------------------- plain
+def spectral_signature_scores(
+    features: np.ndarray, y: np.ndarray, *, n_components: int = 1, normalize: bool = True
+) -> np.ndarray:
+    """Per-class spectral signature scores (higher = more suspicious).
+
+    For the rows of each class: subtract the class mean, take the top ``n_components`` right
+    singular vectors ``V`` of the centered matrix, and score row ``i`` by ``||(r_i - mean) V||^2``
+    (the paper's outlier score). With ``normalize`` (default) each class's scores are divided by
+    the class's robust scale ``median(score) / median(chi2(n_components))``, so that clean rows read
+    as chi-square draws and scores compare across classes. Classes with fewer than 2 rows score 0.
+    """
+    X = check_features(features, "spectral_signature_scores")
+    labels = check_labels(y, len(X), "spectral_signature_scores")
+    k = check_positive_int(n_components, "n_components", "spectral_signature_scores")
+    return _spectral_signature_scores(X, labels, k, normalize)
+
+
+def _spectral_signature_scores(X: np.ndarray, y: np.ndarray, n_components: int,
+                               normalize: bool) -> np.ndarray:
+    scores = np.zeros(len(X))
+    for label in np.unique(y):
+        rows = np.flatnonzero(y == label)
+        if len(rows) < 2:
+            continue
+        Z = X[rows] - X[rows].mean(axis=0)
+        V = _top_right_singular_vectors(Z, n_components)
+        s = np.sum((Z @ V) ** 2, axis=1)
+        if normalize:
+            med = float(np.median(s))
+            ref = _CHI2_MEDIAN.get(V.shape[1], float(chi2.median(V.shape[1])))
+            s = s / (med / ref) if med > 1e-12 else s / (float(s.mean()) or 1.0)
+        scores[rows] = s
+    return scores
+
+
+def _top_right_singular_vectors(Z: np.ndarray, k: int) -> np.ndarray:
+    """D×k top right singular vectors of ``Z`` (via the D×D Gram matrix when D is small)."""
+    k = min(k, Z.shape[1], max(Z.shape[0] - 1, 1))
+    if Z.shape[1] <= 512:
+        _, v = np.linalg.eigh(Z.T @ Z)
+        return v[:, ::-1][:, :k]
+    _, _, vt = np.linalg.svd(Z, full_matrices=False)
+    return vt[:k].T
+
+
+class SpectralSignatureDetector(Detector):
+    """Spectral signatures (Tran, Li, Madry 2018) on representations, with the detector contract.
+
+    ``fit(features, y)``: ``features`` are what the model learned (penultimate activations of a
+    network, per-feature contributions of a linear model), one row per training row.
+    ``contamination="auto"`` flags rows whose normalized score exceeds the 0.999 quantile of a
+    chi-square with ``n_components`` degrees of freedom; the paper's rule (remove 1.5 × the
+    expected number of poisons) is ``contamination=1.5 * expected_poison_rate``.
+
+    Attributes: ``scores_``, ``threshold_``, ``flags_``.
+    """
+
+    def __init__(self, *, n_components: int = 1, contamination: float | str = "auto") -> None:
+        self.n_components = n_components
+        self.contamination = contamination
+
+    def fit(self, features: np.ndarray, y: np.ndarray) -> SpectralSignatureDetector:
+        owner = type(self).__name__
+        self._check_contamination()
+        k = check_positive_int(self.n_components, "n_components", owner)
+        X = check_features(features, owner)
+        labels = check_labels(y, len(X), owner)
+        scores = _spectral_signature_scores(X, labels, k, normalize=True)
+        self._set_threshold(scores, float(chi2.ppf(0.999, k)))
+        return self
+
+
+# ---------------------------------------------------------------------------------- robust
+@dataclass(frozen=True)
+class RobustSpectralResult:
+    """What :func:`robust_spectral_scores` finds, per row and per class.
+
+    ``scores``: signed distance from the clean side's center along the class's top whitened
+    direction (whitened units, higher = more suspicious). ``projection``: each row's coordinate on
+    that direction. Per class (indexed by label; NaN or -1 for classes with too few rows):
+    ``eigenvalue`` (variance along the direction after whitening; about 1 for a class shaped like
+    the others), ``cut`` (the 2-means split point), ``suspicious_above`` (whether the suspicious
+    side lies above the cut), ``separation`` (distance between the two side centers over the
+    within-side standard deviation), ``suspicious_size`` and ``side_reference`` (mean reference
+    score on the suspicious and clean side).
+    """
+
+    scores: np.ndarray
+    projection: np.ndarray
+    suspicious_side: np.ndarray
+    eigenvalue: np.ndarray
+    cut: np.ndarray
+    suspicious_above: np.ndarray
+    separation: np.ndarray
+    suspicious_size: np.ndarray
+    side_reference: np.ndarray
+
+
+def robust_spectral_scores(
+    features: np.ndarray,
+    y: np.ndarray,
+    *,
+    n_dims: int = 32,
+    shrinkage: float = 0.1,
+    reference_scores: np.ndarray | None = None,
+    minority_share: float = 0.35,
+) -> RobustSpectralResult:
+    """SPECTRE-style scores: leave-class-out whitening, top direction, 2-means split, oriented.
+
+    ``n_dims``: the representations are first projected on their top ``n_dims`` principal
+    directions of within-class variation (SPECTRE uses 32). ``shrinkage``: the whitening covariance
+    is ``C + shrinkage * trace(C) / d * I``, which keeps directions the other classes never use from
+    being blown up. ``reference_scores``: one number per row, higher when a row looks more like
+    another class (kNN label disagreement in input space); it decides which side of each class's
+    split is suspicious when the split is balanced; a side holding at most ``minority_share`` of
+    its class is suspicious whatever the reference says. Without reference scores the smaller side
+    is.
+    """
+    owner = "robust_spectral_scores"
+    X = check_features(features, owner)
+    labels = check_labels(y, len(X), owner)
+    d = check_positive_int(n_dims, "n_dims", owner)
+    if not isinstance(shrinkage, (int, float)) or isinstance(shrinkage, bool) or shrinkage < 0:
+        raise ParameterError(
+            f"The 'shrinkage' parameter of {owner} must be a float >= 0. Got {shrinkage!r} instead."
+        )
+    ref = None
+    if reference_scores is not None:
+        ref = np.asarray(reference_scores, dtype=np.float64)
+        if ref.shape != (len(X),):
+            raise ParameterError(
+                f"{owner}: features has {len(X)} rows but reference_scores has shape {ref.shape}."
+            )
+    if not isinstance(minority_share, (int, float)) or not 0 <= minority_share <= 0.5:
+        raise ParameterError(
+            f"The 'minority_share' parameter of {owner} must be a float in [0, 0.5]. "
+            f"Got {minority_share!r} instead."
+        )
+    return _robust_spectral_scores(X, labels, d, float(shrinkage), ref, float(minority_share))
+
+
+def _robust_spectral_scores(X: np.ndarray, y: np.ndarray, n_dims: int, shrinkage: float,
+                            ref: np.ndarray | None,
+                            minority_share: float = 0.35) -> RobustSpectralResult:
+    n = len(X)
+    K = int(y.max()) + 1 if n else 0
+    present = [k for k in range(K) if np.sum(y == k) >= 2]
+    means = np.zeros((K, X.shape[1]))
+    for k in range(K):
+        if np.any(y == k):
+            means[k] = X[y == k].mean(axis=0)
+    centered = X - means[y]
+    # Principal directions of within-class variation (the paper works in a 32-d projection).
+    if X.shape[1] > n_dims:
+        basis = _top_right_singular_vectors(centered, n_dims)
+        R = centered @ basis
+    else:
+        R = centered
+    dim = R.shape[1]
+    scatter = {k: R[y == k].T @ R[y == k] for k in present}
+    total = sum(scatter.values()) if scatter else np.zeros((dim, dim))
+    counts = {k: int(np.sum(y == k)) for k in present}
+
+    scores = np.zeros(n)
+    projection = np.zeros(n)
+    suspicious_side = np.zeros(n, dtype=bool)
+    eig = np.full(K, np.nan)
+    cut = np.full(K, np.nan)
+    above = np.zeros(K, dtype=bool)
+    sep = np.full(K, np.nan)
+    size = np.zeros(K, dtype=np.int64)
+    side_ref = np.full((K, 2), np.nan)
+    for k in present:
+        rows = np.flatnonzero(y == k)
+        n_other = n - counts[k]
+        if len(present) > 1 and n_other > dim:
+            C = (total - scatter[k]) / n_other
+        else:  # a single class: whiten by its own covariance
+            C = scatter[k] / counts[k]
+        C = C + (shrinkage * np.trace(C) / dim + 1e-12) * np.eye(dim)
+        w, v = np.linalg.eigh(C)
+        W = (v / np.sqrt(np.maximum(w, 1e-12))) @ v.T
+        Z = R[rows] @ W
+        cov = Z.T @ Z / len(rows)
+        ew, ev = np.linalg.eigh(cov)
+        direction = ev[:, -1]
+        p = Z @ direction
+        c, lo_mean, hi_mean, within = _split_1d(p)
+        hi = p > c
+        n_hi, n_lo = int(hi.sum()), int((~hi).sum())
+        r_hi = r_lo = np.nan
+        sus_above = n_hi < n_lo
+        if ref is not None and n_hi and n_lo:
+            r_hi, r_lo = float(ref[rows][hi].mean()), float(ref[rows][~hi].mean())
+            balanced = min(n_hi, n_lo) > minority_share * len(rows)
+            if balanced and abs(r_hi - r_lo) > 1e-12:
+                sus_above = r_hi > r_lo
+        clean = ~hi if sus_above else hi
+        center = float(np.median(p[clean])) if clean.any() else float(np.median(p))
+        s = (p - center) if sus_above else (center - p)
+        scores[rows] = s
+        projection[rows] = p
+        suspicious_side[rows] = hi if sus_above else ~hi
+        eig[k] = float(ew[-1])
+        cut[k] = c
+        above[k] = sus_above
+        sep[k] = abs(hi_mean - lo_mean) / within if within > 1e-12 else np.inf
+        size[k] = n_hi if sus_above else n_lo
+        side_ref[k] = (r_hi, r_lo) if sus_above else (r_lo, r_hi)
+    return RobustSpectralResult(scores, projection, suspicious_side, eig, cut, above, sep, size,
+                                side_ref)
+
+
+def _split_1d(p: np.ndarray) -> tuple[float, float, float, float]:
+    """Exact 2-means on a line: (cut, lower mean, upper mean, within-side standard deviation)."""
+    o = np.sort(p)
+    n = len(o)
+    if n < 2 or o[0] == o[-1]:
+        return float(o[-1]) if n else 0.0, float(o.mean()) if n else 0.0, \
+            float(o.mean()) if n else 0.0, 0.0
+    cs = np.cumsum(o)
+    cs2 = np.cumsum(o * o)
+    j = np.arange(1, n)
+    m1 = cs[:-1] / j
+    m2 = (cs[-1] - cs[:-1]) / (n - j)
+    sse = (cs2[:-1] - j * m1**2) + ((cs2[-1] - cs2[:-1]) - (n - j) * m2**2)
+    # Cuts only between distinct values.
+    sse = np.where(o[1:] > o[:-1], sse, np.inf)
+    b = int(np.argmin(sse))
+    within = float(np.sqrt(max(sse[b], 0.0) / n))
+    return float((o[b] + o[b + 1]) / 2), float(m1[b]), float(m2[b]), within
+
+
+class RobustSpectralDetector(Detector):
+    """A SPECTRE-style robust spectral detector (see the module docstring for the method).
+
+    ``fit(features, y, reference_scores=None)``. ``scores_`` are distances, in whitened units, from
+    the clean side of each class along its top whitened direction. ``contamination="auto"`` flags
+    the suspicious side of each class whose split is real: its top whitened eigenvalue is at least
+    ``min_eigen_ratio`` times the median of the other classes' (a class shaped like the others has
+    a ratio near 1; a planted cluster adds variance along one direction). ``threshold_`` is the
+    lowest score among those rows (minus a hair), so rows of other classes scoring as high are
+    flagged too.
+
+    Attributes: ``scores_``, ``threshold_``, ``flags_``, ``result_`` (a
+    :class:`RobustSpectralResult`), ``eigen_ratio_`` and ``significant_`` (per class).
+    """
+
+    def __init__(self, *, n_dims: int = 32, shrinkage: float = 0.1, min_eigen_ratio: float = 2.0,
+                 minority_share: float = 0.35, contamination: float | str = "auto") -> None:
+        self.n_dims = n_dims
+        self.shrinkage = shrinkage
+        self.min_eigen_ratio = min_eigen_ratio
+        self.minority_share = minority_share
+        self.contamination = contamination
+
+    def fit(self, features: np.ndarray, y: np.ndarray,
+            reference_scores: np.ndarray | None = None) -> RobustSpectralDetector:
+        self._check_contamination()
+        if not isinstance(self.min_eigen_ratio, (int, float)) or self.min_eigen_ratio <= 0:
+            raise ParameterError(
+                f"The 'min_eigen_ratio' parameter of {type(self).__name__} must be a float > 0. "
+                f"Got {self.min_eigen_ratio!r} instead."
+            )
+        result = robust_spectral_scores(features, y, n_dims=self.n_dims, shrinkage=self.shrinkage,
+                                        reference_scores=reference_scores,
+                                        minority_share=self.minority_share)
+        self.result_ = result
+        self.eigen_ratio_ = eigen_ratios(result.eigenvalue)
+        self.significant_ = np.nan_to_num(self.eigen_ratio_, nan=0.0) >= self.min_eigen_ratio
+        labels = np.asarray(y)
+        candidate = result.suspicious_side & self.significant_[labels]
+        auto = float(result.scores[candidate].min()) - 1e-9 if candidate.any() else \
+            float(result.scores.max(initial=0.0)) + 1.0
+        self._set_threshold(result.scores, auto)
+        return self
+
+
+def eigen_ratios(eigenvalues: np.ndarray) -> np.ndarray:
+    """Each class's eigenvalue over the median of the other classes' (NaN where undefined).
+
+    >>> eigen_ratios(np.array([8.0, 2.0, 4.0]))
+    array([2.66666667, 0.33333333, 0.8       ])
+    """
+    ev = np.asarray(eigenvalues, dtype=np.float64)
+    out = np.full(len(ev), np.nan)
+    for k in range(len(ev)):
+        others = np.delete(ev, k)
+        others = others[~np.isnan(others)]
+        if np.isnan(ev[k]) or len(others) == 0:
+            continue
+        base = float(np.median(others))
+        out[k] = ev[k] / base if base > 0 else np.inf
+    return out
