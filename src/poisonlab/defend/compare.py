@@ -1,0 +1,168 @@
+"""What every defense returns, how it is measured, and the trade-off table that compares them.
+
+Each defense has one library function with the same signature::
+
+    defend_<method>(train, *, model=None, test=None, ground_truth=None, random_state=0,
+                    progress=None, **options) -> DefenseResult
+
+(:func:`~poisonlab.defend.bagging.defend_bagging`, :func:`~poisonlab.defend.partition.defend_partition`,
+:func:`~poisonlab.defend.dp.defend_dp`). :func:`compare_defenses` runs the undefended model and each
+defense on the same poisoned training set and measures them on the same clean test rows: clean
+accuracy, attack success rate, certified accuracy at a few radii, training time relative to the
+undefended model. :func:`tradeoff_table` renders its rows as Markdown.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from poisonlab.data.dataset import Dataset
+from poisonlab.exceptions import ParameterError
+
+Progress = Callable[[str, int, int], None]
+DEFENSES = ("sanitize", "bagging", "partition", "dp")
+DEFAULT_RADII = (1, 5, 10, 20)
+
+
+@dataclass
+class DefenseResult:
+    """A defended model, what was measured, and (for ``partition``) the certified-accuracy curve.
+
+    ``model`` follows the model contract (``fit``/``predict_proba``/``predict``); ensembles also
+    have ``save(folder, classes=...)`` and are read back with
+    :func:`poisonlab.defend.partition.load_ensemble`. ``summary`` is JSON-able. ``certified`` lists
+    ``{"radius", "accuracy"}`` in increasing radius; ``flags`` marks suspicious training rows where
+    the method flags any (``bagging``).
+    """
+
+    method: str
+    model: Any
+    summary: dict[str, Any]
+    certified: list[dict[str, float]] | None = None
+    flags: np.ndarray | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def attack_rows(test: Dataset, ground_truth: Any | None) -> tuple[np.ndarray, int] | None:
+    """Triggered copies of the test rows outside the target class, and the target, for a backdoor."""
+    if ground_truth is None or getattr(ground_truth, "trigger", None) is None \
+            or ground_truth.target_label is None:
+        return None
+    target = int(ground_truth.target_label)
+    rows = test.y != target
+    if not rows.any():
+        return None
+    return ground_truth.apply_trigger(test.X[rows]), target
+
+
+def measure_model(model: Any, test: Dataset, ground_truth: Any | None = None) -> dict[str, float]:
+    """Clean accuracy on ``test`` and, for a backdoor, the attack success rate on its triggered rows.
+
+    Attack success: the share of triggered test rows whose true class is not the target that the
+    model puts in the target class.
+    """
+    out = {"clean_accuracy": round(float(np.mean(model.predict(test.X) == test.y)), 4)}
+    triggered = attack_rows(test, ground_truth)
+    if triggered is not None:
+        X_t, target = triggered
+        out["attack_success"] = round(float(np.mean(model.predict(X_t) == target)), 4)
+    return out
+
+
+def check_options(method: str, options: dict[str, Any], allowed: Sequence[str]) -> None:
+    """An unknown option is an error naming the ones the method takes, never silently ignored."""
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ParameterError(
+            f"The {method} defense does not take the option(s) {unknown}; it takes {sorted(allowed)}."
+        )
+
+
+def save_defense(result: DefenseResult, out: str | Path, *, classes: tuple[str, ...]) -> dict[str, Any]:
+    """Write ``out/model...`` (a model file, or the folder ``out/model/`` for an ensemble) and
+    ``out/summary.json``; return the summary with ``model_path`` added."""
+    from poisonlab.cli_common import write_json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if hasattr(result.model, "save"):
+        path = result.model.save(out / "model", classes=classes)
+    else:
+        from poisonlab.models.io import save_model
+
+        path = save_model(result.model, out / "model", classes=classes,
+                          spec=result.summary.get("model"))
+    summary = {**result.summary, "model_path": str(path)}
+    if result.certified is not None:
+        summary["certified"] = result.certified
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def timed_fit(model: Any, train: Dataset) -> float:
+    """Fit ``model`` on ``train`` and return the seconds it took."""
+    t = time.perf_counter()
+    model.fit(train.X, train.y, n_classes=train.n_classes)
+    return time.perf_counter() - t
+
+
+def hold_out_clean_rows(train: Dataset, ground_truth: Any, *, share: float = 0.25,
+                        random_state: int = 0) -> tuple[Dataset, Any, Dataset]:
+    """Hold out a stratified ``share`` of the rows the attack did not touch, for measurement.
+
+    Returns the training part, its ground truth, and the clean test part (the same split
+    ``poisonlab defend --method sanitize`` makes when no ``--test`` is given).
+    """
+    from poisonlab.attacks import PoisonedDataset
+
+    rng = np.random.default_rng(random_state)
+    clean = np.flatnonzero(~ground_truth.poison_mask)
+    test_rows: list[int] = []
+    for k in range(train.n_classes):
+        rows = clean[ground_truth.original_y[clean] == k]
+        n = round(share * len(rows))
+        if n:
+            test_rows.extend(rng.choice(rows, size=n, replace=False).tolist())
+    test_idx = np.sort(np.array(test_rows, dtype=np.int64))
+    train_idx = np.setdiff1d(np.arange(len(train)), test_idx)
+    part = train.subset(train_idx)
+    truth = PoisonedDataset(part, ground_truth.poison_mask[train_idx],
+                            ground_truth.original_y[train_idx], ground_truth.record,
+                            ground_truth.trigger, ground_truth.target_label)
+    test = train.subset(test_idx).with_data(y=ground_truth.original_y[test_idx])
+    return part, truth, test
+
+
+# Keys the command line puts in DefendRequest.options for every method (sanitize's report switch).
+CLI_SHARED_OPTIONS = ("html",)
+
+
+def run_request(request: Any, defend: Callable[..., DefenseResult], allowed: Sequence[str]) -> dict[str, Any]:
+    """Call ``defend`` for a :class:`poisonlab.defend.DefendRequest`, save its model and summary.
+
+    With ground truth and no ``test``, a stratified quarter of the clean rows is held out for
+    measurement and never trained on. Options shared by every method on the command line are
+    skipped; any other unknown option is an error.
+    """
+    train, truth, test = request.dataset, request.ground_truth, request.test
+    held_out = False
+    if truth is not None and test is None:
+        train, truth, test = hold_out_clean_rows(train, truth, random_state=request.random_state)
+        held_out = True
+    options = {k: v for k, v in request.options.items() if k not in CLI_SHARED_OPTIONS}
+    check_options(defend.__name__.replace("defend_", ""), options, allowed)
+    result = defend(train, model=request.model, test=test, ground_truth=truth,
+                    random_state=request.random_state, progress=request.progress, **options)
+    if held_out:
+        result.summary["measured_on"] = (
+            f"{len(test)} clean rows held out of the data (a stratified 25% of the rows the attack "
+            "did not touch); not trained on")
+    elif test is None:
+        result.summary["measured_on"] = "nothing: no --test data and no ground truth to hold out from"
+    return save_defense(result, request.out, classes=request.dataset.classes)
