@@ -73,9 +73,9 @@ def confident_learning_flags(pred_probs: np.ndarray, y: np.ndarray, *,
 class ConfidentLearningDetector(Detector):
     """Label issues by confident learning (cleanlab) on out-of-fold ``pred_probs``.
 
-    ``fit(pred_probs, y)``. ``contamination="auto"`` flags what cleanlab's ``find_label_issues``
-    flags (``filter_by``), the number of issues estimated from the confident joint; ``threshold_``
-    is the lowest score among them (minus a hair), so any row scoring as high is flagged too.
+    ``fit(pred_probs, y)``. ``contamination="auto"`` flags as many rows as cleanlab's
+    ``find_label_issues`` (``filter_by``) finds, the number of issues estimated from the confident
+    joint, taking the highest scores (``threshold_`` sits just below the last of them).
 
     Attributes: ``scores_``, ``threshold_``, ``flags_``, ``predicted_``
     (``argmax(pred_probs)``: the label the model would give each row).
@@ -101,8 +101,12 @@ class ConfidentLearningDetector(Detector):
         auto = float("inf")
         if isinstance(self.contamination, str):
             issues = confident_learning_flags(pred_probs, y, filter_by=self.filter_by)
-            auto = float(scores[issues].min()) - 1e-9 if issues.any() else \
-                float(scores.max(initial=0.0)) + 1.0
+            n_issues = int(issues.sum())
+            if n_issues:
+                auto = float(np.sort(scores)[::-1][n_issues - 1]) - 1e-12
+            else:
+                auto = float(scores.max(initial=0.0)) + 1.0
+            self.n_issues_ = n_issues
         self._set_threshold(scores, auto)
         self.predicted_ = np.argmax(np.asarray(pred_probs), axis=1)
         return self

@@ -168,6 +168,7 @@ def find_trigger_candidates(
     n_candidates: int = 40,
     n_test_rows: int = 60,
     max_words: int = 3,
+    reference_scores: np.ndarray | None = None,
     random_state: int | np.random.Generator | None = 0,
 ) -> list[TriggerCandidate]:
     """Rank tokens and phrases that look like planted triggers (strongest first).
@@ -175,8 +176,12 @@ def find_trigger_candidates(
     Every token held by at least ``min_count`` rows with label concentration at least
     ``min_concentration`` is a candidate; the ``n_candidates`` with the highest G statistic are
     tested by removal on up to ``n_test_rows`` of their rows with the concentrated label (when
-    ``predict_proba`` is given). A candidate's score is its removal flip rate times its
-    concentration (without a model: concentration times the share of its rows it explains).
+    ``predict_proba`` is given). With ``reference_scores`` (one per row in [-1, 1], higher when a
+    row looks like another class, e.g. kNN label disagreement) the G statistic is weighted by
+    ``(1 + mean reference of the token's rows with its label) / 2`` before ranking: a natural
+    class word sits in rows that look like their class, a trigger in rows that look like another.
+    A candidate's score is its removal flip rate times its concentration (without a model:
+    concentration times the share of its rows it explains).
     """
     from sklearn.feature_extraction.text import CountVectorizer
 
@@ -194,7 +199,16 @@ def find_trigger_candidates(
     ok = (stats["n_rows"] >= min_count) & (stats["concentration"] >= min_concentration) & \
         (stats["lift"] > 1.0)
     order = np.flatnonzero(ok)
-    order = order[np.argsort(-stats["g"][order], kind="stable")][:n_candidates]
+    priority = stats["g"].astype(np.float64).copy()
+    if reference_scores is not None and len(order):
+        ref = np.clip(np.asarray(reference_scores, dtype=np.float64), -1.0, 1.0)
+        sub = presence[:, order].tocsc()
+        for pos, j in enumerate(order):
+            rows = sub[:, pos].nonzero()[0]
+            rows = rows[y[rows] == stats["best"][j]]
+            if len(rows):
+                priority[j] *= (1.0 + float(ref[rows].mean())) / 2.0
+    order = order[np.argsort(-priority[order], kind="stable")][:n_candidates]
     out: list[TriggerCandidate] = []
     for j in order:
         k = int(stats["best"][j])
@@ -219,7 +233,7 @@ def find_trigger_candidates(
     all_rows = np.unique(np.concatenate([r for _, r in batches])) if batches else np.zeros(0, int)
     if len(all_rows):
         before = np.asarray(predict_proba(texts[all_rows]))
-        pos = {int(r): i for i, r in enumerate(all_rows)}
+        where = {int(r): i for i, r in enumerate(all_rows)}
         edited_texts: list[str] = []
         owners: list[tuple[int, int]] = []
         for ci, (c, rows) in enumerate(batches):
@@ -231,7 +245,7 @@ def find_trigger_candidates(
         flips: dict[int, list[bool]] = {}
         for (ci, r), p_after in zip(owners, after, strict=True):
             c = batches[ci][0]
-            p_before = before[pos[r]]
+            p_before = before[where[r]]
             k = c.target_label
             drops.setdefault(ci, []).append(float(p_before[k] - p_after[k]))
             flips.setdefault(ci, []).append(bool(np.argmax(p_before) == k and np.argmax(p_after) != k))
@@ -283,8 +297,10 @@ def trigger_row_scores(texts: np.ndarray, y: np.ndarray, predict_proba: PredictP
 class TriggerKeywordDetector(Detector):
     """Trigger-keyword identification for text (see the module docstring).
 
-    ``fit(texts, y, predict_proba)``: ``texts`` an array of strings, ``predict_proba`` a function
-    from an array of strings to N×K probabilities (the model trained on these rows).
+    ``fit(texts, y, predict_proba, n_classes=None, reference_scores=None)``: ``texts`` an array of
+    strings, ``predict_proba`` a function from an array of strings to N×K probabilities (the model
+    trained on these rows), ``reference_scores`` optional per-row scores that rank candidates
+    (see :func:`find_trigger_candidates`).
     A candidate is a suspected trigger when removing it flips at least ``min_flip_rate`` of its
     tested rows and at least ``min_count`` rows in all. ``contamination="auto"`` flags the rows
     whose prediction the removal of a suspected trigger flips (``threshold_ = 1``).
@@ -308,7 +324,8 @@ class TriggerKeywordDetector(Detector):
         self.random_state = random_state
 
     def fit(self, texts: np.ndarray, y: np.ndarray, predict_proba: PredictProba,
-            n_classes: int | None = None) -> TriggerKeywordDetector:
+            n_classes: int | None = None,
+            reference_scores: np.ndarray | None = None) -> TriggerKeywordDetector:
         owner = type(self).__name__
         self._check_contamination()
         X = np.asarray(texts, dtype=object)
@@ -330,7 +347,8 @@ class TriggerKeywordDetector(Detector):
         candidates = find_trigger_candidates(
             X, labels, predict_proba, n_classes=n_classes, min_count=min_count,
             min_concentration=self.min_concentration, n_candidates=self.n_candidates,
-            n_test_rows=self.n_test_rows, random_state=self.random_state,
+            n_test_rows=self.n_test_rows, reference_scores=reference_scores,
+            random_state=self.random_state,
         )
         confirmed = [c for c in candidates
                      if c.flip_rate >= self.min_flip_rate and c.flip_rate * c.n_target_rows >= min_count]

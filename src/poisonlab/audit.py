@@ -1,0 +1,605 @@
+"""Audit a training set: rank the rows that look planted or mislabeled, with reasons and triggers.
+
+:func:`audit` trains the model on the data (and out of fold where a detector needs unbiased
+probabilities), computes what the model learned about each row (:mod:`poisonlab.detect.
+representations`), runs the detectors of :mod:`poisonlab.detect`, and combines them into one score
+per row:
+
+    evidence_d(i) = (score_d(i) - median_d) / (threshold_d - median_d)     (1 at the detector's cut)
+    score(i)      = max over the voting detectors of evidence_d(i)
+    flagged(i)    = score(i) > 1, i.e. at least one voting detector flags the row
+
+Every detector's threshold comes from ``contamination="auto"``, so no poison rate is needed.
+Voting detectors: the robust spectral detector, confident learning, near-duplicate conflicts and
+(text) trigger keywords. Confident learning runs on the *consensus* of two independent witnesses,
+the out-of-fold model probabilities and the label distribution of each row's 10 nearest neighbors
+in input space (product of experts, renormalized): a row whose label both the model and its
+neighbors reject. On mnist with 10% random flips this lifts cleanlab's precision from 0.76 to 0.89
+at the same recall (0.90 -> 0.95). Plain spectral signatures, activation clustering and kNN label
+consistency alone are computed and reported but do not vote: on every scenario of
+``benchmarks/audit_vs_art.py`` they flag clean rows that the voting detectors do not.
+
+:func:`write_audit` writes ``flags.csv``, ``summary.json`` and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from poisonlab.data.dataset import Dataset
+from poisonlab.exceptions import DataError, ParameterError
+
+Progress = Callable[[str, int, int], None]
+"""``progress(step, done, total)``: called as each step of a long run starts."""
+
+DETECTORS = ("robust_spectral", "spectral_signature", "activation_clustering",
+             "confident_learning", "knn_labels", "duplicates", "trigger_keywords")
+VOTING = ("robust_spectral", "confident_learning", "duplicates", "trigger_keywords")
+TITLES = {
+    "robust_spectral": "robust spectral (SPECTRE-style)",
+    "spectral_signature": "spectral signature",
+    "activation_clustering": "activation clustering",
+    "confident_learning": "label issue (confident learning)",
+    "knn_labels": "kNN label consistency",
+    "duplicates": "near-duplicate label conflict",
+    "trigger_keywords": "text trigger",
+}
+
+
+@dataclass
+class DetectorOutcome:
+    """One detector's result on the audited rows."""
+
+    name: str
+    scores: np.ndarray
+    flags: np.ndarray
+    threshold: float
+    votes: bool
+    seconds: float
+    details: dict[str, Any] = field(default_factory=dict)
+    reason: Callable[[int], str] | None = field(default=None, repr=False)
+
+    @property
+    def evidence(self) -> np.ndarray:
+        """Scores rescaled so that the median row reads 0 and the threshold reads 1."""
+        med = float(np.median(self.scores)) if len(self.scores) else 0.0
+        thr = self.threshold
+        if not math.isfinite(thr) or thr <= med:
+            span = float(np.max(self.scores, initial=med) - med) or 1.0
+            thr = med + span if not math.isfinite(thr) or thr <= med else thr
+            if thr <= med:
+                return np.zeros_like(self.scores)
+        return (self.scores - med) / (thr - med)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "title": TITLES.get(self.name, self.name),
+            "votes": self.votes,
+            "n_flagged": int(self.flags.sum()),
+            "threshold": _finite(self.threshold),
+            "seconds": round(self.seconds, 3),
+            **self.details,
+        }
+
+
+@dataclass
+class AuditResult:
+    """What :func:`audit` found. ``scores``/``flags``/``reasons`` have one entry per input row."""
+
+    dataset: Dataset
+    model_spec: str
+    representation: str
+    scores: np.ndarray
+    flags: np.ndarray
+    reasons: list[str]
+    detectors: dict[str, DetectorOutcome]
+    suspected_triggers: list[dict[str, Any]]
+    timings: dict[str, float]
+    oof_accuracy: float
+    model: Any = field(repr=False, default=None)
+    evaluation: dict[str, Any] | None = None
+    groups: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON summary written to ``summary.json``."""
+        ds = self.dataset
+        per_class = []
+        for k, name in enumerate(ds.classes):
+            rows = ds.y == k
+            per_class.append({"class": name, "n_rows": int(rows.sum()),
+                              "n_flagged": int(self.flags[rows].sum())})
+        out: dict[str, Any] = {
+            "dataset": ds.name,
+            "kind": ds.kind,
+            "n_rows": len(ds),
+            "n_flagged": int(self.flags.sum()),
+            "flagged_rate": float(self.flags.mean()) if len(ds) else 0.0,
+            "classes": per_class,
+            "model": self.model_spec,
+            "representation": self.representation,
+            "out_of_fold_accuracy": round(self.oof_accuracy, 4),
+            "combination": "score = max over voting detectors of (score - median) / "
+                           "(threshold - median); flagged when score > 1",
+            "detectors": {name: d.summary() for name, d in self.detectors.items()},
+            "suspected_triggers": self.suspected_triggers,
+            "seconds": {k: round(v, 2) for k, v in self.timings.items()},
+        }
+        if self.groups is not None:
+            out["groups"] = self.groups
+        if self.evaluation is not None:
+            out["evaluation"] = self.evaluation
+        out.update(self.extra)
+        return out
+
+    def ranked(self, limit: int | None = None) -> np.ndarray:
+        """Row positions, most suspicious first."""
+        order = np.argsort(-self.scores, kind="stable")
+        return order if limit is None else order[:limit]
+
+
+# ---------------------------------------------------------------------------------- pipeline
+def audit(
+    dataset: Dataset,
+    *,
+    model: str | Any | None = None,
+    representation: str = "auto",
+    detectors: tuple[str, ...] | None = None,
+    n_folds: int | None = None,
+    random_state: int = 0,
+    progress: Progress | None = None,
+    torch_params: dict[str, Any] | None = None,
+    fitted_model: Any | None = None,
+) -> AuditResult:
+    """Audit ``dataset`` (see the module docstring).
+
+    ``model``: a built-in spec (``nb-text``, ``logreg-text``, ``logreg``, ``mlp``, ``cnn``,
+    ``torch-mlp``), an unfitted poisonlab model object, or None for the default of the data's kind
+    (``logreg-text`` for text, ``cnn`` for images, ``logreg`` for tables). ``representation``: see
+    :func:`poisonlab.detect.model_representation`. ``detectors``: names from :data:`DETECTORS`
+    (default: all that apply). ``n_folds``: folds for out-of-fold probabilities (default 5, 3 for
+    networks). ``fitted_model``: the model already trained on exactly these rows (skips the
+    first step; the out-of-fold models are still trained fresh).
+    """
+    from poisonlab.models import make_model
+
+    n = len(dataset)
+    if n < 10:
+        raise DataError(f"{dataset.name}: an audit needs at least 10 rows; got {n}.")
+    counts = np.bincount(dataset.y, minlength=dataset.n_classes)
+    if np.count_nonzero(counts) < 2:
+        raise DataError(f"{dataset.name}: every row has the label {dataset.classes[int(np.argmax(counts))]!r}; "
+                        "an audit needs at least two classes.")
+    names = _check_detectors(detectors, dataset.kind)
+    spec = default_model(dataset.kind) if model is None else model
+    spec_name = spec if isinstance(spec, str) else type(spec).__name__
+    torch_params = dict(torch_params or {})
+
+    def fresh() -> Any:
+        if isinstance(spec, str):
+            return make_model(spec, random_state=random_state, **(torch_params if spec in ("cnn", "torch-mlp") else {}))
+        from sklearn.base import clone
+
+        return clone(spec)
+
+    is_torch = isinstance(spec, str) and spec in ("cnn", "torch-mlp")
+    folds = n_folds if n_folds is not None else (3 if is_torch else 5)
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ParameterError(f"The 'n_folds' parameter of audit must be an int >= 2. Got {folds!r} instead.")
+    steps = ["training the model", f"out-of-fold probabilities ({folds} folds)", "representations",
+             "nearest neighbors", "detectors", "combining"]
+    timings: dict[str, float] = {}
+    tick = _Ticker(progress, steps, timings)
+    X, y, K = dataset.X, dataset.y, dataset.n_classes
+
+    tick.start(0)
+    fitted = fitted_model if fitted_model is not None else fresh().fit(X, y, n_classes=K)
+    tick.start(1, sub=lambda i: progress(f"{steps[1]}: fold {i + 1}/{folds}", 1, len(steps))
+               if progress else None)
+    oof = out_of_fold_proba(fresh, fitted, X, y, K, n_folds=folds, random_state=random_state,
+                            on_fold=tick.sub)
+    tick.start(2)
+    from poisonlab.detect.representations import model_representation
+
+    rep, rep_kind = model_representation(fitted, X, y, kind=representation,
+                                         random_state=random_state)
+    tick.start(3)
+    inputs = input_features(dataset)
+    from poisonlab.detect.labels import _nearest_neighbors
+
+    neighbors = _nearest_neighbors(inputs, 10, 20000, np.random.default_rng(random_state))
+    tick.start(4)
+    outcomes = _run_detectors(names, dataset, fitted, oof, rep, inputs, neighbors, random_state)
+    tick.start(5)
+    voting = [o for o in outcomes.values() if o.votes]
+    if voting:
+        evidence = np.vstack([o.evidence for o in voting])
+        scores = evidence.max(axis=0)
+        flags = np.zeros(n, dtype=bool)
+        for o in voting:
+            flags |= o.flags
+        # Keep "flagged" and "score > 1" the same statement.
+        scores = np.where(flags, np.maximum(scores, 1.0 + 1e-9), np.minimum(scores, 1.0))
+    else:
+        scores, flags = np.zeros(n), np.zeros(n, dtype=bool)
+    reasons = _reasons(outcomes, flags)
+    tick.done()
+    triggers = outcomes["trigger_keywords"].details.get("suspected_triggers", []) \
+        if "trigger_keywords" in outcomes else []
+    result = AuditResult(
+        dataset=dataset, model_spec=spec_name, representation=rep_kind, scores=scores, flags=flags,
+        reasons=reasons, detectors=outcomes, suspected_triggers=triggers, timings=timings,
+        oof_accuracy=float(np.mean(np.argmax(oof, axis=1) == y)), model=fitted,
+        arrays={"pred_probs": oof, "representation": rep, "neighbors": neighbors},
+    )
+    if dataset.source is not None or dataset.labeler is not None:
+        result.groups = contributions(dataset, flags)
+    return result
+
+
+def default_model(kind: str) -> str:
+    """The model an audit trains when none is named: logreg-text, cnn or logreg.
+
+    Text gets logistic regression rather than naive Bayes because its per-feature contributions
+    carry what it learned (a trigger's weight); see the representation table in the README.
+    """
+    return {"text": "logreg-text", "image": "cnn", "tabular": "logreg"}[kind]
+
+
+def _check_detectors(detectors: tuple[str, ...] | None, kind: str) -> tuple[str, ...]:
+    if detectors is None:
+        return tuple(d for d in DETECTORS if kind == "text" or d != "trigger_keywords")
+    unknown = [d for d in detectors if d not in DETECTORS]
+    if unknown:
+        raise ParameterError(
+            f"The 'detectors' parameter of audit must list names from {list(DETECTORS)}. "
+            f"Got {unknown[0]!r} instead."
+        )
+    if "trigger_keywords" in detectors and kind != "text":
+        raise ParameterError("The trigger_keywords detector reads text; this data is "
+                             f"{kind}.")
+    return tuple(detectors)
+
+
+class _Ticker:
+    def __init__(self, progress: Progress | None, steps: list[str], timings: dict[str, float]):
+        self.progress, self.steps, self.timings = progress, steps, timings
+        self.current: int | None = None
+        self.t0 = time.perf_counter()
+        self.sub: Callable[[int], None] | None = None
+
+    def start(self, i: int, sub: Callable[[int], Any] | None = None) -> None:
+        self._stop()
+        self.current, self.t0 = i, time.perf_counter()
+        self.sub = sub
+        if self.progress is not None:
+            self.progress(self.steps[i], i, len(self.steps))
+
+    def _stop(self) -> None:
+        if self.current is not None:
+            self.timings[self.steps[self.current].split(" (")[0]] = time.perf_counter() - self.t0
+
+    def done(self) -> None:
+        self._stop()
+        self.current = None
+        if self.progress is not None:
+            self.progress("done", len(self.steps), len(self.steps))
+
+
+# ---------------------------------------------------------------------------------- arrays
+def out_of_fold_proba(
+    fresh: Callable[[], Any],
+    fitted: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    *,
+    n_folds: int = 5,
+    random_state: int = 0,
+    on_fold: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Cross-validated N×K probabilities: each row scored by a model that never saw it.
+
+    For a scikit-learn pipeline the label-free steps (vectorizer, scaler) fitted on all rows are
+    reused and only the final classifier is refitted per fold, which gives the same answer for a
+    fraction of the time (the vocabulary is shared; no label leaks).
+    """
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import Pipeline
+
+    counts = np.bincount(y, minlength=n_classes)
+    min_count = counts[counts > 0].min()
+    splits = max(2, min(n_folds, int(min_count)))
+    if min_count < 2:
+        from sklearn.model_selection import KFold
+
+        cv: Any = KFold(n_splits=n_folds, shuffle=True, random_state=random_state)
+    else:
+        cv = StratifiedKFold(n_splits=splits, shuffle=True, random_state=random_state)
+    out = np.zeros((len(y), n_classes))
+    est: Any = getattr(fitted, "estimator_", None)
+    fast = isinstance(est, Pipeline) and len(est.steps) > 1
+    if fast:
+        Z = est[:-1].transform(X if X.dtype == object else X.reshape(len(X), -1))
+        final = est.steps[-1][1]
+    for i, (tr, te) in enumerate(cv.split(np.zeros(len(y)), y)):
+        if on_fold is not None:
+            on_fold(i)
+        if fast:
+            clf = clone(final).fit(Z[tr], y[tr])
+            proba = clf.predict_proba(Z[te])
+            out[np.ix_(te, np.asarray(clf.classes_, dtype=np.int64))] = proba
+        else:
+            model = fresh().fit(X[tr], y[tr], n_classes=n_classes)
+            out[te] = model.predict_proba(X[te])
+    sums = out.sum(axis=1, keepdims=True)
+    return out / np.where(sums > 0, sums, 1.0)
+
+
+def consensus_probs(pred_probs: np.ndarray, neighbor_idx: np.ndarray, y: np.ndarray,
+                    n_classes: int, smoothing: float = 0.1) -> np.ndarray:
+    """Product of experts of model probabilities and neighbor label shares, renormalized.
+
+    Neighbor shares are smoothed, ``(count_k + smoothing) / (k + smoothing * K)``, and the two
+    distributions are combined by their geometric mean.
+    """
+    n, k = neighbor_idx.shape
+    counts = np.zeros((n, n_classes))
+    if k:
+        np.add.at(counts, (np.repeat(np.arange(n), k), y[neighbor_idx].ravel()), 1.0)
+    shares = (counts + smoothing) / (k + smoothing * n_classes)
+    geo = np.sqrt(np.clip(pred_probs, 1e-12, 1.0) * shares)
+    return geo / geo.sum(axis=1, keepdims=True)
+
+
+def input_features(dataset: Dataset) -> Any:
+    """What kNN and duplicate checks compare: TF-IDF for text, pixels, standardized columns."""
+    if dataset.kind == "text":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        vec = TfidfVectorizer(lowercase=True, sublinear_tf=True, min_df=2, max_features=200_000,
+                              dtype=np.float32)
+        try:
+            return vec.fit_transform(dataset.X).tocsr()
+        except ValueError:  # no word occurs twice
+            vec = TfidfVectorizer(lowercase=True, sublinear_tf=True, token_pattern=r"(?u)\b\w+\b")
+            return vec.fit_transform(dataset.X).tocsr()
+    X = np.asarray(dataset.X, dtype=np.float64).reshape(len(dataset), -1)
+    if dataset.kind == "tabular":
+        sd = X.std(axis=0)
+        X = (X - X.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    return X
+
+
+def contributions(dataset: Dataset, flags: np.ndarray) -> dict[str, Any] | None:
+    """Flagged counts per source and labeler (via poisonlab.provenance when it is installed)."""
+    try:
+        from poisonlab.provenance import contributions_by_group
+    except ImportError:  # pragma: no cover - provenance ships with poisonlab
+        return _simple_groups(dataset, flags)
+    return contributions_by_group(dataset, flags)
+
+
+def _simple_groups(dataset: Dataset, flags: np.ndarray) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for col in ("source", "labeler"):
+        values = getattr(dataset, col)
+        if values is None:
+            continue
+        groups: dict[str, dict[str, int]] = {}
+        for v, f in zip(values, flags, strict=True):
+            g = groups.setdefault(str(v), {"n_rows": 0, "n_flagged": 0})
+            g["n_rows"] += 1
+            g["n_flagged"] += int(f)
+        out[f"by_{col}"] = groups
+    return out
+
+
+# ---------------------------------------------------------------------------------- detectors
+def _run_detectors(names: tuple[str, ...], dataset: Dataset, model: Any, oof: np.ndarray,
+                   rep: np.ndarray, inputs: Any, neighbors: tuple[np.ndarray, np.ndarray],
+                   random_state: int) -> dict[str, DetectorOutcome]:
+    from poisonlab.detect import (
+        ActivationClusteringDetector,
+        ConfidentLearningDetector,
+        DuplicateConflictDetector,
+        KnnLabelDetector,
+        RobustSpectralDetector,
+        SpectralSignatureDetector,
+        TriggerKeywordDetector,
+    )
+
+    y, classes = dataset.y, dataset.classes
+    out: dict[str, DetectorOutcome] = {}
+
+    def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+        t = time.perf_counter()
+        value = fn()
+        return value, time.perf_counter() - t
+
+    # kNN label consistency first: its scores orient the spectral and clustering splits.
+    knn, secs = timed(lambda: KnnLabelDetector(n_neighbors=10).fit(inputs, y, neighbors=neighbors))
+    reference = knn.scores_
+    if "knn_labels" in names:
+        idx = neighbors[0][:, :10]
+
+        def knn_reason(i: int) -> str:
+            other = int(knn.neighbor_label_[i])
+            n_other = int(np.sum(y[idx[i]] == other))
+            return (f"kNN: {n_other} of its {idx.shape[1]} nearest rows in input space are labeled "
+                    f"{classes[other]!r}, not {classes[y[i]]!r}")
+
+        out["knn_labels"] = DetectorOutcome("knn_labels", knn.scores_, knn.flags_,
+                                            knn.threshold_, "knn_labels" in VOTING, secs,
+                                            {"n_neighbors": 10}, knn_reason)
+    if "confident_learning" in names:
+        consensus = consensus_probs(oof, neighbors[0][:, :10], y, dataset.n_classes)
+        cl, secs = timed(lambda: ConfidentLearningDetector().fit(consensus, y))
+
+        def cl_reason(i: int) -> str:
+            pred = int(np.argmax(oof[i]))
+            other = int(knn.neighbor_label_[i])
+            return (f"label issue: a model that never saw this row gives its label "
+                    f"{classes[y[i]]!r} p={oof[i, y[i]]:.2f} and predicts {classes[pred]!r} "
+                    f"(p={oof[i, pred]:.2f}); its nearest rows mostly say {classes[other]!r}")
+
+        out["confident_learning"] = DetectorOutcome(
+            "confident_learning", cl.scores_, cl.flags_, cl.threshold_, True, secs,
+            {"method": "cleanlab find_label_issues (prune_by_noise_rate) on the consensus of "
+                       "out-of-fold probabilities and 10-nearest-neighbor label shares",
+             "n_issues_estimated": int(getattr(cl, "n_issues_", 0))}, cl_reason)
+    if "duplicates" in names:
+        dup, secs = timed(lambda: DuplicateConflictDetector().fit(inputs, y, neighbors=neighbors))
+
+        def dup_reason(i: int) -> str:
+            idx, sim = neighbors
+            others = [int(j) for j, s in zip(idx[i], sim[i], strict=True)
+                      if s >= 0.98 - 1e-9 and y[j] != y[i]]
+            who = f"row {others[0]} labeled {classes[y[others[0]]]!r}" if others else \
+                "rows with another label"
+            return f"near-duplicate of {who} (cosine similarity {dup.scores_[i]:.3f})"
+
+        out["duplicates"] = DetectorOutcome(
+            "duplicates", dup.scores_, dup.flags_, dup.threshold_, True, secs,
+            {"min_similarity": 0.98,
+             "n_conflict_groups": len(np.unique(dup.groups_[dup.groups_ >= 0]))}, dup_reason)
+    if "spectral_signature" in names:
+        ss, secs = timed(lambda: SpectralSignatureDetector().fit(rep, y))
+        out["spectral_signature"] = DetectorOutcome(
+            "spectral_signature", ss.scores_, ss.flags_, ss.threshold_, False, secs,
+            {"note": "Tran et al. 2018 on the representation, normalized per class; reported for "
+                     "reference, does not vote (see robust_spectral)"},
+            lambda i: f"spectral signature score {ss.scores_[i]:.1f} in class {classes[y[i]]!r}")
+    if "robust_spectral" in names:
+        rs, secs = timed(lambda: RobustSpectralDetector().fit(rep, y, reference_scores=reference))
+        res = rs.result_
+
+        prior = float(np.log(rs.min_posterior / (1 - rs.min_posterior)))
+
+        def rs_reason(i: int) -> str:
+            k = int(y[i])
+            posterior = 1.0 / (1.0 + np.exp(-(rs.scores_[i] + prior)))
+            return (f"robust spectral: class {classes[k]!r} splits in two along a direction that "
+                    f"carries {rs.eigen_ratio_[k]:.1f}x the variance other classes have along "
+                    f"theirs; this row sits with the {res.suspicious_size[k]} rows on the "
+                    f"suspicious side (posterior {posterior:.3f})")
+
+        per_class = {
+            classes[k]: {"eigenvalue": _finite(res.eigenvalue[k]),
+                         "eigenvalue_ratio": _finite(rs.eigen_ratio_[k]),
+                         "reference_gap": _finite(res.side_reference[k, 0] - res.side_reference[k, 1]),
+                         "separation": _finite(res.separation[k]),
+                         "suspicious_side_rows": int(res.suspicious_size[k]),
+                         "significant": bool(rs.significant_[k])}
+            for k in range(len(classes)) if not np.isnan(res.eigenvalue[k])
+        }
+        out["robust_spectral"] = DetectorOutcome("robust_spectral", rs.scores_, rs.flags_,
+                                                 rs.threshold_, True, secs,
+                                                 {"per_class": per_class}, rs_reason)
+    if "activation_clustering" in names:
+        ac, secs = timed(lambda: ActivationClusteringDetector(random_state=random_state)
+                         .fit(rep, y, reference_scores=reference))
+        acr = ac.result_
+
+        def ac_reason(i: int) -> str:
+            k = int(y[i])
+            return (f"activation clustering: in the suspicious cluster of class {classes[k]!r} "
+                    f"({100 * acr.relative_size[k]:.0f}% of the class, silhouette "
+                    f"{acr.silhouette[k]:.2f})")
+
+        per_class = {classes[k]: {"relative_size": _finite(acr.relative_size[k]),
+                                  "silhouette": _finite(acr.silhouette[k]),
+                                  "significant": bool(ac.significant_[k])}
+                     for k in range(len(classes)) if not np.isnan(acr.silhouette[k])}
+        out["activation_clustering"] = DetectorOutcome(
+            "activation_clustering", ac.scores_, ac.flags_, ac.threshold_,
+            "activation_clustering" in VOTING, secs,
+            {"per_class": per_class}, ac_reason)
+    if "trigger_keywords" in names:
+        tk, secs = timed(lambda: TriggerKeywordDetector(random_state=random_state)
+                         .fit(dataset.X, y, model.predict_proba, n_classes=dataset.n_classes,
+                              reference_scores=reference))
+
+        def tk_reason(i: int) -> str:
+            t = tk.triggers_[int(tk.row_trigger_[i])] if tk.row_trigger_[i] >= 0 else None
+            name = t.trigger if t is not None else "?"
+            return (f"holds suspected trigger {name!r}; removing it moves the model off its label "
+                    f"{classes[y[i]]!r} (probability drop {tk.scores_[i] - 1:.2f})")
+
+        triggers = [t.as_dict(classes) for t in tk.triggers_]
+        for t, obj in zip(tk.triggers_, triggers, strict=True):
+            obj["n_rows_flipped"] = int(np.sum(tk.flags_ & (tk.row_trigger_ == tk.triggers_.index(t))))
+        out["trigger_keywords"] = DetectorOutcome(
+            "trigger_keywords", tk.scores_, tk.flags_, tk.threshold_, True, secs,
+            {"suspected_triggers": triggers,
+             "top_candidates": [c.as_dict(classes) for c in tk.candidates_[:10]]}, tk_reason)
+    return out
+
+
+def _reasons(outcomes: dict[str, DetectorOutcome], flags: np.ndarray) -> list[str]:
+    n = len(flags)
+    reasons = [""] * n
+    for i in np.flatnonzero(flags):
+        parts = [o.reason(int(i)) for o in outcomes.values()
+                 if o.votes and o.flags[i] and o.reason is not None]
+        reasons[i] = "; ".join(parts)
+    return reasons
+
+
+def _finite(value: Any) -> float | None:
+    v = float(value)
+    return v if math.isfinite(v) else None
+
+
+# ---------------------------------------------------------------------------------- ground truth
+def evaluate_audit(result: AuditResult, poison_mask: np.ndarray) -> dict[str, Any]:
+    """Precision, recall, AUROC, AP and recall at 1.5x for the combined score and each detector."""
+    from poisonlab.detect.metrics import detection_metrics
+
+    out: dict[str, Any] = {"combined": _clean(detection_metrics(poison_mask, result.scores,
+                                                                result.flags))}
+    out["detectors"] = {name: _clean(detection_metrics(poison_mask, d.scores, d.flags))
+                        for name, d in result.detectors.items()}
+    result.evaluation = out
+    result.arrays["poison_mask"] = np.asarray(poison_mask, dtype=bool)
+    return out
+
+
+def _clean(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else
+                round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
+
+
+# ---------------------------------------------------------------------------------- files
+def write_audit(result: AuditResult, out_dir: str | Path, *, html: bool = True,
+                summary_name: str = "summary.json") -> dict[str, Path]:
+    """Write ``flags.csv``, ``summary.json`` and (unless ``html=False``) ``report.html``."""
+    from poisonlab.cli_common import write_json
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"flags": out / "flags.csv", "summary": out / summary_name}
+    tmp = paths["flags"].with_name("flags.csv.partial")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["row", "id", "score", "flagged", "reasons"])
+        for i in range(len(result.scores)):
+            writer.writerow([i, result.dataset.ids[i], f"{result.scores[i]:.6g}",
+                             "true" if result.flags[i] else "false", result.reasons[i]])
+    tmp.replace(paths["flags"])
+    write_json(paths["summary"], result.summary())
+    if html:
+        from poisonlab.report.audit import write_audit_report
+
+        paths["report"] = write_audit_report(result, out / "report.html")
+    return paths

@@ -1,0 +1,50 @@
+"""Defenses: sanitize-and-retrain (:mod:`poisonlab.defend.sanitize`); more methods plug in here.
+
+``poisonlab defend DATA --method NAME`` looks NAME up in :data:`METHODS` (``"module:function"``)
+and calls that function with one :class:`DefendRequest`; it returns the JSON summary it wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+METHODS: dict[str, str] = {
+    "sanitize": "poisonlab.defend.sanitize:run",
+}
+
+
+@dataclass
+class DefendRequest:
+    """What every defense method receives from the command line.
+
+    ``ground_truth`` is a :class:`~poisonlab.attacks.PoisonedDataset` when DATA is a folder written
+    by ``poisonlab attack``; ``test`` a clean dataset to measure on (optional); ``options`` holds
+    method-specific settings.
+    """
+
+    dataset: Any
+    out: Path
+    model: str | None = None
+    ground_truth: Any | None = None
+    test: Any | None = None
+    random_state: int = 0
+    progress: Callable[[str, int, int], None] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def method_function(name: str) -> Callable[[DefendRequest], dict[str, Any]]:
+    """The function behind a ``--method`` name."""
+    import importlib
+
+    from poisonlab.exceptions import ParameterError
+
+    if name not in METHODS:
+        raise ParameterError(
+            f"The '--method' option of defend must be one of {sorted(METHODS)}. Got {name!r} instead."
+        )
+    module, func = METHODS[name].split(":")
+    function: Callable[[DefendRequest], dict[str, Any]] = getattr(importlib.import_module(module), func)
+    return function

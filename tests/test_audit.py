@@ -1,0 +1,128 @@
+"""The audit pipeline and sanitize-and-retrain on real data with planted poison.
+
+Floors are measured values minus a margin; the measurement is beside each floor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from poisonlab.attacks import LabelFlipAttack, PatchBackdoorAttack, TextBackdoorAttack
+from poisonlab.audit import audit, consensus_probs, evaluate_audit, write_audit
+from poisonlab.data import Dataset
+from poisonlab.exceptions import DataError, ParameterError
+
+
+@pytest.fixture(scope="module")
+def spam_subset(spamassassin: Dataset) -> Dataset:
+    rng = np.random.default_rng(0)
+    return spamassassin.subset(np.sort(rng.choice(len(spamassassin), 2000, replace=False)))
+
+
+@pytest.mark.slow
+def test_text_trigger_found_on_spamassassin(spam_subset: Dataset) -> None:
+    # 60 spam emails relabeled ham with "cf" appended 5 times, logreg-text (the text default).
+    # Measured (seed 0): trigger 'cf' found; combined AUROC 0.998, recall 1.0, precision 0.811;
+    # the trigger test alone flags 42 rows, all planted (precision 1.0, recall 0.70).
+    p = TextBackdoorAttack(trigger="cf", repetitions=5, source_label="spam", target_label="ham",
+                           n_poison=60, random_state=0).apply(spam_subset)
+    result = audit(p.dataset)
+    ev = evaluate_audit(result, p.poison_mask)["combined"]
+    assert [t["trigger"] for t in result.suspected_triggers][:1] == ["cf"]
+    assert result.suspected_triggers[0]["target_label"] == "ham"
+    assert ev["auroc"] >= 0.98
+    assert ev["recall"] >= 0.95
+    assert ev["precision"] >= 0.7
+    flipped = result.detectors["trigger_keywords"].flags
+    assert p.poison_mask[flipped].all()  # every row the trigger test flags is planted
+
+
+@pytest.mark.torch
+def test_badnets_on_digits(digits: Dataset) -> None:
+    # 10% of rows (all from non-target classes) stamped with a 3x3 patch and relabeled 0: half
+    # of class 0. Measured: AUROC 1.000, precision 1.000, recall 1.000 (robust spectral, cnn).
+    p = PatchBackdoorAttack(target_label=0, poison_rate=0.1, random_state=0).apply(digits)
+    result = audit(p.dataset, model="cnn")
+    ev = evaluate_audit(result, p.poison_mask)
+    assert ev["combined"]["auroc"] >= 0.99
+    assert ev["combined"]["recall"] >= 0.99
+    assert ev["combined"]["precision"] >= 0.9
+    # Plain spectral signatures fail on a half-poisoned class (measured AUROC 0.696 vs 1.000).
+    assert ev["detectors"]["spectral_signature"]["auroc"] < ev["detectors"]["robust_spectral"]["auroc"]
+    assert result.detectors["robust_spectral"].details["per_class"]["0"]["significant"]
+
+
+@pytest.mark.torch
+def test_label_flips_on_digits(digits: Dataset) -> None:
+    # 10% random flips. Measured (seed 0): precision 0.913, recall 0.933, AUROC 0.999 (consensus CL).
+    p = LabelFlipAttack(poison_rate=0.1, random_state=0).apply(digits)
+    result = audit(p.dataset, model="cnn")
+    ev = evaluate_audit(result, p.poison_mask)["combined"]
+    assert ev["precision"] >= 0.85
+    assert ev["recall"] >= 0.85
+    assert ev["auroc"] >= 0.97
+    assert "label issue" in result.reasons[int(np.flatnonzero(result.flags)[0])]
+
+
+def test_consensus_probs_by_hand() -> None:
+    # Row 0: model (0.8, 0.2); neighbors 2 of 2 labeled 1 -> shares (0.1/2.2, 2.1/2.2).
+    # Geometric mean: sqrt(0.8 * 0.04545) = 0.1907, sqrt(0.2 * 0.9545) = 0.4369 -> 0.304, 0.696.
+    probs = np.array([[0.8, 0.2], [0.5, 0.5], [0.5, 0.5]])
+    idx = np.array([[1, 2], [0, 2], [0, 1]])
+    y = np.array([0, 1, 1])
+    out = consensus_probs(probs, idx, y, 2)
+    np.testing.assert_allclose(out[0], [0.3038, 0.6962], atol=1e-4)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0)
+
+
+def _tiny_text(with_groups: bool = True) -> Dataset:
+    rng = np.random.default_rng(0)
+    spam = ["win", "cash", "prize", "free", "offer", "money", "cheap", "deal"]
+    ham = ["meeting", "notes", "lunch", "team", "agenda", "report", "schedule", "review"]
+    X = np.empty(200, dtype=object)
+    y = np.repeat([0, 1], 100)
+    X[:] = [" ".join(rng.choice(ham if k == 0 else spam, 8)) for k in y]
+    y = y.copy()
+    y[:6] = 1  # six mislabeled ham rows, all from source "vendor-b"
+    source = np.array(["vendor-b" if i < 6 or i % 5 == 0 else "vendor-a" for i in range(200)],
+                      dtype=object)
+    return Dataset(X=X, y=y, classes=("ham", "spam"), name="tiny",
+                   source=source if with_groups else None)
+
+
+def test_audit_reports_groups_and_writes_files(tmp_path) -> None:
+    ds = _tiny_text()
+    result = audit(ds, model="nb-text")
+    # Measured: 5 of the 6 mislabeled rows flagged, no other row.
+    assert len(set(np.flatnonzero(result.flags)) & {0, 1, 2, 3, 4, 5}) >= 5
+    groups = result.summary()["groups"]["by_source"]
+    assert groups["vendor-b"]["n_flagged"] >= 5
+    paths = write_audit(result, tmp_path)
+    lines = paths["flags"].read_text().splitlines()
+    assert lines[0] == "row,id,score,flagged,reasons" and len(lines) == 201
+    assert lines[1].split(",")[3] == "true"
+    html = paths["report"].read_text()
+    assert "<script" not in html and "Ranked rows" in html
+
+
+def test_report_escapes_attacker_text(tmp_path) -> None:
+    ds = _tiny_text(with_groups=False)
+    X = ds.X.copy()
+    X[0] = "<script>alert(1)</script> " + X[0]
+    result = audit(ds.with_data(X=X), model="nb-text")
+    html = write_audit(result, tmp_path)["report"].read_text()
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_audit_rejects_bad_input() -> None:
+    ds = _tiny_text(with_groups=False)
+    with pytest.raises(DataError, match="at least two classes"):
+        audit(ds.with_data(y=np.zeros(len(ds), dtype=int)))
+    with pytest.raises(DataError, match="at least 10 rows"):
+        audit(ds.subset(np.arange(5)))
+    with pytest.raises(ParameterError, match="'detectors' parameter of audit"):
+        audit(ds, detectors=("magic",))
+    with pytest.raises(ParameterError, match="'n_folds' parameter of audit"):
+        audit(ds, n_folds=1)
