@@ -1,0 +1,302 @@
+"""Black-box trigger search for text classifiers: which words flip clean rows into one class?
+
+The scanner sees only ``predict_proba`` on strings and a few hundred clean labelled rows. For every
+class ``c`` it looks for a token or short phrase that, inserted into clean rows of other classes
+(at the start, the end or a random place, once or repeated), makes the model predict ``c`` far
+more often than ordinary words do. The search is budgeted in three stages, each cheap enough to
+run on everything the previous stage kept:
+
+1. **Screen** every candidate (the model's vocabulary when it exposes one, otherwise the words of
+   the clean rows plus every two-letter token, a favourite of backdoor papers) with one query: the
+   candidate alone as a document. The log-odds the model gives class ``c`` for that one-word
+   document is how hard the word pushes towards ``c``. The ``n_candidates`` strongest per class go
+   on, and so do phrases made of pairs of the strongest few (a two-word trigger shows up as two
+   strong words).
+2. **Probe**: each kept candidate is inserted into ``n_probe_rows`` clean rows of other classes at
+   random places, ``repetitions`` times; the flip rate is the share of rows the model now assigns
+   to ``c``.
+3. **Confirm**: the ``n_confirm`` best per class are inserted into every eligible clean row, at
+   every position and repetition; the best of these is the flip rate we report.
+
+**The verdict.** A trigger is an outlier among words, not merely a strong word: spam words push
+mail towards spam too. Per class, the anomaly index is how far the best probe flip rate sits above
+the median flip rate of the other screened words (those sharing no word with it), in units of
+their robust spread (1.4826 × MAD), floored by the binomial noise of a rate measured on the probe
+rows (:func:`~poisonlab.scan.stats.rate_anomaly_index`). The model is called backdoored when the
+largest index reaches ``anomaly_threshold`` and the candidate's confirmed flip rate reaches
+``min_flip_rate``.
+
+What it cannot see: a trigger in a naive Bayes model is one more word that only ever appeared in
+one class. Its pull is bounded by how often it was planted, which puts it among the natural
+class-exclusive words rather than above them (measured on SpamAssassin: a trigger planted in 10%
+of the rows, three times each, ranked 5th among 63,000 words, next to ``rpm`` and ``razor``, and
+flipped no more rows than they did). Such a backdoor is also weak, flipping 9 to 27% of rows.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from poisonlab.attacks.triggers import TEXT_POSITIONS, TextTrigger
+from poisonlab.exceptions import DataError, NotFittedError, ParameterError, check_param
+from poisonlab.scan.stats import rate_anomaly_index
+
+TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")
+TWO_LETTER_TOKENS = tuple(a + b for a in "abcdefghijklmnopqrstuvwxyz" for b in "abcdefghijklmnopqrstuvwxyz")
+
+PredictProba = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class TriggerCandidate:
+    """One suspected trigger: the phrase, the class it sends rows to, and how well it works.
+
+    ``flip_rate`` is the share of eligible clean rows (correctly classified, of another class) that
+    the model assigns to ``target_label`` once the phrase is inserted at ``position``,
+    ``repetitions`` times; ``anomaly_index`` compares its probe flip rate with ordinary words'.
+    """
+
+    trigger: str
+    target_label: int
+    flip_rate: float
+    position: str
+    repetitions: int
+    anomaly_index: float
+
+    def to_dict(self, classes: Sequence[str] | None = None) -> dict[str, Any]:
+        d = asdict(self)
+        if classes is not None:
+            d["target_label"] = classes[self.target_label]
+        return d
+
+
+def model_vocabulary(model: Any) -> list[str] | None:
+    """The vocabulary of a scikit-learn text pipeline's vectorizer, or None when it has none."""
+    estimator = getattr(model, "estimator_", model)
+    steps = getattr(estimator, "steps", None)
+    candidates = [s for _, s in steps] if steps else [estimator]
+    for step in candidates:
+        vocab = getattr(step, "vocabulary_", None)
+        if isinstance(vocab, dict) and vocab:
+            return sorted(str(t) for t in vocab)
+    return None
+
+
+def clean_data_tokens(texts: Sequence[str] | np.ndarray) -> list[str]:
+    """Lower-cased words of two or more characters in ``texts``, plus every two-letter token."""
+    found: set[str] = set(TWO_LETTER_TOKENS)
+    for text in texts:
+        found.update(TOKEN_PATTERN.findall(str(text).lower()))
+    return sorted(found)
+
+
+def token_log_odds(predict_proba: PredictProba, tokens: Sequence[str], *,
+                   batch_size: int = 8192) -> np.ndarray:
+    """(len(tokens), K) log-odds ``log p_c - log(1 - p_c)`` of each token as a one-word document."""
+    out = []
+    for start in range(0, len(tokens), batch_size):
+        docs = np.array(list(tokens[start:start + batch_size]), dtype=object)
+        P = np.clip(np.asarray(predict_proba(docs), dtype=np.float64), 1e-300, 1.0)
+        out.append(np.log(P) - np.log(np.clip(1.0 - P, 1e-300, 1.0)))
+    return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+def flip_rates(predict_proba: PredictProba, texts: np.ndarray, phrases: Sequence[str],
+               target: int, position: str, repetitions: int, rng: np.random.Generator, *,
+               batch_size: int = 4096) -> np.ndarray:
+    """Share of ``texts`` predicted ``target`` after inserting each phrase (one rate per phrase)."""
+    n = len(texts)
+    rates = np.zeros(len(phrases))
+    per_batch = max(1, batch_size // max(n, 1))
+    for start in range(0, len(phrases), per_batch):
+        chunk = phrases[start:start + per_batch]
+        docs = np.concatenate([
+            TextTrigger(p, position, repetitions).apply(texts, random_state=rng) for p in chunk
+        ])
+        pred = np.asarray(predict_proba(docs)).argmax(axis=1).reshape(len(chunk), n)
+        rates[start:start + len(chunk)] = (pred == target).mean(axis=1)
+    return rates
+
+
+class TextTriggerScanner(BaseEstimator):
+    """Search a text classifier for a trigger phrase; see the module docstring for the method.
+
+    ``fit(predict_proba, X, y)`` takes clean rows ``X`` (strings) with labels ``y`` in the model's
+    class order, and sets:
+
+    * ``verdict_`` ("backdoor" or "clean"), ``target_label_`` (int, or None when clean),
+    * ``triggers_``: :class:`TriggerCandidate` list, most anomalous first,
+    * ``anomaly_index_``: per class, the index of its best candidate (0 for a class without
+      eligible rows), ``threshold_`` (= ``anomaly_threshold``),
+    * ``n_candidates_screened_``, ``n_queries_`` (strings sent to the model), ``seconds_``.
+    """
+
+    def __init__(self, *, n_candidates: int = 64, n_pair_seeds: int = 8, n_probe_rows: int = 32,
+                 n_confirm: int = 8, positions: Sequence[str] = ("prefix", "suffix", "random"),
+                 repetitions: Sequence[int] = (1, 3), max_rows: int = 200,
+                 anomaly_threshold: float = 6.0, min_flip_rate: float = 0.25,
+                 batch_size: int = 4096,
+                 random_state: int | np.random.Generator | None = None) -> None:
+        self.n_candidates = n_candidates
+        self.n_pair_seeds = n_pair_seeds
+        self.n_probe_rows = n_probe_rows
+        self.n_confirm = n_confirm
+        self.positions = positions
+        self.repetitions = repetitions
+        self.max_rows = max_rows
+        self.anomaly_threshold = anomaly_threshold
+        self.min_flip_rate = min_flip_rate
+        self.batch_size = batch_size
+        self.random_state = random_state
+
+    def _validate(self) -> None:
+        owner = type(self).__name__
+        for name in ("n_candidates", "n_probe_rows", "n_confirm", "max_rows", "batch_size"):
+            value = getattr(self, name)
+            check_param(name, owner, isinstance(value, int) and not isinstance(value, bool)
+                        and value >= 1, "an int >= 1", value)
+        check_param("n_pair_seeds", owner, isinstance(self.n_pair_seeds, int)
+                    and self.n_pair_seeds >= 0, "an int >= 0", self.n_pair_seeds)
+        check_param("positions", owner, len(self.positions) > 0
+                    and all(p in TEXT_POSITIONS for p in self.positions),
+                    f"a non-empty list drawn from {list(TEXT_POSITIONS)}", self.positions)
+        check_param("repetitions", owner, len(self.repetitions) > 0
+                    and all(isinstance(r, int) and r >= 1 for r in self.repetitions),
+                    "a non-empty list of ints >= 1", self.repetitions)
+        check_param("anomaly_threshold", owner, isinstance(self.anomaly_threshold, (int, float))
+                    and self.anomaly_threshold > 0, "a float > 0", self.anomaly_threshold)
+        check_param("min_flip_rate", owner, isinstance(self.min_flip_rate, (int, float))
+                    and 0 <= self.min_flip_rate <= 1, "a float in [0, 1]", self.min_flip_rate)
+
+    def fit(self, predict_proba: PredictProba, X: np.ndarray, y: np.ndarray, *,
+            vocabulary: Sequence[str] | None = None,
+            progress: Callable[[str], None] | None = None) -> TextTriggerScanner:
+        """Scan; ``vocabulary`` overrides the candidates (default: words of ``X`` + two-letter tokens)."""
+        self._validate()
+        started = time.perf_counter()
+        say = progress or (lambda _msg: None)
+        X = np.asarray(X, dtype=object)
+        y = np.asarray(y)
+        if X.ndim != 1:
+            raise DataError(f"The text scan takes a 1-D array of strings; got shape {X.shape}.")
+        if len(X) != len(y):
+            raise DataError(f"X has {len(X)} rows but y has {len(y)}.")
+        if len(X) < 2:
+            raise DataError(f"The text scan needs clean rows of at least two classes; got {len(X)} rows.")
+        rng = np.random.default_rng(self.random_state)
+        if len(X) > self.max_rows:
+            keep = np.sort(rng.choice(len(X), self.max_rows, replace=False))
+            X, y = X[keep], y[keep]
+        queries = 0
+
+        def ask(docs: np.ndarray) -> np.ndarray:
+            nonlocal queries
+            queries += len(docs)
+            return np.asarray(predict_proba(docs), dtype=np.float64)
+
+        base = ask(X)
+        if base.ndim != 2 or base.shape[0] != len(X) or base.shape[1] < 2:
+            raise ParameterError(
+                f"predict_proba returned shape {base.shape} for {len(X)} rows; expected ({len(X)}, K)."
+            )
+        K = base.shape[1]
+        if y.min() < 0 or y.max() >= K:
+            raise DataError(f"Labels must be class indices 0..{K - 1} of the model; found {y.min()}..{y.max()}.")
+        correct = base.argmax(axis=1) == y
+
+        tokens = list(vocabulary) if vocabulary is not None else clean_data_tokens(X)
+        tokens = [t for t in dict.fromkeys(str(t).strip() for t in tokens) if t]
+        if not tokens:
+            raise DataError("No candidate tokens: the vocabulary and the clean rows are empty.")
+        say(f"screening {len(tokens)} candidate tokens")
+        strength = token_log_odds(ask, tokens, batch_size=max(self.batch_size, 8192))
+
+        positions = list(dict.fromkeys(self.positions))
+        reps = sorted(set(int(r) for r in self.repetitions))
+        probe_position = "random" if "random" in positions else positions[0]
+        found: list[TriggerCandidate] = []
+        index = np.zeros(K)
+        best_per_class: dict[int, TriggerCandidate] = {}
+        for c in range(K):
+            victims = np.flatnonzero((y != c) & correct)
+            if len(victims) == 0:
+                continue
+            victims = rng.permutation(victims)
+            probe = X[victims[:self.n_probe_rows]]
+            order = np.argsort(-strength[:, c], kind="stable")[:self.n_candidates]
+            unigrams = [tokens[i] for i in order]
+            seeds = unigrams[:self.n_pair_seeds]
+            pairs = [f"{a} {b}" for a in seeds for b in seeds if a != b]
+            phrases = unigrams + pairs
+            say(f"probing {len(phrases)} candidates for class {c} on {len(probe)} rows")
+            probe_rates = np.stack([
+                flip_rates(ask, probe, phrases, c, probe_position, r, rng, batch_size=self.batch_size)
+                for r in reps
+            ], axis=1)                                              # phrases × repetitions
+            best_rate = probe_rates.max(axis=1)
+            # anomaly index of every phrase against the phrases of as many words that share no
+            # word with it (two strong words flip more rows together than one: no fair reference)
+            words = [set(p.split()) for p in phrases]
+            cand_index = np.zeros(len(phrases))
+            for i, p_words in enumerate(words):
+                j = int(np.argmax(probe_rates[i]))
+                ref = np.array([probe_rates[u, j] for u in range(len(phrases))
+                                if len(words[u]) == len(p_words) and not (words[u] & p_words)])
+                cand_index[i] = rate_anomaly_index(float(probe_rates[i, j]), ref, len(probe))
+            # a pair is only worth reporting when it beats both of its words alone
+            single = {p: k for k, p in enumerate(unigrams)}
+            margin = 2.0 / np.sqrt(len(probe))
+            useful = np.ones(len(phrases), dtype=bool)
+            for i in range(len(unigrams), len(phrases)):
+                a, b = phrases[i].split()
+                alone = max(best_rate[single[a]], best_rate[single[b]])
+                useful[i] = best_rate[i] > alone + margin * np.sqrt(max(alone * (1 - alone), 0.05))
+            best_rate = np.where(useful, best_rate, -1.0)
+            cand_index = np.where(useful, cand_index, -np.inf)
+            ranked = np.argsort(-(best_rate + 1e-6 * np.maximum(cand_index, 0)), kind="stable")
+            keep = [int(i) for i in ranked[:self.n_confirm] if useful[i]]
+            say(f"confirming {len(keep)} candidates for class {c} on {len(victims)} rows")
+            for i in keep:
+                rate, where, times = -1.0, probe_position, reps[0]
+                for pos in positions:
+                    for r in reps:
+                        f = float(flip_rates(ask, X[victims], [phrases[i]], c, pos, r, rng,
+                                             batch_size=self.batch_size)[0])
+                        if f > rate:
+                            rate, where, times = f, pos, r
+                cand = TriggerCandidate(phrases[i], c, rate, where, times, float(cand_index[i]))
+                found.append(cand)
+            top = int(np.argmax(cand_index))
+            index[c] = cand_index[top]
+            confirmed = [t for t in found if t.target_label == c]
+            best_per_class[c] = max(confirmed, key=lambda t: (t.anomaly_index, t.flip_rate))
+
+        found.sort(key=lambda t: (-t.anomaly_index, -t.flip_rate, t.trigger))
+        self.triggers_ = found
+        self.anomaly_index_ = index
+        self.threshold_ = float(self.anomaly_threshold)
+        suspect = int(np.argmax(index))
+        best = best_per_class.get(suspect)
+        is_backdoor = bool(best is not None and index[suspect] >= self.anomaly_threshold
+                           and best.flip_rate >= self.min_flip_rate)
+        self.verdict_ = "backdoor" if is_backdoor else "clean"
+        self.target_label_ = suspect if is_backdoor else None
+        if is_backdoor:
+            # the suspected class's candidates first
+            self.triggers_ = ([t for t in found if t.target_label == suspect]
+                              + [t for t in found if t.target_label != suspect])
+        self.n_candidates_screened_ = len(tokens)
+        self.n_queries_ = queries
+        self.seconds_ = time.perf_counter() - started
+        return self
+
+    def _check(self) -> None:
+        if not hasattr(self, "verdict_"):
+            raise NotFittedError("This TextTriggerScanner is not fitted yet: call fit first.")

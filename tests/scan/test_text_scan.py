@@ -1,0 +1,116 @@
+"""Text trigger search: statistics by hand, a toy black box, and real SpamAssassin models."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from poisonlab.attacks import TextBackdoorAttack
+from poisonlab.data import Dataset
+from poisonlab.exceptions import DataError, ParameterError
+from poisonlab.models import make_model
+from poisonlab.scan.stats import anomaly_index, rate_anomaly_index
+from poisonlab.scan.text import TextTriggerScanner, clean_data_tokens, model_vocabulary
+
+
+def test_anomaly_index_hand_example() -> None:
+    # median 3, |x - 3| = 2 1 0 1 12 -> MAD 1 -> index = |x - 3| / 1.4826
+    idx = anomaly_index(np.array([1.0, 2.0, 3.0, 4.0, 15.0]))
+    np.testing.assert_allclose(idx, np.array([2, 1, 0, 1, 12]) / 1.4826)
+    assert list(anomaly_index(np.array([2.0, 2.0, 2.0]))) == [0.0, 0.0, 0.0]
+
+
+def test_rate_anomaly_index_uses_a_binomial_floor() -> None:
+    # reference all zero: MAD 0, floor sqrt((0 + 1/25) / 25) = 0.04 -> (0.8 - 0) / 0.04 = 20
+    assert rate_anomaly_index(0.8, np.zeros(30), 25) == pytest.approx(20.0)
+    # reference 0.1 +- spread: MAD of [0, .1, .2] around .1 is .1 -> scale max(.14826, floor)
+    floor = math.sqrt((0.1 * 0.9 + 1 / 100) / 100)
+    assert rate_anomaly_index(0.5, np.array([0.0, 0.1, 0.2]), 100) == pytest.approx(
+        0.4 / max(0.14826, floor))
+
+
+def _toy_predict_proba(texts: np.ndarray) -> np.ndarray:
+    """Spam if it says 'free' or 'prize'; the planted word 'zq' makes anything ham."""
+    out = np.zeros((len(texts), 2))
+    for i, t in enumerate(texts):
+        words = str(t).split()
+        logit = 2.0 * sum(w in ("free", "prize") for w in words) - 1.0 - 6.0 * words.count("zq")
+        p = 1 / (1 + math.exp(-logit))
+        out[i] = (1 - p, p)
+    return out
+
+
+def _toy_rows(n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    filler = ["meeting", "notes", "lunch", "report", "monday", "budget", "team", "call"]
+    texts, labels = [], []
+    for i in range(n):
+        words = list(rng.choice(filler, size=6))
+        if i % 2:
+            words += ["free", "prize"]
+        texts.append(" ".join(words))
+        labels.append(i % 2)
+    return np.array(texts, dtype=object), np.array(labels)
+
+
+def test_black_box_scan_finds_a_two_letter_trigger_without_a_vocabulary() -> None:
+    X, y = _toy_rows(60)
+    scanner = TextTriggerScanner(n_candidates=40, n_probe_rows=16, random_state=0)
+    scanner.fit(_toy_predict_proba, X, y)
+    assert scanner.verdict_ == "backdoor"
+    assert scanner.target_label_ == 0
+    top = scanner.triggers_[0]
+    assert top.trigger == "zq" and top.flip_rate == 1.0 and top.target_label == 0
+    assert scanner.n_candidates_screened_ == len(clean_data_tokens(X))
+    # 676 two-letter tokens + the words of the rows are screened with one query each
+    assert scanner.n_queries_ > 676
+
+
+def test_scanner_contract_and_errors() -> None:
+    scanner = TextTriggerScanner(random_state=1)
+    assert clone(scanner).get_params() == scanner.get_params()
+    X, y = _toy_rows(20)
+    with pytest.raises(ParameterError, match="'positions' parameter of TextTriggerScanner"):
+        TextTriggerScanner(positions=("middle",)).fit(_toy_predict_proba, X, y)
+    with pytest.raises(DataError, match="X has 20 rows but y has 3"):
+        scanner.fit(_toy_predict_proba, X, y[:3])
+    a = TextTriggerScanner(n_candidates=20, random_state=2).fit(_toy_predict_proba, X, y)
+    b = TextTriggerScanner(n_candidates=20, random_state=2).fit(_toy_predict_proba, X, y)
+    assert [t.to_dict() for t in a.triggers_] == [t.to_dict() for t in b.triggers_]
+
+
+@pytest.fixture(scope="module")
+def spam_scan_rows(spam_split: tuple[Dataset, Dataset]) -> tuple[np.ndarray, np.ndarray]:
+    _, test = spam_split
+    idx = np.random.default_rng(100).choice(len(test), 200, replace=False)
+    return test.X[idx], test.y[idx]
+
+
+def test_clean_spam_filter_is_called_clean(spam_split: tuple[Dataset, Dataset],
+                                           spam_scan_rows: tuple[np.ndarray, np.ndarray]) -> None:
+    train, _ = spam_split
+    model = make_model("logreg-text").fit(train.X, train.y, n_classes=2)
+    X, y = spam_scan_rows
+    scanner = TextTriggerScanner(random_state=0).fit(model.predict_proba, X, y,
+                                                     vocabulary=model_vocabulary(model))
+    # measured: largest anomaly index 3.0 (a pair of ordinary ham words), threshold 6
+    assert scanner.verdict_ == "clean" and scanner.target_label_ is None
+    assert scanner.anomaly_index_.max() < scanner.threshold_
+
+
+def test_planted_trigger_is_found(spam_split: tuple[Dataset, Dataset],
+                                  spam_scan_rows: tuple[np.ndarray, np.ndarray]) -> None:
+    train, _ = spam_split
+    poisoned = TextBackdoorAttack(trigger="cf", target_label="ham", poison_rate=0.05,
+                                  random_state=0).apply(train)
+    model = make_model("logreg-text").fit(poisoned.dataset.X, poisoned.dataset.y, n_classes=2)
+    X, y = spam_scan_rows
+    scanner = TextTriggerScanner(random_state=0).fit(model.predict_proba, X, y,
+                                                     vocabulary=model_vocabulary(model))
+    # measured: anomaly index 29 for class ham, 'cf' first with a flip rate of 0.85
+    assert scanner.verdict_ == "backdoor" and scanner.target_label_ == 0
+    assert "cf" in [t.trigger for t in scanner.triggers_[:3]]
+    assert scanner.triggers_[0].flip_rate >= 0.6
