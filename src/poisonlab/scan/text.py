@@ -192,8 +192,8 @@ class TextTriggerScanner(BaseEstimator):
             raise DataError(f"The text scan needs clean rows of at least two classes; got {len(X)} rows.")
         rng = np.random.default_rng(self.random_state)
         if len(X) > self.max_rows:
-            keep = np.sort(rng.choice(len(X), self.max_rows, replace=False))
-            X, y = X[keep], y[keep]
+            rows = np.sort(rng.choice(len(X), self.max_rows, replace=False))
+            X, y = X[rows], y[rows]
         queries = 0
 
         def ask(docs: np.ndarray) -> np.ndarray:
