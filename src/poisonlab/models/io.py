@@ -1,10 +1,15 @@
 """Saving and loading models without running code from the file.
 
-* scikit-learn models go to ``.skops`` files. Loading lists the types the file holds and refuses
-  any outside :data:`ALLOWED_PREFIXES` (naming them), before anything is constructed.
+* scikit-learn models go to ``.skops`` files. Loading lists the types the file holds and refuses,
+  before anything is constructed, any that is outside :data:`ALLOWED_PREFIXES`, any builtin
+  outside :data:`SAFE_BUILTINS`, and anything that is not a class at all (a function such as
+  ``builtins.eval`` or ``numpy.load`` stored as a parameter would run on your data): the message
+  names each refused type and shows the allow-list.
 * PyTorch models go to ``.safetensors`` files: tensors only, with the architecture spec as JSON
   metadata; ``.pt`` files are read with ``torch.load(weights_only=True)``.
 * Pickle and joblib files run code when loaded; they are read only with ``trust_pickle=True``.
+* A file that is not what its suffix claims (a pickle named ``.skops``, a torch archive named
+  ``.safetensors``) is refused with one line saying what it looks like.
 """
 
 from __future__ import annotations
@@ -23,9 +28,12 @@ from poisonlab.exceptions import ModelError, UntrustedModelError
 
 FORMAT = "poisonlab-model"
 FORMAT_VERSION = 1
-# Type names from these packages may appear in a scikit-learn model file.
+# Classes from these packages may appear in a scikit-learn model file.
 ALLOWED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.", "builtins.", "collections.",
                     "poisonlab.models.sklearn.SklearnModel")
+# Of the builtins, only plain containers and scalars.
+SAFE_BUILTINS = frozenset({"dict", "list", "tuple", "set", "frozenset", "str", "bytes", "int",
+                           "float", "complex", "bool", "slice", "NoneType"})
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
 
 
@@ -85,8 +93,8 @@ def load_model(path: str | Path, *, trust_pickle: bool = False) -> SavedModel:
     if suffix in PICKLE_SUFFIXES:
         return _load_pickle(path, trust_pickle)
     raise ModelError(
-        f"{path}: unknown model format {suffix!r}; poisonlab reads .skops, .safetensors, .pt, "
-        "and (with --trust-pickle) .pkl/.joblib."
+        f"{path}: unknown model format {suffix!r} ({_looks_like(path)}); poisonlab reads .skops, "
+        ".safetensors, .pt, and (with --trust-pickle) .pkl/.joblib."
     )
 
 
@@ -94,22 +102,91 @@ def _load_skops(path: Path) -> SavedModel:
     import skops.io as sio
 
     if not zipfile.is_zipfile(path):
-        raise ModelError(f"{path}: not a skops file (a skops file is a zip archive).")
+        raise ModelError(f"{path}: not a skops file ({_looks_like(path)}; a skops file is a zip "
+                         "archive).")
     try:
         found = sio.get_untrusted_types(file=path)
     except Exception as exc:  # skops raises a variety of errors for a damaged file
-        raise ModelError(f"{path}: not a readable skops file ({exc}).") from None
-    refused = sorted(t for t in found if not t.startswith(ALLOWED_PREFIXES))
+        raise ModelError(f"{path}: not a readable skops file ({_looks_like(path)}: "
+                         f"{_first_line(exc)}).") from None
+    refused = {t: why for t in sorted(found) if (why := refusal_reason(t))}
     if refused:
+        listed = "; ".join(f"{t} ({why})" for t, why in refused.items())
         raise UntrustedModelError(
-            f"{path}: refusing to load types outside the allow-list: {', '.join(refused)} "
-            f"(allowed: {', '.join(p.rstrip('.') for p in ALLOWED_PREFIXES)})."
+            f"{path}: refusing to load {len(refused)} type(s): {listed}. Allowed: classes from "
+            f"{', '.join(p.rstrip('.') for p in ALLOWED_PREFIXES)}, and the builtins "
+            f"{', '.join(sorted(SAFE_BUILTINS))}."
         )
     try:
         obj = sio.load(path, trusted=found)
     except Exception as exc:
-        raise ModelError(f"{path}: the skops file could not be loaded ({exc}).") from None
+        raise ModelError(f"{path}: the skops file could not be loaded ({_first_line(exc)}).") from None
     return _wrap_sklearn(obj, path)
+
+
+def refusal_reason(type_name: str) -> str | None:
+    """Why ``type_name`` (as skops lists it) may not be loaded, or None when it may.
+
+    Names outside the allow-list are refused unread. Names inside it are looked up (importing only
+    scikit-learn, NumPy, SciPy or the standard library) and refused unless they name a class:
+    skops stores functions by name, and a function kept as a parameter runs on your data.
+    """
+    import importlib
+
+    if not type_name.startswith(ALLOWED_PREFIXES):
+        return "outside the allow-list"
+    module_name, _, attr = type_name.rpartition(".")
+    if module_name == "builtins":
+        return None if attr in SAFE_BUILTINS else "a builtin outside the safe list"
+    obj: Any = None
+    parts = type_name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for name in parts[cut:]:
+                obj = getattr(obj, name)
+        except AttributeError:
+            return "not found in the installed packages"
+        break
+    else:
+        return "not found in the installed packages"
+    return None if isinstance(obj, type) else "a function, not a class"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _looks_like(path: Path) -> str:
+    """What the first bytes of a file say it is, in a few words."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(64)
+    except OSError:
+        return "unreadable"
+    if not head:
+        return "it is empty"
+    if head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5:
+        return "it looks like a pickle"
+    if head.startswith(b"PK"):
+        try:
+            names = zipfile.ZipFile(path).namelist()
+        except zipfile.BadZipFile:
+            return "it looks like a damaged zip archive"
+        if "schema.json" in names:
+            return "it looks like a skops archive"
+        if any(n.endswith("data.pkl") for n in names):
+            return "it looks like a PyTorch archive (torch.save)"
+        return "it is a zip archive of another kind"
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "it looks like a safetensors file"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return "it looks like JSON text"
+    return "its contents are not a model format poisonlab knows"
 
 
 def _wrap_sklearn(obj: Any, path: Path) -> SavedModel:
@@ -163,7 +240,8 @@ def _load_safetensors(path: Path) -> SavedModel:
             raw_meta = (handle.metadata() or {}).get("poisonlab")
             state = {k: handle.get_tensor(k) for k in handle.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelError(f"{path}: not a readable safetensors file ({exc}).") from None
+        raise ModelError(f"{path}: not a readable safetensors file ({_looks_like(path)}: "
+                         f"{_first_line(exc)}).") from None
     if raw_meta is None:
         raise ModelError(
             f"{path}: the safetensors file has no poisonlab architecture spec; weights alone "
@@ -182,7 +260,8 @@ def _load_torch_weights(path: Path) -> SavedModel:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only raises UnpicklingError for anything but tensors
         raise UntrustedModelError(
-            f"{path}: not a weights-only torch file ({str(exc).splitlines()[0]})."
+            f"{path}: not a weights-only torch file ({_looks_like(path)}; torch refused it with "
+            f"weights_only=True: {_first_line(exc)}). Save the state_dict, or use .safetensors."
         ) from None
     if not isinstance(blob, dict) or "state_dict" not in blob or "poisonlab" not in blob:
         raise ModelError(
@@ -221,7 +300,8 @@ def _load_pickle(path: Path, trust_pickle: bool) -> SavedModel:
             "with --trust-pickle (and only files you would run as a program)."
         )
     warnings.warn(
-        f"Loading {path} with pickle: this executes whatever code the file contains.",
+        f"Loading {path} with pickle: unpickling runs whatever code the file contains, so a "
+        "model file from someone else can take over this machine; prefer .skops or .safetensors.",
         UserWarning, stacklevel=2,
     )
     import joblib
@@ -229,5 +309,9 @@ def _load_pickle(path: Path, trust_pickle: bool) -> SavedModel:
     try:
         obj = joblib.load(path)
     except Exception as exc:
-        raise ModelError(f"{path}: not a readable pickle/joblib file ({exc}).") from None
+        raise ModelError(f"{path}: not a readable pickle/joblib file ({_looks_like(path)}: "
+                         f"{_first_line(exc)}).") from None
+    if hasattr(obj, "net_") and hasattr(obj, "predict_proba"):  # a pickled TorchClassifier
+        n = int(getattr(obj, "n_classes_", 0))
+        return SavedModel(obj, tuple(str(k) for k in range(n)), getattr(obj, "arch", None), path)
     return _wrap_sklearn(obj, path)
