@@ -207,11 +207,37 @@ def _wrap_sklearn(obj: Any, path: Path) -> SavedModel:
         return SavedModel(estimator, classes, spec, path)
     if not hasattr(estimator, "predict_proba"):
         raise ModelError(f"{path}: the model has no predict_proba.")
+    labels = np.asarray(getattr(estimator, "classes_", []))
+    if len(labels) and not np.array_equal(labels, np.arange(len(labels))):
+        estimator = _IndexedClasses(estimator)  # string or shifted labels: columns by position
     model = SklearnModel(estimator=estimator, spec=spec)
     model.estimator_ = estimator
     model.n_classes_ = len(classes) or len(getattr(estimator, "classes_", []))
     model.classes_ = np.arange(model.n_classes_)
     return SavedModel(model, classes, spec, path)
+
+
+class _IndexedClasses:
+    """A fitted scikit-learn classifier whose ``classes_`` are names, seen as indices 0..K-1.
+
+    Everything else (``predict_proba``, ``steps``, a vectorizer's vocabulary) is the wrapped
+    estimator's; the class names stay in :attr:`SavedModel.classes`.
+    """
+
+    def __init__(self, estimator: Any) -> None:
+        self.estimator = estimator
+        self.classes_ = np.arange(len(estimator.classes_))
+
+    def predict_proba(self, X: Any) -> Any:
+        return self.estimator.predict_proba(X)
+
+    def predict(self, X: Any) -> Any:
+        return np.argmax(self.estimator.predict_proba(X), axis=1)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "estimator":
+            raise AttributeError(name)
+        return getattr(self.estimator, name)
 
 
 def _meta(raw: str, path: Path) -> dict[str, Any]:

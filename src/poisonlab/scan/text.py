@@ -72,6 +72,9 @@ class TriggerCandidate:
 
     def to_dict(self, classes: Sequence[str] | None = None) -> dict[str, Any]:
         d = asdict(self)
+        d["flip_rate"] = round(self.flip_rate, 4)
+        d["anomaly_index"] = round(self.anomaly_index, 3) if np.isfinite(self.anomaly_index) \
+            else "inf"
         if classes is not None:
             d["target_label"] = classes[self.target_label]
         return d

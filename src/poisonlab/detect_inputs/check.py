@@ -1,0 +1,158 @@
+"""``check_inputs``: calibrate STRIP on clean data and give every live input a verdict.
+
+Live inputs usually come without labels, so :func:`load_inputs` reads them with or without a
+label column.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from poisonlab.data import Columns, Dataset, load_dataset
+from poisonlab.detect_inputs.adapters import predict_proba_function
+from poisonlab.detect_inputs.strip import StripDetector
+from poisonlab.exceptions import DataError
+
+UNLABELLED = "__poisonlab_unlabelled__"
+
+
+@dataclass
+class CheckReport:
+    """Per-input STRIP verdicts and the calibration behind them."""
+
+    scores: np.ndarray
+    flags: np.ndarray
+    predictions: np.ndarray
+    n_perturbations: np.ndarray
+    ids: np.ndarray
+    threshold: float
+    false_rejection_rate: float
+    expected_false_rejection_rate: float
+    calibration_flag_rate: float
+    n_calibration: int
+    kind: str
+    saturated: bool
+    seconds: float
+    detector_params: dict[str, Any]
+
+    def summary(self, classes: tuple[str, ...] | None = None) -> dict[str, Any]:
+        counts = np.bincount(self.predictions[self.flags], minlength=len(classes or ())) \
+            if len(self.predictions) else np.zeros(0, dtype=int)
+        by_class = ({c: int(n) for c, n in zip(classes, counts, strict=False) if n}
+                    if classes else {})
+        return {
+            "n_inputs": len(self.scores),
+            "n_flagged": int(self.flags.sum()),
+            "flagged_rate": float(self.flags.mean()) if len(self.flags) else 0.0,
+            "flagged_by_predicted_class": by_class,
+            "threshold": self.threshold,
+            "false_rejection_rate": self.false_rejection_rate,
+            "expected_false_rejection_rate": self.expected_false_rejection_rate,
+            "calibration_rows": self.n_calibration,
+            "calibration_rows_flagged_rate": self.calibration_flag_rate,
+            "kind": self.kind,
+            "saturated": self.saturated,
+            "mean_perturbations": float(self.n_perturbations.mean()) if len(self.scores) else 0.0,
+            "seconds": round(self.seconds, 2),
+            "method": "STRIP",
+            "parameters": self.detector_params,
+        }
+
+
+def check_inputs(model: Any, X: np.ndarray, X_clean: np.ndarray, *,
+                 ids: np.ndarray | None = None, false_rejection_rate: float = 0.01,
+                 n_perturbations: int = 64, random_state: int | None = 0,
+                 progress: Callable[[str], None] | None = None) -> CheckReport:
+    """Calibrate STRIP on ``X_clean`` and score ``X`` (higher score = more suspicious)."""
+    started = time.perf_counter()
+    say = progress or (lambda _msg: None)
+    detector = StripDetector(false_rejection_rate=false_rejection_rate,
+                             n_perturbations=n_perturbations, random_state=random_state)
+    say(f"calibrating on {len(X_clean)} clean inputs")
+    detector.fit(predict_proba_function(model), X_clean)
+    say(f"checking {len(X)} inputs")
+    verdicts = detector.evaluate(X)
+    return CheckReport(
+        scores=verdicts.scores, flags=verdicts.flags, predictions=verdicts.predictions,
+        n_perturbations=verdicts.n_perturbations,
+        ids=np.asarray(ids if ids is not None else np.arange(len(X)).astype(str), dtype=object),
+        threshold=detector.threshold_, false_rejection_rate=false_rejection_rate,
+        expected_false_rejection_rate=detector.expected_false_rejection_rate_,
+        calibration_flag_rate=float(detector.flags_.mean()), n_calibration=len(X_clean),
+        kind=detector.kind_, saturated=detector.saturated_,
+        seconds=time.perf_counter() - started,
+        detector_params={k: v for k, v in detector.get_params().items() if k != "random_state"},
+    )
+
+
+def load_inputs(spec: str | Path, columns: Columns | None = None, *,
+                data_dir: str | Path | None = None) -> Dataset:
+    """Load inputs that may have no label column (then every row gets one placeholder class).
+
+    Anything :func:`poisonlab.data.load_dataset` reads works; CSV, TSV, JSONL and NPZ files also
+    work without labels.
+    """
+    columns = columns or Columns()
+    try:
+        return load_dataset(spec, columns, data_dir=data_dir)
+    except DataError as exc:
+        path = Path(spec)
+        text = str(exc)
+        unlabelled = "no label column" in text or "has no array 'y'" in text
+        if not unlabelled or not path.is_file() or columns.label is not None:
+            raise
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        from poisonlab.data.readers import to_unit_images
+
+        with np.load(path, allow_pickle=False) as archive:
+            X = archive["X"]
+            ids = archive["ids"].astype(str).astype(object) if "ids" in archive.files else None
+        if X.ndim not in (3, 4):
+            raise DataError(f"{path}: X has shape {X.shape}; images must be N×H×W or N×H×W×C.")
+        images = to_unit_images(X)
+        return Dataset(X=images, y=np.zeros(len(images), dtype=np.int64), classes=(UNLABELLED,),
+                       ids=ids if ids is not None else np.arange(len(images)).astype(str).astype(object),
+                       name=path.stem)
+    if suffix in (".csv", ".tsv", ".jsonl"):
+        from poisonlab.data.readers import table_to_dataset
+
+        table = _read_table(path, suffix)
+        table[UNLABELLED] = [UNLABELLED] * len(next(iter(table.values()), []))
+        cols = Columns(label=UNLABELLED, text=columns.text, features=columns.features,
+                       id=columns.id)
+        return table_to_dataset(table, cols, where=str(path), name=path.stem)
+    raise DataError(f"{path}: inputs without labels are read from .csv, .tsv, .jsonl or .npz files.")
+
+
+def _read_table(path: Path, suffix: str) -> dict[str, list[object]]:
+    table: dict[str, list[object]] = {}
+    if suffix == ".jsonl":
+        rows = []
+        with path.open(encoding="utf-8") as handle:
+            for i, line in enumerate(handle):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        raise DataError(f"{path}: line {i + 1} is not valid JSON.") from None
+        names = list(dict.fromkeys(k for r in rows for k in r))
+        for name in names:
+            table[name] = [r.get(name) for r in rows]
+        return table
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
+        for name in reader.fieldnames or []:
+            table[name] = []
+        for row in reader:
+            for name in table:
+                table[name].append(row.get(name))
+    return table

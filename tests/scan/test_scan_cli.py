@@ -1,0 +1,139 @@
+"""`poisonlab scan` and `poisonlab check` end to end, on files a user would have."""
+
+from __future__ import annotations
+
+import csv
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from sklearn.base import clone
+from typer.testing import CliRunner
+
+from poisonlab.attacks import PatchBackdoorAttack, TextBackdoorAttack
+from poisonlab.cli_scan import register
+from poisonlab.data import Dataset, save_dataset
+from poisonlab.models import make_model
+from poisonlab.models.io import save_model
+
+runner = CliRunner()
+
+
+def _app() -> typer.Typer:
+    try:
+        from poisonlab.cli import app
+    except ImportError:  # the main CLI registers this module; without it, a local app
+        app = typer.Typer()
+        register(app)
+    return app
+
+
+def _toy_text(n: int, seed: int) -> Dataset:
+    rng = np.random.default_rng(seed)
+    ham = ["meeting", "notes", "lunch", "report", "monday", "budget", "team", "call", "agenda"]
+    spam = ["free", "prize", "winner", "cash", "offer", "cheap", "click", "bonus", "deal"]
+    X = np.empty(n, dtype=object)
+    y = rng.integers(2, size=n)
+    for i in range(n):
+        words = rng.choice(spam if y[i] else ham, size=8).tolist()
+        words += rng.choice(ham + spam, size=3).tolist()
+        X[i] = " ".join(words)
+    return Dataset(X=X, y=y, classes=("ham", "spam"), name="toy")
+
+
+@pytest.fixture(scope="module")
+def text_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("scan_cli")
+    train = _toy_text(600, 0)
+    poisoned = TextBackdoorAttack(trigger="zq", target_label="ham", poison_rate=0.1,
+                                  random_state=0).apply(train)
+    backdoored = make_model("logreg-text").fit(poisoned.dataset.X, poisoned.dataset.y, n_classes=2)
+    clean = make_model("logreg-text").fit(train.X, train.y, n_classes=2)
+    files = {
+        "backdoored": save_model(backdoored, root / "backdoored", classes=train.classes,
+                                 spec="logreg-text"),
+        "clean": save_model(clean, root / "clean", classes=train.classes, spec="logreg-text"),
+        "data": save_dataset(_toy_text(200, 1), root / "clean_rows.csv"),
+    }
+    pickled = root / "model.pkl"
+    raw = clone(clean.estimator).fit(train.X, np.array(train.classes)[train.y])  # string labels
+    pickled.write_bytes(pickle.dumps(raw))
+    files["pickle"] = pickled
+    return files
+
+
+def test_scan_finds_the_planted_trigger(text_files: dict[str, Path], tmp_path: Path) -> None:
+    result = runner.invoke(_app(), ["scan", str(text_files["backdoored"]), "--data",
+                                    str(text_files["data"]), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "scan.json").read_text())
+    assert doc["verdict"] == "backdoor"
+    assert doc["target_class"] == "ham"
+    assert doc["triggers"][0]["trigger"] == "zq"
+    assert {"trigger", "flip_rate"} <= set(doc["triggers"][0])
+    assert doc["statistic"]["value"] >= doc["threshold"]
+    html = (tmp_path / "report.html").read_text()
+    assert "zq" in html and "<script" not in html
+
+
+def test_scan_calls_a_clean_model_clean(text_files: dict[str, Path], tmp_path: Path) -> None:
+    result = runner.invoke(_app(), ["scan", str(text_files["clean"]), "--data",
+                                    str(text_files["data"]), "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["verdict"] == "clean" and doc["target_class"] is None
+    assert doc["statistic"]["value"] < doc["threshold"]
+
+
+def test_scan_refuses_a_pickle_without_the_flag(text_files: dict[str, Path],
+                                                tmp_path: Path) -> None:
+    args = ["scan", str(text_files["pickle"]), "--data", str(text_files["data"]),
+            "--out", str(tmp_path)]
+    result = runner.invoke(_app(), args)
+    assert result.exit_code == 1
+    assert "--trust-pickle" in result.output
+    assert "Traceback" not in result.output
+    trusted = runner.invoke(_app(), [*args, "--trust-pickle", "--json"])
+    assert trusted.exit_code == 0, trusted.output
+    assert "runs whatever code the file contains" in trusted.stderr
+
+
+@pytest.mark.torch
+def test_check_writes_verdicts_for_unlabelled_images(digits: Dataset, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    train, test = digits.split(test_size=0.45, random_state=0)
+    poisoned = PatchBackdoorAttack(target_label=0, poison_rate=0.1, random_state=0).apply(train)
+    model = make_model("cnn", random_state=0, n_threads=1).fit(
+        poisoned.dataset.X, poisoned.dataset.y, n_classes=10)
+    model_path = save_model(model, tmp_path / "cnn", classes=digits.classes, spec="cnn")
+    calibration = save_dataset(test.subset(np.arange(400)), tmp_path / "clean.npz")
+    fresh = test.X[400:]
+    inputs = np.concatenate([fresh[:100], poisoned.apply_trigger(fresh[100:200])])
+    np.savez(tmp_path / "inputs.npz", X=inputs)  # no labels: live traffic
+    out = tmp_path / "check"
+    result = runner.invoke(_app(), ["check", str(model_path), "--data", str(tmp_path / "inputs.npz"),
+                                    "--calibrate", str(calibration), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with (out / "verdicts.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 200
+    assert {"row", "score", "flagged"} <= set(rows[0])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["expected_false_rejection_rate"] == pytest.approx(0.01, abs=1e-3)
+    assert summary["threshold"] == pytest.approx(float(summary["threshold"]))
+    flagged = np.array([r["flagged"] == "True" for r in rows])
+    # measured (seed 0): 1% of the clean inputs and 97% of the triggered ones flagged
+    assert flagged[:100].mean() <= 0.05
+    assert flagged[100:].mean() >= 0.85
+
+
+def test_check_names_a_kind_mismatch(text_files: dict[str, Path], digits: Dataset,
+                                     tmp_path: Path) -> None:
+    images = save_dataset(digits.subset(np.arange(150)), tmp_path / "digits.npz")
+    result = runner.invoke(_app(), ["check", str(text_files["clean"]), "--data", str(images),
+                                    "--calibrate", str(text_files["data"]), "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "inputs are image data but the calibration rows are text data" in result.output
