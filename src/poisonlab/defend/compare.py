@@ -143,12 +143,14 @@ def hold_out_clean_rows(train: Dataset, ground_truth: Any, *, share: float = 0.2
 CLI_SHARED_OPTIONS = ("html",)
 
 
-def run_request(request: Any, defend: Callable[..., DefenseResult], allowed: Sequence[str]) -> dict[str, Any]:
+def run_request(request: Any, defend: Callable[..., DefenseResult], allowed: Sequence[str], *,
+                write_extra: Callable[[DefenseResult, Dataset, Path], object] | None = None) -> dict[str, Any]:
     """Call ``defend`` for a :class:`poisonlab.defend.DefendRequest`, save its model and summary.
 
     With ground truth and no ``test``, a stratified quarter of the clean rows is held out for
     measurement and never trained on. Options shared by every method on the command line are
-    skipped; any other unknown option is an error.
+    skipped; any other unknown option is an error. ``write_extra(result, train, out)`` writes a
+    method's own files (the training rows it was given, after any hold-out).
     """
     train, truth, test = request.dataset, request.ground_truth, request.test
     held_out = False
@@ -165,4 +167,7 @@ def run_request(request: Any, defend: Callable[..., DefenseResult], allowed: Seq
             "did not touch); not trained on")
     elif test is None:
         result.summary["measured_on"] = "nothing: no --test data and no ground truth to hold out from"
-    return save_defense(result, request.out, classes=request.dataset.classes)
+    summary = save_defense(result, request.out, classes=request.dataset.classes)
+    if write_extra is not None:
+        write_extra(result, train, Path(request.out))
+    return summary
