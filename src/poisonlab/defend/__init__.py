@@ -48,3 +48,13 @@ def method_function(name: str) -> Callable[[DefendRequest], dict[str, Any]]:
     module, func = METHODS[name].split(":")
     function: Callable[[DefendRequest], dict[str, Any]] = getattr(importlib.import_module(module), func)
     return function
+
+
+# Ensembles and private training (poisonlab.defend.bagging, .partition, .dp): each module's
+# `run(DefendRequest)` saves DIR/model (a folder for ensembles, read back by
+# poisonlab.defend.partition.load_ensemble) and DIR/summary.json, and returns the summary.
+METHODS.update({
+    "bagging": "poisonlab.defend.bagging:run",
+    "partition": "poisonlab.defend.partition:run",
+    "dp": "poisonlab.defend.dp:run",
+})
