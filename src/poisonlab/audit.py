@@ -166,8 +166,8 @@ def audit(
     ``torch-mlp``), an unfitted poisonlab model object, or None for the default of the data's kind
     (``logreg-text`` for text, ``cnn`` for images, ``logreg`` for tables). ``representation``: see
     :func:`poisonlab.detect.model_representation`. ``detectors``: names from :data:`DETECTORS`
-    (default: all that apply). ``n_folds``: folds for out-of-fold probabilities (default 5, 3 for
-    networks). ``fitted_model``: the model already trained on exactly these rows (skips the
+    (default: all that apply). ``n_folds``: folds for out-of-fold probabilities (default 5; 3 for
+    networks and above 20,000 rows). ``fitted_model``: the model already trained on exactly these rows (skips the
     first step; the out-of-fold models are still trained fresh).
     """
     from poisonlab.models import make_model
@@ -192,7 +192,7 @@ def audit(
         return clone(spec)
 
     is_torch = isinstance(spec, str) and spec in ("cnn", "torch-mlp")
-    folds = n_folds if n_folds is not None else (3 if is_torch else 5)
+    folds = n_folds if n_folds is not None else (3 if is_torch or n > 20000 else 5)
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ParameterError(f"The 'n_folds' parameter of audit must be an int >= 2. Got {folds!r} instead.")
     steps = ["training the model", f"out-of-fold probabilities ({folds} folds)", "representations",
@@ -362,8 +362,10 @@ def consensus_probs(pred_probs: np.ndarray, neighbor_idx: np.ndarray, y: np.ndar
     return geo / geo.sum(axis=1, keepdims=True)
 
 
-def input_features(dataset: Dataset) -> Any:
-    """What kNN and duplicate checks compare: TF-IDF for text, pixels, standardized columns."""
+def input_features(dataset: Dataset, *, n_dims: int = 64) -> Any:
+    """What kNN and duplicate checks compare: TF-IDF for text; pixels or standardized columns,
+    projected on their top ``n_dims`` principal components when wider (centered, so cosine
+    similarity compares deviations from the mean image)."""
     if dataset.kind == "text":
         from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -378,6 +380,10 @@ def input_features(dataset: Dataset) -> Any:
     if dataset.kind == "tabular":
         sd = X.std(axis=0)
         X = (X - X.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    if X.shape[1] > n_dims:
+        from sklearn.decomposition import PCA
+
+        X = PCA(n_components=n_dims, svd_solver="randomized", random_state=0).fit_transform(X)
     return X
 
 

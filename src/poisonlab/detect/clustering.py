@@ -17,8 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.decomposition import PCA, FastICA
+from sklearn.decomposition import FastICA
 from sklearn.metrics import silhouette_score
 
 from poisonlab.detect.base import Detector, check_features, check_labels, check_positive_int
@@ -69,8 +68,11 @@ def activation_clustering_scores(
         raise ParameterError(
             f"{owner}: features has {len(X)} rows but reference_scores has shape {ref.shape}."
         )
+    from poisonlab.detect.spectral import one_blas_thread
+
     rng = np.random.default_rng(random_state)
-    return _activation_clustering_scores(X, labels, d, reduce, ref, rng)
+    with one_blas_thread():
+        return _activation_clustering_scores(X, labels, d, reduce, ref, rng)
 
 
 def _activation_clustering_scores(X: np.ndarray, y: np.ndarray, n_dims: int, reduce: str,
@@ -93,9 +95,9 @@ def _activation_clustering_scores(X: np.ndarray, y: np.ndarray, n_dims: int, red
             Zr = FastICA(n_components=dims, random_state=seed, max_iter=500,
                          whiten="unit-variance", tol=1e-3).fit_transform(Z)
         else:
-            Zr = PCA(n_components=dims, random_state=seed).fit_transform(Z)
-        km = KMeans(n_clusters=2, n_init=10, random_state=seed).fit(Zr)
-        assign = km.labels_
+            _, vecs = np.linalg.eigh(Z.T @ Z)
+            Zr = Z @ vecs[:, ::-1][:, :dims]
+        centers, assign = _two_means(Zr, np.random.default_rng(seed))
         sizes = np.bincount(assign, minlength=2)
         if sizes.min() == 0:
             continue
@@ -104,10 +106,10 @@ def _activation_clustering_scores(X: np.ndarray, y: np.ndarray, n_dims: int, red
             means = [float(ref[rows][assign == c].mean()) for c in (0, 1)]
             if abs(means[0] - means[1]) > 1e-12:
                 sus = int(np.argmax(means))
-        d_sus = np.linalg.norm(Zr - km.cluster_centers_[sus], axis=1)
-        d_oth = np.linalg.norm(Zr - km.cluster_centers_[1 - sus], axis=1)
+        d_sus = np.linalg.norm(Zr - centers[sus], axis=1)
+        d_oth = np.linalg.norm(Zr - centers[1 - sus], axis=1)
         m = (d_oth - d_sus) / np.maximum(np.maximum(d_oth, d_sus), 1e-12)
-        sample = min(len(rows), 2000)
+        sample = min(len(rows), 1000)
         q = float(silhouette_score(Zr, assign, sample_size=sample if sample < len(rows) else None,
                                    random_state=seed))
         scores[rows] = max(q, 0.0) * (1 + m) / 2
@@ -115,6 +117,33 @@ def _activation_clustering_scores(X: np.ndarray, y: np.ndarray, n_dims: int, red
         rel[k] = sizes[sus] / len(rows)
         sil[k] = q
     return ClusteringResult(scores, inside, rel, sil)
+
+
+def _two_means(Z: np.ndarray, rng: np.random.Generator, n_init: int = 3,
+               max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded k-means with k=2 (k-means++ starts, Lloyd iterations); the best of ``n_init``."""
+    n = len(Z)
+    best: tuple[float, np.ndarray, np.ndarray] | None = None
+    for _ in range(n_init):
+        first = Z[int(rng.integers(n))]
+        d = np.sum((Z - first) ** 2, axis=1)
+        second = Z[int(rng.choice(n, p=d / d.sum()))] if d.sum() > 0 else Z[int(rng.integers(n))]
+        centers = np.stack([first, second])
+        assign = np.zeros(n, dtype=np.int64)
+        for it in range(max_iter):
+            dist = ((Z[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
+            new = np.argmin(dist, axis=1)
+            if it and np.array_equal(new, assign):
+                break
+            assign = new
+            for c in (0, 1):
+                if np.any(assign == c):
+                    centers[c] = Z[assign == c].mean(axis=0)
+        inertia = float(dist[np.arange(n), assign].sum())
+        if best is None or inertia < best[0]:
+            best = (inertia, centers.copy(), assign.copy())
+    assert best is not None
+    return best[1], best[2]
 
 
 class ActivationClusteringDetector(Detector):
