@@ -495,10 +495,11 @@ def _run_detectors(names: tuple[str, ...], dataset: Dataset, model: Any, oof: np
         def rs_reason(i: int) -> str:
             k = int(y[i])
             posterior = 1.0 / (1.0 + np.exp(-(rs.scores_[i] + prior)))
-            return (f"robust spectral: class {classes[k]!r} splits in two along a direction that "
-                    f"carries {rs.eigen_ratio_[k]:.1f}x the variance other classes have along "
-                    f"theirs; this row sits with the {res.suspicious_size[k]} rows on the "
-                    f"suspicious side (posterior {posterior:.3f})")
+            return (f"robust spectral: class {classes[k]!r} splits along a direction carrying "
+                    f"{rs.eigen_ratio_[k]:.1f}x the variance other classes have along theirs; a "
+                    f"two-component fit along it puts this row in the suspicious component with "
+                    f"posterior {posterior:.3f} ({res.suspicious_size[k]} rows on that side of "
+                    f"the split)")
 
         per_class = {
             classes[k]: {"eigenvalue": _finite(res.eigenvalue[k]),

@@ -59,6 +59,10 @@ def _load(data: str, text_col: str | None, label_col: str | None, feature_cols: 
         labeler_col = labeler_col or ("labeler" if "labeler" in header else None)
     columns = columns_from(text_col, label_col, feature_cols, id_col, source_col, labeler_col)
     ds = load_dataset(data, columns, data_dir=data_dir)
+    if path.is_dir() and ds.name == "data":  # a folder written by `poisonlab attack`
+        from dataclasses import replace
+
+        ds = replace(ds, name=path.name)
     truth = None
     if path.is_dir() and (path / "poison.json").exists():
         from poisonlab.attacks import load_ground_truth

@@ -41,7 +41,8 @@ def _probs() -> tuple[np.ndarray, np.ndarray]:
 
 def _texts() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
-    words = [["free", "money", "prize", "win", "cash"], ["meeting", "notes", "lunch", "team", "plan"]]
+    # Label 0 = ham words, 1 = spam words, as _toy_proba scores them.
+    words = [["meeting", "notes", "lunch", "team", "plan"], ["free", "money", "prize", "win", "cash"]]
     texts, y = [], []
     for i in range(80):
         k = i % 2
@@ -150,3 +151,17 @@ def test_parameter_errors_name_the_parameter() -> None:
     p, y = _probs()
     with pytest.raises(ParameterError, match="must sum to 1"):
         ConfidentLearningDetector().fit(p * 2, y)
+
+
+def test_trigger_phrase_is_grown_and_repetition_counted() -> None:
+    X, y = _texts()
+    X = X.copy()
+    planted = np.flatnonzero(y == 1)[:12]
+    for i in planted:  # spam rows get the phrase "zq team" twice, relabeled ham
+        X[i] = X[i] + " zq team zq team"
+    y = y.copy()
+    y[planted] = 0
+    det = TriggerKeywordDetector(min_count=5).fit(X, y, _toy_proba)
+    assert [t.trigger for t in det.triggers_] == ["zq team"]
+    assert det.triggers_[0].repetitions == 2.0
+    assert set(np.flatnonzero(det.flags_)) == set(planted.tolist())
