@@ -114,7 +114,7 @@ def test_audit_with_manifest(tmp_path: Path) -> None:
         ("ragged", [], "fields but the header"),
         ("tiny", ["--model", "cnn"], "--model cnn trains on image data"),
         ("tiny", ["--model", "bogus"], "neither a built-in spec"),
-        ("tiny", ["--representation", "magic"], "'kind' parameter"),
+        ("tiny", ["--representation", "magic"], "'representation' parameter of audit"),
         ("tiny", ["--label-col", "missing"], "no column 'missing'"),
         ("tiny", ["--folds", "1"], "'n_folds' parameter"),
     ],

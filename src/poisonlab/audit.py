@@ -180,6 +180,13 @@ def audit(
         raise DataError(f"{dataset.name}: every row has the label {dataset.classes[int(np.argmax(counts))]!r}; "
                         "an audit needs at least two classes.")
     names = _check_detectors(detectors, dataset.kind)
+    from poisonlab.detect.representations import REPRESENTATIONS
+
+    if representation not in REPRESENTATIONS:
+        raise ParameterError(
+            f"The 'representation' parameter of audit must be one of {list(REPRESENTATIONS)}. "
+            f"Got {representation!r} instead."
+        )
     spec = default_model(dataset.kind) if model is None else model
     spec_name = spec if isinstance(spec, str) else type(spec).__name__
     torch_params = dict(torch_params or {})
