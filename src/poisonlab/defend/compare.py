@@ -397,3 +397,59 @@ def run_compare(request: Any) -> dict[str, Any]:
     tmp.write_text(table + "\n", encoding="utf-8")
     tmp.replace(out / "tradeoffs.md")
     return result
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """A few plain lines describing a bagging, partition or dp summary, for the command line."""
+
+    def pct(v: Any) -> str:
+        return "n/a" if v is None else f"{100 * float(v):.1f}%"
+
+    method = summary.get("method")
+    scores = []
+    if "clean_accuracy" in summary:
+        scores.append(f"clean accuracy {pct(summary['clean_accuracy'])}")
+    if "attack_success" in summary:
+        scores.append(f"attack success {pct(summary['attack_success'])}")
+    measured = f" ({summary['measured_on']})" if summary.get("measured_on") else ""
+    lines: list[str] = []
+    if method == "partition":
+        rows = summary.get("partition_rows", {})
+        lines.append(f"partition: {summary.get('n_partitions')} {summary.get('model')} models on "
+                     f"content-hashed partitions (median {rows.get('median')} rows, "
+                     f"{rows.get('empty', 0)} empty)")
+        if "median_certified_radius" in summary:
+            scores.append(f"median certified radius {summary['median_certified_radius']}")
+        if summary.get("certified_at"):
+            lines.append("  certified accuracy: " + ", ".join(
+                f"r={c['radius']} {pct(c['accuracy'])}" for c in summary["certified_at"]))
+        if "certified_against_planted_rows" in summary:
+            lines.append(f"  {pct(summary['certified_against_planted_rows'])} of test rows are "
+                         f"certified against all {summary['n_poison']} planted rows")
+    elif method == "bagging":
+        lines.append(f"bagging: {summary.get('n_estimators')} x {summary.get('model')} on "
+                     f"{pct(summary.get('max_samples'))} of the rows; {summary.get('n_flagged_rows')} "
+                     f"training rows flagged (threshold {summary.get('threshold')})")
+        if "training_flags" in summary:
+            tf = summary["training_flags"]
+            lines.append(f"  {tf['true_positives']} of the {tf['n_flagged']} flagged rows were "
+                         f"planted ({tf['n_poison']} planted in all)")
+        if "flagged_clean_inputs" in summary:
+            part = f"  inputs flagged: {pct(summary['flagged_clean_inputs'])} of clean test rows"
+            if "flagged_triggered_inputs" in summary:
+                part += f", {pct(summary['flagged_triggered_inputs'])} of triggered ones"
+            lines.append(part)
+    elif method == "dp":
+        lines.append(f"dp: {summary.get('trained')} for {summary.get('model')} at epsilon="
+                     f"{float(summary.get('epsilon', 0)):.3g}, delta={float(summary.get('delta', 0)):.0e} "
+                     f"({summary.get('mechanism')})")
+        if "group_epsilon" in summary:
+            lines.append(f"  the {summary['n_poison']} planted rows together: epsilon "
+                         f"{summary['group_epsilon']:.3g} (group privacy)")
+    else:
+        lines.append(f"{method}")
+    if scores:
+        lines.append("  " + "; ".join(scores) + measured)
+    if summary.get("model_path"):
+        lines.append(f"  model: {summary['model_path']}")
+    return lines
