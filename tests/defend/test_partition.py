@@ -249,3 +249,14 @@ def test_parameter_errors(digit_split: tuple[Dataset, Dataset]) -> None:
         PartitionEnsemble(n_partitions=0).fit(train.X, train.y)
     with pytest.raises(ParameterError, match="does not take"):
         defend_partition(train, n_partition=5)
+
+
+def test_dask_cluster_trains_the_same_ensemble(digit_split: tuple[Dataset, Dataset]) -> None:
+    distributed = pytest.importorskip("distributed")
+    train, test = digit_split
+    serial = PartitionEnsemble(n_partitions=4).fit(train.X, train.y, n_classes=10)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
+        on_cluster = PartitionEnsemble(n_partitions=4, scheduler=cluster.scheduler_address).fit(
+            train.X, train.y, n_classes=10)
+    np.testing.assert_array_equal(on_cluster.vote_counts(test.X), serial.vote_counts(test.X))
