@@ -149,15 +149,17 @@ def run_request(request: Any, defend: Callable[..., DefenseResult], allowed: Seq
 
     With ground truth and no ``test``, a stratified quarter of the clean rows is held out for
     measurement and never trained on. Options shared by every method on the command line are
-    skipped; any other unknown option is an error. ``write_extra(result, train, out)`` writes a
-    method's own files (the training rows it was given, after any hold-out).
+    skipped, and so are options set to None (not given); any other unknown option is an error.
+    ``write_extra(result, train, out)`` writes a method's own files (the training rows it was
+    given, after any hold-out).
     """
     train, truth, test = request.dataset, request.ground_truth, request.test
     held_out = False
     if truth is not None and test is None:
         train, truth, test = hold_out_clean_rows(train, truth, random_state=request.random_state)
         held_out = True
-    options = {k: v for k, v in request.options.items() if k not in CLI_SHARED_OPTIONS}
+    options = {k: v for k, v in request.options.items()
+               if k not in CLI_SHARED_OPTIONS and v is not None}
     check_options(defend.__name__.replace("defend_", ""), options, allowed)
     result = defend(train, model=request.model, test=test, ground_truth=truth,
                     random_state=request.random_state, progress=request.progress, **options)
@@ -382,7 +384,8 @@ def run_compare(request: Any) -> dict[str, Any]:
         train, truth, test = hold_out_clean_rows(train, truth, random_state=request.random_state)
         measured_on = (f"{len(test)} clean rows held out of the data (a stratified 25% of the rows "
                        "the attack did not touch); not trained on")
-    options = {k: v for k, v in request.options.items() if k not in CLI_SHARED_OPTIONS}
+    options = {k: v for k, v in request.options.items()
+               if k not in CLI_SHARED_OPTIONS and v is not None}
     rows = compare_defenses(train, model=request.model, test=test, ground_truth=truth,
                             random_state=request.random_state, progress=request.progress, **options)
     radii = sorted(int(r) for r in (options.get("radii") or DEFAULT_RADII))
