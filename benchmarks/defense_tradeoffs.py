@@ -44,14 +44,14 @@ def scenarios(quick: bool) -> list[dict[str, Any]]:
     return [
         {"name": "mnist, 3x3 patch on 10% of rows, cnn", "data": "mnist", "model": "cnn",
          "attack": PatchBackdoorAttack(target_label=0, poison_rate=0.1, random_state=0),
-         "partition": {"n_partitions": 80}, "epsilons": [1.0, 8.0]},
+         "partition": [{"n_partitions": 80}, {"n_partitions": 20}], "epsilons": [1.0, 8.0]},
         {"name": "mnist, blended noise (alpha 0.2) on 10% of rows, cnn", "data": "mnist",
          "model": "cnn", "methods": ["sanitize", "partition", "dp"],
          "attack": BlendBackdoorAttack(alpha=0.2, target_label=0, poison_rate=0.1, random_state=0),
          "partition": {"n_partitions": 80}, "epsilons": [8.0]},
         {"name": "SpamAssassin, rare phrase x20 in 40 emails, nb-text", "data": "spamassassin",
-         "model": "nb-text", "attack": text_attack, "partition": {"n_partitions": 50},
-         "epsilons": [1.0, 8.0]},
+         "model": "nb-text", "attack": text_attack,
+         "partition": [{"n_partitions": 50}, {"n_partitions": 200}], "epsilons": [1.0, 8.0]},
         {"name": "SpamAssassin, rare phrase x20 in 40 emails, logreg-text", "data": "spamassassin",
          "model": "logreg-text", "methods": ["sanitize", "partition"], "attack": text_attack,
          "partition": {"n_partitions": 50, "model": "logreg-text"}},
@@ -67,7 +67,8 @@ def run_scenario(sc: dict[str, Any], n_jobs: int | None) -> dict[str, Any]:
         ds = ds.subset(np.sort(np.random.default_rng(0).choice(len(ds), sc["rows"], replace=False)))
     train, test = ds.split(test_size=0.2 if sc["data"] == "mnist" else 0.3, random_state=0)
     truth = sc["attack"].apply(train)
-    partition = {**sc.get("partition", {}), "n_jobs": n_jobs}
+    found = sc.get("partition", {})
+    partition = [{**p, "n_jobs": n_jobs} for p in (found if isinstance(found, list) else [found])]
     bagging = {"n_jobs": n_jobs}
     t = time.perf_counter()
     rows = compare_defenses(truth.dataset, model=sc["model"], test=test, ground_truth=truth,

@@ -31,8 +31,9 @@ def test_compare_rows_and_table(patched: tuple[object, Dataset]) -> None:
                             methods=["bagging", "partition", "dp"], radii=[1, 3],
                             epsilons=[8.0], bagging={"n_estimators": 3},
                             partition={"n_partitions": 9})
-    assert [r.defense for r in rows] == ["none", "bagging", "partition", "dp"]
-    none, _, partition, dp = rows
+    assert [r.defense for r in rows] == ["none", "clean rows only", "bagging", "partition", "dp"]
+    none, clean, _, partition, dp = rows
+    assert clean.attack_success is not None and clean.attack_success < 0.1
     assert none.relative_time == 1.0
     # Measured 2026-11-22 (digits 70/30, 2x2 patch on 5% of rows, logreg): undefended attack
     # success 0.911 at clean accuracy 0.969.
@@ -52,7 +53,7 @@ def test_sanitize_listed_as_unavailable_without_its_module(monkeypatch: pytest.M
     monkeypatch.setattr(compare_module, "sanitize_function", lambda: None)
     rows = compare_defenses(truth.dataset, model="logreg", test=test, ground_truth=truth,  # type: ignore[attr-defined]
                             methods=["sanitize"])
-    assert rows[1].defense == "sanitize" and "unavailable" in rows[1].note
+    assert rows[2].defense == "sanitize" and "unavailable" in rows[2].note
     with pytest.raises(ParameterError, match="Unknown defense"):
         compare_defenses(truth.dataset, test=test, methods=["prune"])  # type: ignore[attr-defined]
 
@@ -65,7 +66,7 @@ def test_run_compare_holds_out_clean_rows_and_writes_files(tmp_path: Path,
                                        options={"html": False, "methods": ["partition"],
                                                 "partition": {"n_partitions": 5}}))
     assert "held out" in result["measured_on"]
-    assert json.loads((tmp_path / "tradeoffs.json").read_text())["rows"][1]["defense"] == "partition"
+    assert json.loads((tmp_path / "tradeoffs.json").read_text())["rows"][2]["defense"] == "partition"
     assert (tmp_path / "tradeoffs.md").read_text().startswith("| defense |")
     with pytest.raises(DataError, match="--test"):
         run_compare(DefendRequest(dataset=truth.dataset, out=tmp_path))  # type: ignore[attr-defined]

@@ -219,9 +219,9 @@ def compare_defenses(train: Dataset, *, model: str | None = None, test: Dataset,
 
     Options: ``methods`` (default: all of :data:`DEFENSES`), ``radii`` (certified accuracy columns,
     default :data:`DEFAULT_RADII`), ``epsilons`` (one DP row each, default ``[1, 8]``), and a dict of
-    options per method (``partition={"n_partitions": 80}``, ``dp={"epochs": 10}``, ...; a
-    ``"model"`` key there overrides ``model`` for that method, e.g. the base model of the
-    partitions). Training time is relative to the undefended model's.
+    options per method (``partition={"n_partitions": 80}``, ``dp={"epochs": 10}``, ...; for
+    partition also a list of dicts, one row each; a ``"model"`` key there overrides ``model`` for
+    that method, e.g. the base model of the partitions). Training time is relative to the undefended model's.
     """
     from poisonlab.models import TORCH_SPECS, default_spec, make_model
 
@@ -240,12 +240,14 @@ def compare_defenses(train: Dataset, *, model: str | None = None, test: Dataset,
         if progress is not None:
             progress(name, 0, 1)
 
-    def per(method: str) -> dict[str, Any]:
+    def per(method: str) -> list[dict[str, Any]]:
         found = options.get(method) or {}
-        if not isinstance(found, dict):
+        settings = found if isinstance(found, list) and method == "partition" else [found]
+        if not all(isinstance(f, dict) for f in settings):
             raise ParameterError(f"The '{method}' option of compare_defenses must be a dict of that "
-                                 f"defense's options. Got {found!r} instead.")
-        return dict(found)
+                                 "defense's options (for partition, also a list of such dicts). "
+                                 f"Got {found!r} instead.")
+        return [dict(f) for f in settings]
 
     rows: list[TradeoffRow] = []
     step(f"training the undefended {spec}")
@@ -253,8 +255,16 @@ def compare_defenses(train: Dataset, *, model: str | None = None, test: Dataset,
     seconds = timed_fit(baseline, train)
     rows.append(TradeoffRow("none", spec, **_scores(measure_model(baseline, test, ground_truth)),
                             train_seconds=seconds))
-    for method in methods:
-        opts = per(method)
+    if ground_truth is not None and ground_truth.n_poison:
+        step(f"training {spec} on the clean rows only (reference)")
+        clean = train.subset(np.flatnonzero(~np.asarray(ground_truth.poison_mask, dtype=bool)))
+        reference = make_model(spec, random_state=random_state)
+        ref_seconds = timed_fit(reference, clean)
+        rows.append(TradeoffRow("clean rows only", spec,
+                                **_scores(measure_model(reference, test, ground_truth)),
+                                train_seconds=ref_seconds,
+                                note="reference, not a defense: the planted rows removed by hand"))
+    for method, opts in [(m, o) for m in methods for o in per(m)]:
         if method == "sanitize":
             run_sanitize = sanitize_function()
             if run_sanitize is None:
