@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -44,14 +45,16 @@ def scenarios(quick: bool) -> list[dict[str, Any]]:
     return [
         {"name": "mnist, 3x3 patch on 10% of rows, cnn", "data": "mnist", "model": "cnn",
          "attack": PatchBackdoorAttack(target_label=0, poison_rate=0.1, random_state=0),
-         "partition": [{"n_partitions": 80}, {"n_partitions": 20}], "epsilons": [1.0, 8.0]},
+         "partition": [{"n_partitions": 80}, {"n_partitions": 20}],
+         "epsilons": [1.0, 8.0, math.inf]},
         {"name": "mnist, blended noise (alpha 0.2) on 10% of rows, cnn", "data": "mnist",
          "model": "cnn", "methods": ["sanitize", "partition", "dp"],
          "attack": BlendBackdoorAttack(alpha=0.2, target_label=0, poison_rate=0.1, random_state=0),
          "partition": {"n_partitions": 80}, "epsilons": [8.0]},
         {"name": "SpamAssassin, rare phrase x20 in 40 emails, nb-text", "data": "spamassassin",
          "model": "nb-text", "attack": text_attack,
-         "partition": [{"n_partitions": 50}, {"n_partitions": 200}], "epsilons": [1.0, 8.0]},
+         "partition": [{"n_partitions": 50}, {"n_partitions": 200}],
+         "epsilons": [1.0, 8.0, math.inf]},
         {"name": "SpamAssassin, rare phrase x20 in 40 emails, logreg-text", "data": "spamassassin",
          "model": "logreg-text", "methods": ["sanitize", "partition"], "attack": text_attack,
          "partition": {"n_partitions": 50, "model": "logreg-text"}},

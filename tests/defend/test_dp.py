@@ -138,3 +138,13 @@ def test_dp_sgd_on_cuda_matches_the_budget_and_loads_on_cpu(tmp_path: Path,
     loaded.device = "cpu"
     np.testing.assert_allclose(loaded.predict_proba(test.X[:50]), model.predict_proba(test.X[:50]),
                                atol=1e-5)
+
+
+@pytest.mark.torch
+def test_no_noise_reference_is_reported_as_not_private(digit_split: tuple[Dataset, Dataset]) -> None:
+    pytest.importorskip("opacus")
+    train, test = digit_split
+    for spec, options in (("logreg", {}), ("cnn", {"epochs": 4, "batch_size": 64})):
+        s = defend_dp(train, model=spec, test=test, epsilon=math.inf, **options).summary
+        assert s["private"] is False and s["epsilon"] is None and "group_epsilon" not in s
+        assert s["clean_accuracy"] > 0.5

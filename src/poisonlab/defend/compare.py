@@ -335,11 +335,15 @@ def compare_defenses(train: Dataset, *, model: str | None = None, test: Dataset,
                 note = s["trained"]
                 if "group_epsilon" in s:
                     note += f"; group epsilon for the planted rows {s['group_epsilon']:.0f}"
+                private = bool(s.get("private", True))
+                if not private:
+                    note += " without noise (clipping only): the reference for the rows above/below"
                 rows.append(TradeoffRow(
-                    "dp", f"epsilon={s['epsilon']:.2g}, delta={s['delta']:.0e}", **_scores(s),
+                    "dp", f"epsilon={s['epsilon']:.2g}, delta={s['delta']:.0e}" if private
+                    else "epsilon=inf (no noise)", **_scores(s),
                     train_seconds=time.perf_counter() - t,
-                    guarantee=f"({s['epsilon']:.2g}, {s['delta']:.0e})-DP per row", note=note,
-                    summary=s))
+                    guarantee=f"({s['epsilon']:.2g}, {s['delta']:.0e})-DP per row" if private
+                    else "none", note=note, summary=s))
     base_seconds = rows[0].train_seconds or 0.0
     for row in rows:
         if row.train_seconds is not None and base_seconds > 0:
@@ -453,8 +457,9 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
                 part += f", {pct(summary['flagged_triggered_inputs'])} of triggered ones"
             lines.append(part)
     elif method == "dp":
-        lines.append(f"dp: {summary.get('trained')} for {summary.get('model')} at epsilon="
-                     f"{float(summary.get('epsilon', 0)):.3g}, delta={float(summary.get('delta', 0)):.0e} "
+        budget = (f"epsilon={float(summary['epsilon']):.3g}, delta={float(summary['delta']):.0e}"
+                  if summary.get("epsilon") is not None else "no noise (not private)")
+        lines.append(f"dp: {summary.get('trained')} for {summary.get('model')} at {budget} "
                      f"({summary.get('mechanism')})")
         if "group_epsilon" in summary:
             lines.append(f"  the {summary['n_poison']} planted rows together: epsilon "

@@ -254,7 +254,9 @@ class DPTorchClassifier(ClassifierMixin, BaseEstimator):
 
     Noise is calibrated by Opacus to reach ``epsilon`` after ``epochs`` passes with Poisson-sampled
     batches of expected size ``batch_size`` and per-example gradients clipped to ``max_grad_norm``;
-    ``epsilon_`` is what the accountant reports as spent. The fitted network is a plain
+    ``epsilon_`` is what the accountant reports as spent. ``epsilon=math.inf`` trains the same way
+    with clipping and no noise: no privacy, the reference that separates what the noise does from
+    what clipping and sampling do. The fitted network is a plain
     :class:`~poisonlab.models.torch.TorchClassifier` network: ``save_model`` writes it as
     ``.safetensors`` and ``load_model`` reads it back as a TorchClassifier.
     """
@@ -280,8 +282,8 @@ class DPTorchClassifier(ClassifierMixin, BaseEstimator):
         from poisonlab.models.torch import _threads
 
         owner = type(self).__name__
-        check_param("epsilon", owner, isinstance(self.epsilon, (int, float)) and self.epsilon > 0
-                    and math.isfinite(self.epsilon), "a finite float > 0", self.epsilon)
+        check_param("epsilon", owner, isinstance(self.epsilon, (int, float)) and self.epsilon > 0,
+                    "a float > 0 (math.inf: clipping only, no noise)", self.epsilon)
         check_param("delta", owner, self.delta is None or 0 < self.delta < 1,
                     "a float in (0, 1) or None (1e-5, less for large data)", self.delta)
         check_param("epochs", owner, isinstance(self.epochs, int) and self.epochs >= 1,
@@ -324,10 +326,16 @@ class DPTorchClassifier(ClassifierMixin, BaseEstimator):
             # RDP conversion at the largest order: the epsilon reported is still a valid bound.
             warnings.filterwarnings("ignore", message=".*Optimal order is the largest alpha.*")
             engine = PrivacyEngine(accountant="rdp")
-            module, optimizer, loader = engine.make_private_with_epsilon(
-                module=net, optimizer=optimizer, data_loader=loader,
-                target_epsilon=float(self.epsilon), target_delta=self.delta_, epochs=int(self.epochs),
-                max_grad_norm=float(self.max_grad_norm), noise_generator=noise_gen)
+            if math.isinf(self.epsilon):  # the same training with clipping and no noise
+                module, optimizer, loader = engine.make_private(
+                    module=net, optimizer=optimizer, data_loader=loader, noise_multiplier=0.0,
+                    max_grad_norm=float(self.max_grad_norm), noise_generator=noise_gen)
+            else:
+                module, optimizer, loader = engine.make_private_with_epsilon(
+                    module=net, optimizer=optimizer, data_loader=loader,
+                    target_epsilon=float(self.epsilon), target_delta=self.delta_,
+                    epochs=int(self.epochs), max_grad_norm=float(self.max_grad_norm),
+                    noise_generator=noise_gen)
             loss_fn = nn.CrossEntropyLoss()
             self.loss_curve_: list[float] = []
             module.train()
@@ -344,7 +352,8 @@ class DPTorchClassifier(ClassifierMixin, BaseEstimator):
                     total += float(loss.item()) * len(xb)
                     seen += len(xb)
                 self.loss_curve_.append(total / max(seen, 1))
-            self.epsilon_ = float(engine.get_epsilon(self.delta_))
+            self.epsilon_ = (math.inf if math.isinf(self.epsilon)
+                             else float(engine.get_epsilon(self.delta_)))
         self.noise_multiplier_ = float(optimizer.noise_multiplier)
         inner = getattr(module, "_module", module)
         inner.eval()
@@ -405,7 +414,8 @@ def defend_dp(train: Dataset, *, model: Any = None, test: Dataset | None = None,
     """Train a differentially private model on ``train``; report (epsilon, delta) and measure it.
 
     ``model``: a spec name (default: ``cnn`` for images, ``nb-text`` for text, ``logreg`` for
-    tables; any non-torch spec gets the DP logistic regression). Options: ``epsilon`` (3.0),
+    tables; any non-torch spec gets the DP logistic regression). Options: ``epsilon`` (3.0;
+    ``math.inf`` trains the same model without noise, as a reference: ``"private": false``),
     ``delta`` (1e-5 or less), and for DP-SGD ``max_grad_norm`` (1.0), ``epochs`` (15),
     ``batch_size`` (256), ``learning_rate`` (5e-3), ``device``; for the logistic regression
     ``regularization`` (10.0) and ``n_features`` (2**18, text hashing width).
@@ -431,7 +441,9 @@ def defend_dp(train: Dataset, *, model: Any = None, test: Dataset | None = None,
         "mechanism": ("DP-SGD (Opacus, RDP accountant, Poisson sampling)" if torch_model else
                       "output perturbation of L2-regularized logistic regression (analytic Gaussian)"),
         "trained": type(dp_model).__name__,
-        "epsilon": dp_model.epsilon_, "delta": dp_model.delta_,
+        "private": math.isfinite(dp_model.epsilon_),
+        "epsilon": dp_model.epsilon_ if math.isfinite(dp_model.epsilon_) else None,
+        "delta": dp_model.delta_,
         "neighbouring": "one row inserted or removed",
         "fit_seconds": round(seconds, 2),
     }
@@ -446,7 +458,8 @@ def defend_dp(train: Dataset, *, model: Any = None, test: Dataset | None = None,
     if ground_truth is not None:
         n = int(ground_truth.n_poison)
         summary["n_poison"] = n
-        summary["group_epsilon"] = (n * dp_model.epsilon_) if n else 0.0
+        if summary["private"]:
+            summary["group_epsilon"] = (n * dp_model.epsilon_) if n else 0.0
     if test is not None:
         pred = dp_model.predict(test.X)
         summary["clean_accuracy"] = round(float(np.mean(pred == test.y)), 4)
