@@ -108,7 +108,10 @@ def register(app: typer.Typer) -> None:
         false_rejection_rate: float = typer.Option(
             0.01, "--false-rejection-rate", help="Share of clean inputs that may be flagged."),
         perturbations: int = typer.Option(
-            64, "--perturbations", help="Most mixes per input (clear-cut inputs stop earlier)."),
+            128, "--perturbations", help="Most mixes per input (clear-cut inputs stop earlier)."),
+        scan_file: Path | None = typer.Option(
+            None, "--scan", help="Text: a scan.json whose backdoor verdict lists trigger phrases; "
+                                 "inputs containing one are flagged too."),
         text_col: str | None = TEXT_COL_OPTION,
         label_col: str | None = LABEL_COL_OPTION,
         feature_cols: str | None = FEATURE_COLS_OPTION,
@@ -119,9 +122,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Check live inputs for triggers (STRIP), calibrated on clean inputs.
 
-        The threshold flags at most --false-rejection-rate of clean inputs. Writes
-        OUT/verdicts.csv (row, id, score, flagged, predicted, n_perturbations) and
-        OUT/summary.json (threshold, expected false-rejection rate, counts).
+        The threshold flags at most --false-rejection-rate of clean inputs. For text, where
+        STRIP is weak, --scan OUT/scan.json also flags inputs holding a trigger the scan found.
+        Writes OUT/verdicts.csv (row, id, score, flagged, predicted, n_perturbations,
+        strip_flagged, trigger_match) and OUT/summary.json (threshold, expected false-rejection
+        rate, counts).
         """
         from poisonlab.detect_inputs.check import check_inputs, load_inputs
 
@@ -137,11 +142,13 @@ def register(app: typer.Typer) -> None:
         if inputs.kind != clean.kind:
             raise DataError(f"The inputs are {inputs.kind} data but the calibration rows are "
                             f"{clean.kind} data.")
+        triggers = _scan_triggers(scan_file) if scan_file is not None else None
         with _progress(json_out) as progress:
             task = progress.add_task("calibrating", total=None)
             report = check_inputs(saved.model, inputs.X, clean.X, ids=inputs.ids,
                                   false_rejection_rate=false_rejection_rate,
                                   n_perturbations=perturbations, random_state=seed,
+                                  triggers=triggers,
                                   progress=lambda msg: progress.update(task, description=msg))
         classes = tuple(saved.classes) or None
         out.mkdir(parents=True, exist_ok=True)
@@ -155,16 +162,44 @@ def register(app: typer.Typer) -> None:
         _render_check(summary, out)
 
 
+def _scan_triggers(path: Path) -> list[str]:
+    """The trigger phrases of a backdoor verdict in ``scan.json``: the suspects at or above the
+    threshold, towards the suspected class."""
+    import json
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: not a readable scan.json ({exc}).") from None
+    if not isinstance(doc, dict) or "verdict" not in doc or "triggers" not in doc:
+        raise DataError(f"{path}: not a scan.json written by `poisonlab scan`.")
+    if doc.get("kind") != "text":
+        raise DataError(f"{path}: trigger phrases come from a scan of a text model; this scan "
+                        f"was of a {doc.get('kind')} model.")
+    if doc["verdict"] != "backdoor":
+        return []
+    threshold = float(doc.get("threshold", 0))
+
+    def strong(t: dict[str, Any]) -> bool:
+        index = t.get("anomaly_index")
+        return index == "inf" or (isinstance(index, (int, float)) and index >= threshold)
+
+    return [str(t["trigger"]) for t in doc["triggers"]
+            if t.get("target_class") == doc.get("target_class") and strong(t)]
+
+
 def _write_verdicts(path: Path, report: Any, classes: tuple[str, ...] | None) -> None:
     tmp = path.with_name(path.name + ".partial")
     with tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["row", "id", "score", "flagged", "predicted", "n_perturbations"])
+        writer.writerow(["row", "id", "score", "flagged", "predicted", "n_perturbations",
+                         "strip_flagged", "trigger_match"])
         for i in range(len(report.scores)):
             k = int(report.predictions[i])
             name = classes[k] if classes and k < len(classes) else str(k)
             writer.writerow([i, report.ids[i], f"{report.scores[i]:.6f}",
-                             bool(report.flags[i]), name, int(report.n_perturbations[i])])
+                             bool(report.flags[i]), name, int(report.n_perturbations[i]),
+                             bool(report.strip_flags[i]), bool(report.matched[i])])
     tmp.replace(path)
 
 
@@ -191,6 +226,10 @@ def _render_check(summary: dict[str, Any], out: Path) -> None:
             f"({100 * summary['flagged_rate']:.1f}%) at threshold {summary['threshold']:.4f}, "
             f"calibrated on {summary['calibration_rows']} clean inputs for a "
             f"{100 * summary['expected_false_rejection_rate']:.2f}% false-rejection rate.")
+    if summary["triggers_matched"]:
+        c.print(f"{summary['n_trigger_matches']} inputs contain a trigger from the scan "
+                f"({', '.join(summary['triggers_matched'][:5])}); "
+                f"{100 * summary['calibration_trigger_match_rate']:.1f}% of the clean rows do.")
     if summary["saturated"]:
         console.print("[bold yellow]warning:[/] most clean inputs already get certain predictions "
                       "under mixing: this model is too confident for STRIP to tell triggered "

@@ -137,3 +137,30 @@ def test_check_names_a_kind_mismatch(text_files: dict[str, Path], digits: Datase
                                     "--calibrate", str(text_files["data"]), "--out", str(tmp_path)])
     assert result.exit_code == 1
     assert "inputs are image data but the calibration rows are text data" in result.output
+
+
+def test_check_with_a_scan_flags_inputs_holding_the_trigger(text_files: dict[str, Path],
+                                                            tmp_path: Path) -> None:
+    app = _app()
+    scan_dir = tmp_path / "scan"
+    assert runner.invoke(app, ["scan", str(text_files["backdoored"]), "--data",
+                               str(text_files["data"]), "--out", str(scan_dir)]).exit_code == 0
+    fresh = _toy_text(120, 2)
+    texts = list(fresh.X[:60]) + [t + " zq" for t in fresh.X[60:]]
+    inputs = tmp_path / "inputs.csv"
+    with inputs.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text"])
+        writer.writerows([t] for t in texts)
+    out = tmp_path / "check"
+    result = runner.invoke(app, ["check", str(text_files["backdoored"]), "--data", str(inputs),
+                                 "--calibrate", str(text_files["data"]), "--out", str(out),
+                                 "--scan", str(scan_dir / "scan.json"), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["triggers_matched"][:1] == ["zq"]
+    assert summary["n_trigger_matches"] == 60
+    assert summary["calibration_trigger_match_rate"] == 0.0
+    with (out / "verdicts.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert all(r["flagged"] == "True" for r in rows[60:])

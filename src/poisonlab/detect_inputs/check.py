@@ -26,10 +26,18 @@ UNLABELLED = "__poisonlab_unlabelled__"
 
 @dataclass
 class CheckReport:
-    """Per-input STRIP verdicts and the calibration behind them."""
+    """Per-input verdicts and the calibration behind them.
+
+    ``flags`` is ``strip_flags | matched``: STRIP's verdict, or (text, when trigger phrases from a
+    scan were given) the input contains one of them.
+    """
 
     scores: np.ndarray
     flags: np.ndarray
+    strip_flags: np.ndarray
+    matched: np.ndarray
+    triggers: list[str]
+    calibration_match_rate: float
     predictions: np.ndarray
     n_perturbations: np.ndarray
     ids: np.ndarray
@@ -51,6 +59,10 @@ class CheckReport:
         return {
             "n_inputs": len(self.scores),
             "n_flagged": int(self.flags.sum()),
+            "n_flagged_by_strip": int(self.strip_flags.sum()),
+            "n_trigger_matches": int(self.matched.sum()),
+            "triggers_matched": self.triggers,
+            "calibration_trigger_match_rate": self.calibration_match_rate,
             "flagged_rate": float(self.flags.mean()) if len(self.flags) else 0.0,
             "flagged_by_predicted_class": by_class,
             "threshold": self.threshold,
@@ -67,11 +79,38 @@ class CheckReport:
         }
 
 
+def trigger_matches(texts: np.ndarray, phrases: list[str]) -> np.ndarray:
+    """True where a text contains one of ``phrases`` as consecutive lower-cased words."""
+    from poisonlab.scan.text import TOKEN_PATTERN
+
+    wanted = [tuple(TOKEN_PATTERN.findall(p.lower())) for p in phrases]
+    wanted = [w for w in wanted if w]
+    out = np.zeros(len(texts), dtype=bool)
+    if not wanted:
+        return out
+    for i, text in enumerate(texts):
+        tokens = TOKEN_PATTERN.findall(str(text).lower())
+        present = set(tokens)
+        for w in wanted:
+            if w[0] not in present:
+                continue
+            n = len(w)
+            if any(tuple(tokens[j:j + n]) == w for j in range(len(tokens) - n + 1)):
+                out[i] = True
+                break
+    return out
+
+
 def check_inputs(model: Any, X: np.ndarray, X_clean: np.ndarray, *,
                  ids: np.ndarray | None = None, false_rejection_rate: float = 0.01,
-                 n_perturbations: int = 64, random_state: int | None = 0,
+                 n_perturbations: int = 128, random_state: int | None = 0,
+                 triggers: list[str] | None = None,
                  progress: Callable[[str], None] | None = None) -> CheckReport:
-    """Calibrate STRIP on ``X_clean`` and score ``X`` (higher score = more suspicious)."""
+    """Calibrate STRIP on ``X_clean`` and score ``X`` (higher score = more suspicious).
+
+    ``triggers`` (text only): phrases a scan reported; an input containing one is flagged too,
+    and the share of clean calibration rows that contain one is reported.
+    """
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
     detector = StripDetector(false_rejection_rate=false_rejection_rate,
@@ -80,8 +119,15 @@ def check_inputs(model: Any, X: np.ndarray, X_clean: np.ndarray, *,
     detector.fit(predict_proba_function(model), X_clean)
     say(f"checking {len(X)} inputs")
     verdicts = detector.evaluate(X)
+    phrases = list(triggers or [])
+    if phrases and detector.kind_ != "text":
+        raise DataError("Trigger phrases from a scan apply to text inputs only.")
+    matched = trigger_matches(X, phrases) if phrases else np.zeros(len(X), dtype=bool)
+    cal_rate = float(trigger_matches(X_clean, phrases).mean()) if phrases else 0.0
     return CheckReport(
-        scores=verdicts.scores, flags=verdicts.flags, predictions=verdicts.predictions,
+        scores=verdicts.scores, flags=verdicts.flags | matched, strip_flags=verdicts.flags,
+        matched=matched, triggers=phrases, calibration_match_rate=cal_rate,
+        predictions=verdicts.predictions,
         n_perturbations=verdicts.n_perturbations,
         ids=np.asarray(ids if ids is not None else np.arange(len(X)).astype(str), dtype=object),
         threshold=detector.threshold_, false_rejection_rate=false_rejection_rate,

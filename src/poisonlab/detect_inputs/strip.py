@@ -24,9 +24,11 @@ MNIST and scikit-learn digits; ``benchmarks/strip_vs_art.py`` has the numbers):
   inputs sit; the floor keeps one saturated prediction from dominating the mean.
 * **Sequential sampling.** Inputs are perturbed in rounds (``min_perturbations``, then doubling up
   to ``n_perturbations``); an input leaves as soon as its running score is more than
-  ``stopping_z`` standard errors from the threshold. Clear-cut inputs (most of them) cost a few
-  forward passes; only borderline inputs get the full budget (on MNIST about 11 mixes per input
-  on average instead of 64).
+  ``stopping_z`` standard errors from the threshold (rounds of fewer than 8 mixes need
+  proportionally more). Clear-cut inputs (most of them) cost a few forward passes; only
+  borderline inputs get the full budget: on MNIST about 8 mixes per input on average instead of
+  128, on digits about 37. Measured on digits, stopping early costs about one point of detection
+  against the full budget for every input (93.0% against 94.0%).
 * **A conformal threshold valid for the sequential rule.** Every calibration row gets the full
   budget; from its running means we compute the highest threshold at which the sequential rule
   would still flag it (the rule is monotone in the threshold). The threshold is the
@@ -62,6 +64,7 @@ ENTROPY_FLOOR = 0.001
 DECIMALS = 9
 # The stopping rule never trusts a within-input spread below this share of the clean rows' spread.
 SPREAD_FLOOR = 0.1
+EARLY_ROUND = 8
 
 PredictProba = Callable[[np.ndarray], np.ndarray]
 
@@ -106,7 +109,19 @@ def conformal_threshold(calibration_scores: np.ndarray, false_rejection_rate: fl
     return float(scores[k - 1]), (n + 1 - k) / (n + 1)
 
 
-def _prefix_stats(G: np.ndarray, rounds: list[int], floor: float
+def _errors(var: np.ndarray, m: np.ndarray | float, spread: float) -> np.ndarray:
+    """Standard errors of running means of ``m`` scores with sample variance ``var``.
+
+    The variance is floored at ``SPREAD_FLOOR`` times the clean rows' pooled spread (a few equal
+    scores do not make a verdict certain), and rounds of fewer than ``EARLY_ROUND`` mixes need
+    proportionally stronger evidence (their variance estimate is itself noisy).
+    """
+    m = np.asarray(m, dtype=np.float64)
+    early = np.sqrt(np.maximum(1.0, EARLY_ROUND / m))
+    return early * np.sqrt(np.maximum(var, (SPREAD_FLOOR * spread) ** 2) / m)
+
+
+def _prefix_stats(G: np.ndarray, rounds: list[int], spread: float
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Running means and standard errors of per-perturbation scores at each round (rows, rounds)."""
     csum = np.cumsum(G, axis=1)
@@ -114,8 +129,7 @@ def _prefix_stats(G: np.ndarray, rounds: list[int], floor: float
     m = np.asarray(rounds, dtype=np.float64)
     mean = np.round(csum[:, m.astype(int) - 1] / m, DECIMALS)
     var = np.maximum(csq[:, m.astype(int) - 1] / m - mean ** 2, 0.0) * m / np.maximum(m - 1, 1)
-    se = np.sqrt(np.maximum(var, floor ** 2) / m)
-    return mean, se
+    return mean, _errors(var, m, spread)
 
 
 def _stopping_round(means: np.ndarray, ses: np.ndarray, threshold: float | np.ndarray,
@@ -288,9 +302,9 @@ class StripDetector(BaseEstimator):
 
     Parameters
     ----------
-    n_perturbations : int, default 64
+    n_perturbations : int, default 128
         Mixes per input at most (and for every calibration row).
-    min_perturbations : int, default 8
+    min_perturbations : int, default 4
         Mixes per input in the first round (at most ``n_perturbations``); later rounds double up
         to ``n_perturbations``.
     false_rejection_rate : float, default 0.01
@@ -300,7 +314,7 @@ class StripDetector(BaseEstimator):
         ``clip(x + overlay)``, or the paper's ``0.5 * x + 0.5 * overlay``.
     mix_rate : float, default 0.5
         Tabular rows: the chance that each feature is taken from the overlay row.
-    stopping_z : float, default 2.0
+    stopping_z : float, default 2.5
         An input stops once its running score is this many standard errors from the threshold;
         ``0`` turns sequential sampling off (every input gets ``n_perturbations``).
     batch_size : int, default 8192
@@ -317,9 +331,9 @@ class StripDetector(BaseEstimator):
     model's predictions stay certain under any mix, and STRIP cannot separate triggered inputs).
     """
 
-    def __init__(self, *, n_perturbations: int = 64, min_perturbations: int = 8,
+    def __init__(self, *, n_perturbations: int = 128, min_perturbations: int = 4,
                  false_rejection_rate: float = 0.01, superimpose: str = "max",
-                 mix_rate: float = 0.5, stopping_z: float = 2.0, batch_size: int = 8192,
+                 mix_rate: float = 0.5, stopping_z: float = 2.5, batch_size: int = 8192,
                  random_state: int | np.random.Generator | None = None) -> None:
         self.n_perturbations = n_perturbations
         self.min_perturbations = min_perturbations
@@ -408,7 +422,7 @@ class StripDetector(BaseEstimator):
         # Calibrate the procedure that will run on new inputs, early stopping included: each
         # clean row's score is the highest threshold at which the procedure would still flag it.
         rounds = self._rounds()
-        means, ses = _prefix_stats(G, rounds, self._spread_floor())
+        means, ses = _prefix_stats(G, rounds, self.spread_)
         critical = _critical_thresholds(means, ses, float(self.stopping_z))
         self.threshold_, self.expected_false_rejection_rate_ = conformal_threshold(
             critical, self.false_rejection_rate)
@@ -427,9 +441,6 @@ class StripDetector(BaseEstimator):
         while rounds[-1] < self.n_perturbations:
             rounds.append(min(2 * rounds[-1], int(self.n_perturbations)))
         return rounds
-
-    def _spread_floor(self) -> float:
-        return SPREAD_FLOOR * self.spread_
 
     # ------------------------------------------------------------------ scoring
     def _check(self) -> None:
@@ -476,7 +487,6 @@ class StripDetector(BaseEstimator):
         count = np.zeros(N, dtype=np.int64)
         active = np.arange(N)
         rounds = self._rounds()
-        floor = self._spread_floor()
         predictions = self._predict(X)
         # overlays drawn for the full budget up front, exactly as for the calibration rows
         sel = self._mixer.draw(N, int(self.n_perturbations), rng, self._group_of[predictions])
@@ -492,7 +502,7 @@ class StripDetector(BaseEstimator):
                 break
             mean = total[active] / target
             var = np.maximum(total_sq[active] / target - mean ** 2, 0.0) * target / max(target - 1, 1)
-            se = np.sqrt(np.maximum(var, floor ** 2) / target)
+            se = _errors(var, target, self.spread_)
             settled = np.abs(mean - self.threshold_) > self.stopping_z * se
             active = active[~settled]
         scores = np.round(total / np.maximum(count, 1), DECIMALS)
