@@ -218,14 +218,30 @@ def test_quality_on_digits(digit_split: tuple[Dataset, Dataset]) -> None:
 
 def test_text_ensemble_round_trip(tmp_path: Path, spam_split: tuple[Dataset, Dataset]) -> None:
     train, test = spam_split
-    train = train.subset(np.arange(600))
+    train = train.subset(np.random.default_rng(0).choice(len(train), 600, replace=False))
     ensemble = PartitionEnsemble(n_partitions=8, model="nb-text").fit(train.X, train.y, n_classes=2)
+    assert all(m.spec == "nb-text" for m in ensemble.members_)  # both classes in every partition
     folder = ensemble.save(tmp_path / "model", classes=train.classes)
     saved = load_ensemble(folder)
     assert saved.classes == train.classes and saved.spec == "partition:nb-text"
     X = test.X[:200]
     np.testing.assert_array_equal(saved.model.vote_counts(X), ensemble.vote_counts(X))
     np.testing.assert_array_equal(saved.model.certify(X)[1], ensemble.certify(X)[1])
+
+
+def test_shared_word_counts_predict_like_each_member(spam_split: tuple[Dataset, Dataset]) -> None:
+    from poisonlab.defend.partition import SharedCounts
+
+    train, test = spam_split
+    rows = np.random.default_rng(0).choice(len(train), 900, replace=False)  # the corpus is sorted
+    ensemble = PartitionEnsemble(n_partitions=12, model="nb-text").fit(
+        train.X[rows], train.y[rows], n_classes=2)
+    X = np.concatenate([test.X[:300], np.array(["", "zqxj zqxj", "FREE money!!!"], dtype=object)])
+    shared = SharedCounts.for_members(ensemble.members_, X)
+    assert shared is not None
+    for member in ensemble.members_:
+        assert shared.handles(member)
+        np.testing.assert_array_equal(shared.predict(member), member.predict(X))
 
 
 def test_load_refuses_member_paths_outside_the_folder(tmp_path: Path, digit_split: tuple[Dataset, Dataset]) -> None:

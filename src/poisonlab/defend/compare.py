@@ -337,7 +337,8 @@ def compare_defenses(train: Dataset, *, model: str | None = None, test: Dataset,
                     note += f"; group epsilon for the planted rows {s['group_epsilon']:.0f}"
                 private = bool(s.get("private", True))
                 if not private:
-                    note += " without noise (clipping only): the reference for the rows above/below"
+                    note += (" trained the same way without noise (for DP-SGD: clipping only), the "
+                             "reference that shows what the noise itself does")
                 rows.append(TradeoffRow(
                     "dp", f"epsilon={s['epsilon']:.2g}, delta={s['delta']:.0e}" if private
                     else "epsilon=inf (no noise)", **_scores(s),
@@ -347,7 +348,7 @@ def compare_defenses(train: Dataset, *, model: str | None = None, test: Dataset,
     base_seconds = rows[0].train_seconds or 0.0
     for row in rows:
         if row.train_seconds is not None and base_seconds > 0:
-            row.relative_time = round(row.train_seconds / base_seconds, 1)
+            row.relative_time = float(f"{row.train_seconds / base_seconds:.2g}")
         if row.train_seconds is not None:
             row.train_seconds = round(row.train_seconds, 1)
     return rows

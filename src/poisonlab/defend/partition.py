@@ -234,6 +234,77 @@ def _predict_member(member: Any, X: np.ndarray) -> np.ndarray:
     return np.asarray(member.predict(X), dtype=np.int64)
 
 
+class SharedCounts:
+    """Word counts of text inputs computed once for many ``nb-text``-style members.
+
+    A member whose pipeline starts with a plain ``CountVectorizer`` (same settings as every other
+    such member, vocabulary learned from its own partition) sees exactly the columns of one shared
+    count matrix of the inputs that hold its words, so tokenizing the inputs once and selecting
+    columns per member gives the same predictions as ``member.predict(X)`` at a fraction of the
+    cost when there are hundreds of members.
+    """
+
+    def __init__(self, reference: Any, X: np.ndarray) -> None:
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        self.params = _vectorizer_params(reference)
+        vec = CountVectorizer(**self.params)
+        self.counts = vec.fit_transform(X).tocsr()
+        self.index = vec.vocabulary_
+        self.n = len(X)
+
+    @classmethod
+    def for_members(cls, members: list[Any], X: np.ndarray) -> SharedCounts | None:
+        candidates = [m for m in members if _count_pipeline(m) is not None]
+        if len(candidates) < 8 or np.asarray(X).dtype != object or len(X) == 0:
+            return None
+        try:
+            return cls(_count_pipeline(candidates[0]), np.asarray(X))
+        except ValueError:  # empty vocabulary: inputs without a single word
+            return None
+
+    def handles(self, member: Any) -> bool:
+        vec = _count_pipeline(member)
+        return vec is not None and _vectorizer_params(vec) == self.params
+
+    def predict(self, member: Any) -> np.ndarray:
+        import scipy.sparse as sp
+
+        pipe = member.estimator_
+        vocab = pipe.steps[0][1].vocabulary_
+        rows, cols = [], []
+        for term, j in vocab.items():
+            i = self.index.get(term)
+            if i is not None:
+                rows.append(i)
+                cols.append(j)
+        select = sp.csr_matrix((np.ones(len(rows), dtype=np.int64), (rows, cols)),
+                               shape=(self.counts.shape[1], len(vocab)))
+        Z = (self.counts @ select).astype(np.int64)
+        proba = pipe[1:].predict_proba(Z)
+        seen = np.asarray(pipe.classes_, dtype=np.int64)
+        return seen[np.argmax(proba, axis=1)]
+
+
+def _count_pipeline(member: Any) -> Any:
+    """The CountVectorizer opening a member's pipeline (exactly that class), or None."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.pipeline import Pipeline
+
+    pipe = getattr(member, "estimator_", None)
+    if not isinstance(pipe, Pipeline) or len(pipe.steps) < 2:
+        return None
+    first = pipe.steps[0][1]
+    return first if type(first) is CountVectorizer and hasattr(first, "vocabulary_") else None
+
+
+def _vectorizer_params(vec: Any) -> dict[str, Any]:
+    params = dict(vec.get_params())
+    for key in ("vocabulary", "max_df", "min_df", "max_features"):
+        params.pop(key, None)
+    return params
+
+
 def member_seeds(random_state: Any, n: int) -> list[int]:
     """One seed per member, from ``random_state``: fixed for an int, fresh for None."""
     base = int(np.random.default_rng(random_state).integers(2**31 - 1))
@@ -344,7 +415,11 @@ class PartitionEnsemble(ClassifierMixin, BaseEstimator):
     def member_predictions(self, X: np.ndarray) -> np.ndarray:
         """(k, N) predictions of every base model; -1 where a partition was empty (abstains)."""
         ensure_fitted(self)
-        if self.n_jobs in (None, 1) or len(self.members_) < 8:
+        shared = SharedCounts.for_members(self.members_, X)
+        if shared is not None:
+            preds = [shared.predict(m) if shared.handles(m) else _predict_member(m, X)
+                     for m in self.members_]
+        elif self.n_jobs in (None, 1) or len(self.members_) < 8:
             preds = [_predict_member(m, X) for m in self.members_]
         else:
             from joblib import Parallel, delayed
