@@ -185,7 +185,7 @@ def _check_model_fits(spec: str, kind: str) -> None:
 @app.command()
 @handle_errors
 def evaluate(
-    model: Path = typer.Argument(..., help="A saved model file."),
+    model: Path = typer.Argument(..., help="A saved model file, or an ensemble folder from `defend`."),
     data: str = typer.Option(..., "--data", help="Labelled data to evaluate on."),
     target_label: str | None = typer.Option(
         None, "--target-label", help="Also report the share of non-L rows predicted L."),

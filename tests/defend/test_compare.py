@@ -103,3 +103,42 @@ def test_defend_command_runs_partition_and_bagging(tmp_path: Path, patched: tupl
         assert summary["method"] == method and "attack_success" in summary
         assert load_ensemble(out / "model").classes == truth.dataset.classes  # type: ignore[attr-defined]
     assert "certified" in json.loads((tmp_path / "partition" / "summary.json").read_text())
+
+
+def test_defend_command_options_compare_and_evaluate_an_ensemble(
+        tmp_path: Path, patched: tuple[object, Dataset]) -> None:
+    """Method options reach the library; --compare writes the table; evaluate reads the ensemble folder."""
+    from poisonlab.cli import app
+
+    truth, test = patched
+    data = truth.save(tmp_path / "attack")  # type: ignore[attr-defined]
+    runner = CliRunner()
+    out = tmp_path / "part"
+    result = runner.invoke(app, ["defend", str(data), "--method", "partition", "--model", "logreg",
+                                 "--n-partitions", "5", "--radii", "1,2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "partition: 5 logreg models" in result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_partitions"] == 5
+    assert [c["radius"] for c in summary["certified_at"]] == [1, 2]
+
+    test_file = tmp_path / "test.npz"
+    np.savez(test_file, X=test.X.reshape(-1, 8, 8), y=test.y)
+    result = runner.invoke(app, ["evaluate", str(out / "model"), "--data", str(test_file), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["accuracy"] > 0.5
+
+    result = runner.invoke(app, ["defend", str(data), "--method", "dp", "--n-partitions", "5",
+                                 "--out", str(tmp_path / "x")])
+    assert result.exit_code != 0 and "--n-partitions do not apply to --method dp" in result.output
+    result = runner.invoke(app, ["defend", str(data), "--out", str(tmp_path / "x")])
+    assert result.exit_code != 0 and "exactly one of --method NAME or --compare" in result.output
+
+    cmp_out = tmp_path / "cmp"
+    result = runner.invoke(app, ["defend", str(data), "--compare", "--methods", "partition,bagging",
+                                 "--model", "logreg", "--n-partitions", "5", "--n-estimators", "3",
+                                 "--radii", "1", "--out", str(cmp_out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((cmp_out / "tradeoffs.json").read_text())["rows"]
+    assert {r["defense"] for r in rows} == {"none", "clean rows only", "partition", "bagging"}
+    assert (cmp_out / "tradeoffs.md").read_text().startswith("|")

@@ -83,6 +83,12 @@ def load_model(path: str | Path, *, trust_pickle: bool = False) -> SavedModel:
     path = Path(path)
     if not path.exists():
         raise ModelError(f"{path}: no such model file.")
+    if path.is_dir():
+        # An ensemble written by `poisonlab defend --method partition|bagging`.
+        from poisonlab.defend.partition import load_ensemble
+
+        ensemble: SavedModel = load_ensemble(path)
+        return ensemble
     suffix = path.suffix.lower()
     if suffix == ".skops":
         return _load_skops(path)
@@ -94,7 +100,7 @@ def load_model(path: str | Path, *, trust_pickle: bool = False) -> SavedModel:
         return _load_pickle(path, trust_pickle)
     raise ModelError(
         f"{path}: unknown model format {suffix!r} ({_looks_like(path)}); poisonlab reads .skops, "
-        ".safetensors, .pt, and (with --trust-pickle) .pkl/.joblib."
+        ".safetensors, .pt, ensemble folders, and (with --trust-pickle) .pkl/.joblib."
     )
 
 
