@@ -144,7 +144,7 @@ def test_defend_unknown_method_is_one_line(tmp_path: Path) -> None:
     data = _tiny_csv(tmp_path / "mail.csv")
     code, _, err = invoke("defend", str(data), "--method", "prayer", "--out", str(tmp_path / "o"))
     assert code == 1 and len(err.strip().splitlines()) == 1
-    assert "'--method' option of defend must be one of ['sanitize']" in err
+    assert "'--method' option of defend must be one of ['bagging', 'dp', 'partition', 'sanitize']" in err
 
 
 def test_out_must_be_a_folder(tmp_path: Path) -> None:
