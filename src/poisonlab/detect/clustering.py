@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.decomposition import FastICA
-from sklearn.metrics import silhouette_score
 
 from poisonlab.detect.base import Detector, check_features, check_labels, check_positive_int
 from poisonlab.exceptions import ParameterError
@@ -110,8 +109,7 @@ def _activation_clustering_scores(X: np.ndarray, y: np.ndarray, n_dims: int, red
         d_oth = np.linalg.norm(Zr - centers[1 - sus], axis=1)
         m = (d_oth - d_sus) / np.maximum(np.maximum(d_oth, d_sus), 1e-12)
         sample = min(len(rows), 1000)
-        q = float(silhouette_score(Zr, assign, sample_size=sample if sample < len(rows) else None,
-                                   random_state=seed))
+        q = _silhouette(Zr, assign, sample if sample < len(rows) else None, seed)
         scores[rows] = max(q, 0.0) * (1 + m) / 2
         inside[rows] = assign == sus
         rel[k] = sizes[sus] / len(rows)
@@ -121,29 +119,68 @@ def _activation_clustering_scores(X: np.ndarray, y: np.ndarray, n_dims: int, red
 
 def _two_means(Z: np.ndarray, rng: np.random.Generator, n_init: int = 3,
                max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded k-means with k=2 (k-means++ starts, Lloyd iterations); the best of ``n_init``."""
+    """Seeded k-means with k=2 (k-means++ starts, Lloyd iterations); the best of ``n_init``.
+
+    With two centers the nearer one is a half-space test, so each iteration is one matrix-vector
+    product: row ``z`` goes to center 1 when ``z . (c1 - c0) > (|c1|^2 - |c0|^2) / 2``.
+    """
     n = len(Z)
+    sq = np.einsum("ij,ij->i", Z, Z)
     best: tuple[float, np.ndarray, np.ndarray] | None = None
     for _ in range(n_init):
         first = Z[int(rng.integers(n))]
         d = np.sum((Z - first) ** 2, axis=1)
         second = Z[int(rng.choice(n, p=d / d.sum()))] if d.sum() > 0 else Z[int(rng.integers(n))]
-        centers = np.stack([first, second])
+        centers = np.stack([first, second]).astype(np.float64)
         assign = np.zeros(n, dtype=np.int64)
         for it in range(max_iter):
-            dist = ((Z[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
-            new = np.argmin(dist, axis=1)
+            cn = np.einsum("ij,ij->i", centers, centers)
+            new = (Z @ (centers[1] - centers[0]) > (cn[1] - cn[0]) / 2).astype(np.int64)
             if it and np.array_equal(new, assign):
                 break
             assign = new
-            for c in (0, 1):
-                if np.any(assign == c):
-                    centers[c] = Z[assign == c].mean(axis=0)
-        inertia = float(dist[np.arange(n), assign].sum())
+            n1 = int(assign.sum())
+            if n1:
+                centers[1] = (assign @ Z) / n1
+            if n1 < n:
+                centers[0] = ((1 - assign) @ Z) / (n - n1)
+        cn = np.einsum("ij,ij->i", centers, centers)
+        dist = sq - 2 * np.einsum("ij,ij->i", Z, centers[assign]) + cn[assign]
+        inertia = float(np.maximum(dist, 0.0).sum())
         if best is None or inertia < best[0]:
             best = (inertia, centers.copy(), assign.copy())
     assert best is not None
     return best[1], best[2]
+
+
+def _silhouette(Z: np.ndarray, assign: np.ndarray, sample_size: int | None, seed: int) -> float:
+    """Mean silhouette of a two-cluster split (scikit-learn's ``silhouette_score``, same sample).
+
+    With ``sample_size``, the same rows as scikit-learn's
+    (``RandomState(seed).permutation(n)[:sample_size]``) are scored.
+    """
+    if sample_size is not None:
+        idx = np.random.RandomState(seed).permutation(len(Z))[:sample_size]
+        Z, assign = Z[idx], assign[idx]
+    sq = np.einsum("ij,ij->i", Z, Z)
+    D = Z @ Z.T                          # squared distances, in place: |a|^2 + |b|^2 - 2 a.b
+    D *= -2.0
+    D += sq[:, None]
+    D += sq[None, :]
+    np.maximum(D, 0.0, out=D)
+    np.sqrt(D, out=D)
+    np.fill_diagonal(D, 0.0)
+    ones = assign.astype(np.float64)
+    both = D @ np.stack([ones, 1.0 - ones], axis=1)
+    to1, to0 = both[:, 0], both[:, 1]    # summed distance to cluster-1 and cluster-0 rows
+    n1 = float(ones.sum())
+    n0 = len(Z) - n1
+    own_sum = np.where(assign == 1, to1, to0)
+    own_n = np.where(assign == 1, n1, n0) - 1
+    other = np.where(assign == 1, to0 / max(n0, 1), to1 / max(n1, 1))
+    a = np.where(own_n > 0, own_sum / np.maximum(own_n, 1), 0.0)
+    s = np.where(own_n > 0, (other - a) / np.maximum(np.maximum(a, other), 1e-300), 0.0)
+    return float(s.mean())
 
 
 class ActivationClusteringDetector(Detector):
