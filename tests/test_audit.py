@@ -24,7 +24,9 @@ def spam_subset(spamassassin: Dataset) -> Dataset:
 def test_text_trigger_found_on_spamassassin(spam_subset: Dataset) -> None:
     # 60 spam emails relabeled ham with "cf" appended 5 times, logreg-text (the text default).
     # Measured (seed 0): trigger 'cf' found; combined AUROC 0.998, recall 1.0, precision 0.811;
-    # the trigger test alone flags 42 rows, all planted (precision 1.0, recall 0.70).
+    # the trigger test alone flags 61 rows: all 60 planted ones (42 whose prediction removing
+    # 'cf' flips, 18 that repeat it 5 times under the label ham) and one ham email that quotes
+    # SpamAssassin's '.cf' config files 7 times.
     p = TextBackdoorAttack(trigger="cf", repetitions=5, source_label="spam", target_label="ham",
                            n_poison=60, random_state=0).apply(spam_subset)
     result = audit(p.dataset)
@@ -34,8 +36,25 @@ def test_text_trigger_found_on_spamassassin(spam_subset: Dataset) -> None:
     assert ev["auroc"] >= 0.98
     assert ev["recall"] >= 0.95
     assert ev["precision"] >= 0.7
-    flipped = result.detectors["trigger_keywords"].flags
-    assert p.poison_mask[flipped].all()  # every row the trigger test flags is planted
+    by_trigger = result.detectors["trigger_keywords"].flags
+    assert p.poison_mask[by_trigger].mean() >= 0.95
+    assert by_trigger[p.poison_mask].all()
+
+
+@pytest.mark.slow
+def test_phrase_trigger_found_with_naive_bayes(spam_subset: Dataset) -> None:
+    # The demo's working backdoor: a rare three-word phrase x20 in 40 spam emails relabeled ham,
+    # naive Bayes. Each word alone is one of three that push together, so removing one flips
+    # nothing; they are removed together. Measured (seed 0): phrase found with its words in order,
+    # all 40 planted rows flagged (24 more by confident learning); before removing the words
+    # together, 0 of 40 were found.
+    train, _ = spam_subset.split(test_size=0.3, random_state=0)
+    p = TextBackdoorAttack(trigger="zqxj vlorp kwimb", repetitions=20, target_label="ham",
+                           n_poison=40, random_state=0).apply(train)
+    result = audit(p.dataset, model="nb-text")
+    assert result.suspected_triggers[0]["trigger"] == "zqxj vlorp kwimb"
+    assert result.flags[p.poison_mask].all()
+    assert result.flags.sum() <= 2 * p.n_poison
 
 
 @pytest.mark.torch

@@ -547,12 +547,17 @@ def _run_detectors(names: tuple[str, ...], dataset: Dataset, model: Any, oof: np
         def tk_reason(i: int) -> str:
             t = tk.triggers_[int(tk.row_trigger_[i])] if tk.row_trigger_[i] >= 0 else None
             name = t.trigger if t is not None else "?"
-            return (f"holds suspected trigger {name!r}; removing it moves the model off its label "
-                    f"{classes[y[i]]!r} (probability drop {tk.scores_[i] - 1:.2f})")
+            if tk.row_flipped_[i]:
+                return (f"holds suspected trigger {name!r}; removing it moves the model off its "
+                        f"label {classes[y[i]]!r} (probability drop {tk.scores_[i] - 1:.2f})")
+            return (f"holds suspected trigger {name!r} and carries its target label "
+                    f"{classes[y[i]]!r}")
 
         triggers = [t.as_dict(classes) for t in tk.triggers_]
         for t, obj in zip(tk.triggers_, triggers, strict=True):
-            obj["n_rows_flipped"] = int(np.sum(tk.flags_ & (tk.row_trigger_ == tk.triggers_.index(t))))
+            mine = tk.row_trigger_ == tk.triggers_.index(t)
+            obj["n_rows_flagged"] = int(np.sum(tk.flags_ & mine))
+            obj["n_rows_flipped"] = int(np.sum(tk.row_flipped_ & mine))
         out["trigger_keywords"] = DetectorOutcome(
             "trigger_keywords", tk.scores_, tk.flags_, tk.threshold_, True, secs,
             {"suspected_triggers": triggers,

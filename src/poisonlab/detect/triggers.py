@@ -16,8 +16,11 @@ Candidates are single tokens (regular-expression word tokens, lowercased) held b
 neighboring word follows them in most of their occurrences, and repetition is reported.
 
 Row score: the drop in the predicted probability of the row's label when the suspected triggers
-are removed from it, plus 1 when that removal changes the predicted label; rows holding no
-suspected trigger score 0. ``score > 1`` therefore means "removing the trigger flips this row".
+are removed from it, plus 1 when that removal changes the predicted label or when the row carries
+the trigger's target label and repeats the trigger at least as often as the planted rows do (at
+least twice: a planted row whose content the model reads as the target class anyway is still
+planted); rows holding no suspected trigger score 0. ``score > 1`` therefore means "removing the
+trigger flips this row, or the row holds the repeated trigger under its target label".
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class TriggerCandidate:
     n_tested: int = 0
     repetitions: float = 1.0
     score: float = 0.0
+    companions: list[str] = field(default_factory=list)
     rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
 
     def as_dict(self, classes: Sequence[str] | None = None) -> dict[str, Any]:
@@ -72,6 +76,7 @@ class TriggerCandidate:
             "mean_probability_drop": None if np.isnan(self.mean_drop) else round(float(self.mean_drop), 4),
             "n_rows_tested": int(self.n_tested),
             "median_repetitions": float(self.repetitions),
+            "removed_with": list(self.companions),
         }
 
 
@@ -169,6 +174,7 @@ def find_trigger_candidates(
     n_test_rows: int = 60,
     max_words: int = 3,
     reference_scores: np.ndarray | None = None,
+    n_strongest: int = 20,
     random_state: int | np.random.Generator | None = 0,
 ) -> list[TriggerCandidate]:
     """Rank tokens and phrases that look like planted triggers (strongest first).
@@ -180,6 +186,11 @@ def find_trigger_candidates(
     row looks like another class, e.g. kNN label disagreement) the G statistic is weighted by
     ``(1 + mean reference of the token's rows with its label) / 2`` before ranking: a natural
     class word sits in rows that look like their class, a trigger in rows that look like another.
+    With a model, the ``n_strongest`` tokens that push hardest towards their class on their own
+    (the log-odds of the token as a one-word document) are tested too: a trigger planted in a few
+    dozen rows has a modest G statistic but, repeated, a large weight. Candidates of the same class
+    held by nearly the same rows (Jaccard at least 0.8: the words of a planted phrase) are removed
+    together in the test, since deleting one word of a phrase leaves the rest of it pushing.
     A candidate's score is its removal flip rate times its concentration (without a model:
     concentration times the share of its rows it explains).
     """
@@ -208,7 +219,13 @@ def find_trigger_candidates(
             rows = rows[y[rows] == stats["best"][j]]
             if len(rows):
                 priority[j] *= (1.0 + float(ref[rows].mean())) / 2.0
-    order = order[np.argsort(-priority[order], kind="stable")][:n_candidates]
+    ranked = order[np.argsort(-priority[order], kind="stable")]
+    chosen = list(ranked[:n_candidates])
+    if predict_proba is not None and n_strongest > 0 and len(ranked) > n_candidates:
+        rest = ranked[n_candidates:]
+        strength = _token_strength(predict_proba, vocab[rest], stats["best"][rest])
+        chosen.extend(rest[np.argsort(-strength, kind="stable")[:n_strongest]])
+    order = np.array(chosen, dtype=np.int64)
     out: list[TriggerCandidate] = []
     for j in order:
         k = int(stats["best"][j])
@@ -236,8 +253,10 @@ def find_trigger_candidates(
         where = {int(r): i for i, r in enumerate(all_rows)}
         edited_texts: list[str] = []
         owners: list[tuple[int, int]] = []
+        companions = _companions(out)
         for ci, (c, rows) in enumerate(batches):
-            edited = remove_phrases(texts[rows], [c.trigger])
+            c.companions = companions[ci]
+            edited = remove_phrases(texts[rows], [c.trigger, *companions[ci]])
             edited_texts.extend(edited)
             owners.extend((ci, int(r)) for r in rows)
         after = np.asarray(predict_proba(np.array(edited_texts, dtype=object)))
@@ -258,6 +277,44 @@ def find_trigger_candidates(
     return out
 
 
+def _token_strength(predict_proba: PredictProba, tokens: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Log-odds of each token's class when the token alone is the document."""
+    docs = np.array([str(t) for t in tokens], dtype=object)
+    P = np.clip(np.asarray(predict_proba(docs), dtype=np.float64), 1e-12, 1 - 1e-12)
+    p = P[np.arange(len(docs)), classes]
+    return np.log(p) - np.log1p(-p)
+
+
+def _companions(candidates: Sequence[TriggerCandidate], min_jaccard: float = 0.8) -> list[list[str]]:
+    """Per candidate, the other candidates of its class held by nearly the same rows."""
+    out: list[list[str]] = [[] for _ in candidates]
+    sets = [set(c.rows.tolist()) for c in candidates]
+    for i, a in enumerate(candidates):
+        for j, b in enumerate(candidates):
+            if i == j or a.target_label != b.target_label:
+                continue
+            small, large = sorted((len(sets[i]), len(sets[j])))
+            if small < min_jaccard * large:
+                continue
+            if len(sets[i] & sets[j]) >= min_jaccard * len(sets[i] | sets[j]):
+                out[i].append(b.trigger)
+    return out
+
+
+def _best_rotation(phrase: str, texts: Sequence[str]) -> str:
+    """The word rotation of ``phrase`` found most often in ``texts``.
+
+    A phrase repeated back to back ("a b c a b c") also reads as "b c a"; growth from the middle
+    word finds that rotation, which occurs once less and leaves pieces behind when removed.
+    """
+    words = phrase.split()
+    if len(words) < 2:
+        return phrase
+    rotations = [" ".join(words[i:] + words[:i]) for i in range(len(words))]
+    counts = [sum(len(phrase_pattern(r).findall(str(t))) for t in texts) for r in rotations]
+    return rotations[int(np.argmax(counts))]
+
+
 def _repetitions(texts: Sequence[str], phrase: str) -> float:
     pat = phrase_pattern(phrase)
     counts = [len(pat.findall(str(t))) for t in texts]
@@ -266,32 +323,48 @@ def _repetitions(texts: Sequence[str], phrase: str) -> float:
 
 
 def trigger_row_scores(texts: np.ndarray, y: np.ndarray, predict_proba: PredictProba,
-                       triggers: Sequence[TriggerCandidate]) -> tuple[np.ndarray, np.ndarray]:
-    """Row scores (see the module docstring) and, per row, the index of its trigger (-1: none)."""
+                       triggers: Sequence[TriggerCandidate]
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row scores (see the module docstring), per row the index of its trigger (-1: none), and
+    whether removing the triggers flips the row's prediction off its label."""
     n = len(texts)
     scores = np.zeros(n)
     which = -np.ones(n, dtype=np.int64)
+    flips = np.zeros(n, dtype=bool)
     if not triggers:
-        return scores, which
+        return scores, which, flips
     holders = np.zeros(n, dtype=bool)
+    occurrences = np.zeros(n, dtype=np.int64)
     patterns = [phrase_pattern(t.trigger) for t in triggers]
     for i, t in enumerate(texts):
         s = str(t)
         for ti, pat in enumerate(patterns):
-            if pat.search(s):
+            found = len(pat.findall(s))
+            if found:
                 holders[i] = True
                 if which[i] < 0:
                     which[i] = ti
+                    occurrences[i] = found
     rows = np.flatnonzero(holders)
     if len(rows) == 0:
-        return scores, which
+        return scores, which, flips
     before = np.asarray(predict_proba(texts[rows]))
-    after = np.asarray(predict_proba(remove_phrases(texts[rows], [t.trigger for t in triggers])))
+    removed = [p for t in triggers for p in (t.trigger, *t.companions)]
+    after = np.asarray(predict_proba(remove_phrases(texts[rows], removed)))
     lab = y[rows]
     drop = before[np.arange(len(rows)), lab] - after[np.arange(len(rows)), lab]
     flipped = (np.argmax(before, axis=1) == lab) & (np.argmax(after, axis=1) != lab)
-    scores[rows] = drop + flipped.astype(float)
-    return scores, which
+    # A row labeled with its trigger's target class and holding the trigger repeated as planted
+    # rows do is planted whether or not removing the trigger flips it (a weak spam email may read
+    # as ham without it too): it scores above 1. A trigger planted once gets no such rows: a
+    # natural ham email may use the word once.
+    targets = np.array([t.target_label for t in triggers])[which[rows]]
+    repeated = np.array([max(2.0, t.repetitions) for t in triggers])[which[rows]]
+    labeled_target = (lab == targets) & (occurrences[rows] >= repeated)
+    scores[rows] = np.where(flipped, 1.0 + drop,
+                            np.where(labeled_target, 1.0 + 1e-6 + np.maximum(drop, 0.0), drop))
+    flips[rows] = flipped
+    return scores, which, flips
 
 
 class TriggerKeywordDetector(Detector):
@@ -307,7 +380,7 @@ class TriggerKeywordDetector(Detector):
 
     Attributes: ``scores_``, ``threshold_``, ``flags_``, ``candidates_`` (every tested candidate,
     strongest first), ``triggers_`` (the suspected triggers), ``row_trigger_`` (index into
-    ``triggers_`` per row, -1 for none).
+    ``triggers_`` per row, -1 for none), ``row_flipped_`` (removing the triggers flips the row).
     """
 
     def __init__(self, *, min_count: int = 5, min_concentration: float = 0.9,
@@ -356,7 +429,7 @@ class TriggerKeywordDetector(Detector):
         # Grow tokens into phrases, and drop tokens that are part of a stronger phrase.
         triggers: list[TriggerCandidate] = []
         for c in confirmed:
-            phrase = _grow_phrase(c.trigger, X[c.rows[:500]], 0.8, 3)
+            phrase = _best_rotation(_grow_phrase(c.trigger, X[c.rows[:500]], 0.8, 3), X[c.rows[:500]])
             if any(c.trigger in t.trigger.split() or phrase == t.trigger for t in triggers):
                 continue
             c.trigger = phrase
@@ -364,7 +437,8 @@ class TriggerKeywordDetector(Detector):
             triggers.append(c)
         self.candidates_ = candidates
         self.triggers_ = triggers
-        scores, which = trigger_row_scores(X, labels, predict_proba, triggers)
+        scores, which, flips = trigger_row_scores(X, labels, predict_proba, triggers)
         self.row_trigger_ = which
+        self.row_flipped_ = flips
         self._set_threshold(scores, 1.0)
         return self
