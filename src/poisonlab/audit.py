@@ -497,11 +497,9 @@ def _run_detectors(names: tuple[str, ...], dataset: Dataset, model: Any, oof: np
         rs, secs = timed(lambda: RobustSpectralDetector().fit(rep, y, reference_scores=reference))
         res = rs.result_
 
-        prior = float(np.log(rs.min_posterior / (1 - rs.min_posterior)))
-
         def rs_reason(i: int) -> str:
             k = int(y[i])
-            posterior = 1.0 / (1.0 + np.exp(-(rs.scores_[i] + prior)))
+            posterior = rs.posterior_[i]
             return (f"robust spectral: class {classes[k]!r} splits along a direction carrying "
                     f"{rs.eigen_ratio_[k]:.1f}x the variance other classes have along theirs; a "
                     f"two-component fit along it puts this row in the suspicious component with "

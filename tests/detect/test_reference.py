@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from poisonlab.detect import (
+    RobustSpectralDetector,
     activation_clustering_scores,
     detection_metrics,
     duplicate_conflict_scores,
@@ -22,6 +23,7 @@ from poisonlab.detect import (
 from poisonlab.detect.labels import confident_learning_flags
 from poisonlab.detect.spectral import _split_1d, eigen_ratios
 from poisonlab.detect.triggers import phrase_pattern, remove_phrases, token_statistics
+from poisonlab.exceptions import ParameterError
 
 
 def test_spectral_signature_scores_by_hand() -> None:
@@ -157,3 +159,26 @@ def test_detection_metrics_by_hand() -> None:
     assert out["recall_at_1.5x"] == 1.0
     # AP: precision at each poison's rank: 1/1 and 2/3 -> (1 + 2/3) / 2.
     assert out["average_precision"] == pytest.approx((1 + 2 / 3) / 2)
+
+
+def test_robust_spectral_asks_more_of_rows_no_neighbor_contradicts() -> None:
+    # Class 0: 300 clean rows near the origin and 300 planted rows shifted by 6 along one axis;
+    # classes 1-2 give the clean covariance. Planted rows' neighbors disagree with their label
+    # (reference 0.4), clean rows' agree (reference -1).
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1500, 8))
+    y = np.repeat([0, 1, 2], [600, 450, 450])
+    planted = np.zeros(1500, dtype=bool)
+    planted[300:600] = True
+    X[planted, 0] += 6.0
+    ref = np.where(planted, 0.4, -1.0)
+    loose = RobustSpectralDetector(confirm_posterior=0.001).fit(X, y, reference_scores=ref)
+    strict = RobustSpectralDetector().fit(X, y, reference_scores=ref)
+    assert strict.flags_[planted].all() and loose.flags_[planted].all()
+    # Measured: 304 rows flagged with one cut for all, 301 with the second witness.
+    assert strict.flags_.sum() < loose.flags_.sum()
+    # An unflagged clean row sits between min_posterior and confirm_posterior or below both.
+    clean_flagged = strict.flags_ & ~planted
+    assert (strict.posterior_[clean_flagged] > 0.1).all()
+    with pytest.raises(ParameterError, match="confirm_posterior"):
+        RobustSpectralDetector(confirm_posterior=1.0).fit(X, y)
