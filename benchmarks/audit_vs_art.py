@@ -194,7 +194,7 @@ def run_ours(sc: Scenario, model: Any, seed: int) -> tuple[dict[str, Any], Any]:
 
 
 def same_representation_timing(sc: Scenario, model: Any, result: Any) -> str:
-    """ART's two detectors and ours on the same cached penultimate activations, best of 3."""
+    """ART's two detectors and ours on the same cached penultimate activations, best of 7."""
     from art.defences.detector.poison import ActivationDefence, SpectralSignatureDefense
 
     from poisonlab.detect import (
@@ -216,7 +216,7 @@ def same_representation_timing(sc: Scenario, model: Any, result: Any) -> str:
 
     def best(fn: Any) -> float:
         times = []
-        for _ in range(3):
+        for _ in range(7):
             t = time.perf_counter()
             fn()
             times.append(time.perf_counter() - t)
@@ -323,7 +323,7 @@ def main_table(names: list[str], seed: int, retrain: bool) -> None:
     print("\n" + "\n".join(lines))
     print("\n" + "\n".join(notes))
     if timings:
-        print("\nDetection on the same cached penultimate activations (best of 3 runs, seconds):\n")
+        print("\nDetection on the same cached penultimate activations (best of 7 runs, seconds):\n")
         print("| scenario | ART SS | poisonlab spectral signature | poisonlab robust spectral | "
               "ART AC | poisonlab activation clustering |")
         print("|---|---|---|---|---|---|")
