@@ -337,8 +337,8 @@ def defend_command(
                             f"training data's {list(ds.classes)}.")
     if compare:
         chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
-        options: dict[str, Any] = _given(methods=chosen, radii=radius_list,
-                                         epsilons=_floats(epsilons, "--epsilons"))
+        budgets = _floats(epsilons, "--epsilons") or ([epsilon] if epsilon is not None else None)
+        options: dict[str, Any] = _given(methods=chosen, radii=radius_list, epsilons=budgets)
         options.update(_given(partition=partition or None, bagging=bagging or None,
                               dp={k: v for k, v in dp.items() if k != "epsilon"} or None))
     elif method == "partition":
@@ -350,6 +350,7 @@ def defend_command(
     else:
         options = {"html": not no_html}
     given_elsewhere = set(_given(**partition, **bagging, **dp)) - set(options) - {"html"}
+    given_elsewhere |= set(_given(methods=methods, epsilons=epsilons))
     if not compare and given_elsewhere:
         flags = ", ".join("--" + k.replace("_", "-") for k in sorted(given_elsewhere))
         raise ParameterError(f"{flags} do not apply to --method {method}.")
