@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.linalg import cholesky, solve_triangular
 from scipy.stats import chi2
 
 from poisonlab.detect.base import (
@@ -262,9 +263,10 @@ def _robust_spectral_scores(X: np.ndarray, y: np.ndarray, n_dims: int, shrinkage
         else:  # a single class: whiten by its own covariance
             C = scatter[k] / counts[k]
         C = C + (shrinkage * np.trace(C) / dim + 1e-12) * np.eye(dim)
-        w, v = np.linalg.eigh(C)
-        W = (v / np.sqrt(np.maximum(w, 1e-12))) @ v.T
-        Z = blocks[k] @ W
+        # Whitening by the Cholesky factor: Z = B L^-T. Any whitening is C^-1/2 up to a rotation,
+        # and the projection on the top direction below does not depend on the rotation.
+        L = cholesky(C, lower=True, check_finite=False)
+        Z = solve_triangular(L, blocks[k].T, lower=True, check_finite=False).T
         cov = Z.T @ Z / len(rows)
         ew, ev = _top_eigenpair(cov)
         direction = ev[:, -1]
@@ -447,17 +449,22 @@ def _mixture_log_odds(offset: np.ndarray, suspicious: np.ndarray, *, n_iter: int
     w = np.array([len(groups[0]), len(groups[1])], dtype=np.float64)
     w /= w.sum()
     prev = -np.inf
+    x2 = x * x
     for _ in range(n_iter):
-        log_p = np.log(w)[None, :] - 0.5 * (np.log(2 * np.pi * var)[None, :]
-                                            + (x[:, None] - mu[None, :]) ** 2 / var[None, :])
-        top = log_p.max(axis=1, keepdims=True)
-        norm = top + np.log(np.exp(log_p - top).sum(axis=1, keepdims=True))
-        resp = np.exp(log_p - norm)
+        # Two components: the responsibility of component 1 is a logistic of the log-density gap.
+        c = np.log(w) - 0.5 * np.log(2 * np.pi * var)
+        a0 = c[0] - 0.5 * (x - mu[0]) ** 2 / var[0]
+        a1 = c[1] - 0.5 * (x - mu[1]) ** 2 / var[1]
+        norm = np.logaddexp(a0, a1)
+        r1 = np.exp(a1 - norm)
         ll = float(norm.sum())
-        nk = resp.sum(axis=0) + 1e-12
-        w = nk / nk.sum()
-        mu = (resp * x[:, None]).sum(axis=0) / nk
-        var = np.maximum((resp * (x[:, None] - mu[None, :]) ** 2).sum(axis=0) / nk, floor)
+        n1 = float(r1.sum()) + 1e-12
+        n0 = len(x) - n1 + 2e-12
+        s1, q1 = float(r1 @ x), float(r1 @ x2)
+        s0, q0 = float(x.sum()) - s1, float(x2.sum()) - q1
+        w = np.array([n0, n1]) / (n0 + n1)
+        mu = np.array([s0 / n0, s1 / n1])
+        var = np.maximum(np.array([q0 / n0, q1 / n1]) - mu * mu, floor)
         if ll - prev < tol * abs(ll):
             break
         prev = ll
