@@ -39,7 +39,7 @@ def rows(result: ManifestDiff, kind: str) -> list[tuple[int | None, int | None]]
     return [(c.old_row, c.new_row) for c in result.changes(kind)]
 
 
-def only(result: ManifestDiff, **expected: int) -> None:
+def check_only(result: ManifestDiff, **expected: int) -> None:
     counts = {k: v for k, v in result.counts.items() if k != "unchanged" and v}
     assert counts == expected
 
@@ -58,7 +58,7 @@ def test_one_character_edit_is_one_modified_row(mode: str, data: tuple, pick: st
     assume(edited not in texts)
     new_texts = [*texts[:i], edited, *texts[i + 1:]]
     result = diff(data, (new_texts, labels, ids), mode)
-    only(result, modified=1)
+    check_only(result, modified=1)
     assert rows(result, "modified") == [(i, i)]
     assert result.n_unchanged == len(texts) - 1
 
@@ -72,7 +72,7 @@ def test_label_change_is_one_relabeled_row(mode: str, data: tuple, pick: st.Data
     new_label = pick.draw(st.sampled_from([v for v in LABELS if v != labels[i]]))
     new_labels = [*labels[:i], new_label, *labels[i + 1:]]
     result = diff(data, (texts, new_labels, ids), mode)
-    only(result, relabeled=1)
+    check_only(result, relabeled=1)
     [change] = result.changes("relabeled")
     assert (change.old_row, change.new_row) == (i, i)
     assert (change.old_label, change.new_label) == (labels[i], new_label)
@@ -90,7 +90,7 @@ def test_insertion_is_one_added_row(mode: str, data: tuple, text: str, pick: st.
     new = ([*texts[:p], text, *texts[p:]], [*labels[:p], "ham", *labels[p:]],
            [*ids[:p], "new", *ids[p:]])
     result = diff(data, new, mode)
-    only(result, added=1)
+    check_only(result, added=1)
     assert rows(result, "added") == [(None, p)]
     assert result.n_unchanged == len(texts)
 
@@ -103,7 +103,7 @@ def test_deletion_is_one_removed_row(mode: str, data: tuple, pick: st.DataObject
     p = pick.draw(st.integers(0, len(texts) - 1))
     new = tuple([*col[:p], *col[p + 1:]] for col in data)
     result = diff(data, new, mode)
-    only(result, removed=1)
+    check_only(result, removed=1)
     assert rows(result, "removed") == [(p, None)]
 
 
@@ -121,7 +121,7 @@ def test_swap_is_a_move_not_a_change(mode: str, data: tuple, pick: st.DataObject
         col[i], col[j] = col[j], col[i]
         new.append(col)
     result = diff(data, tuple(new), mode)  # type: ignore[arg-type]
-    only(result, moved=result.counts["moved"])
+    check_only(result, moved=result.counts["moved"])
     moved = rows(result, "moved")
     assert 1 <= len(moved) <= 2
     assert set(moved) <= {(i, j), (j, i)}
@@ -184,11 +184,11 @@ def test_content_matching_with_duplicate_rows() -> None:
     old = (["a", "b", "a", "b", "c"], ["ham"] * 5)
     # delete the second "a": one removal, whichever twin is named
     result = diff_manifests(manifest_of(*old), manifest_of(["a", "b", "b", "c"], ["ham"] * 4))
-    only(result, removed=1)
+    check_only(result, removed=1)
     # relabel one of two identical rows
     result = diff_manifests(manifest_of(*old), manifest_of(old[0], ["ham", "ham", "spam", "ham",
                                                                     "ham"]))
-    only(result, relabeled=1)
+    check_only(result, relabeled=1)
     assert rows(result, "relabeled") == [(2, 2)]
 
 
@@ -196,7 +196,7 @@ def test_edit_plus_insert_plus_delete_without_ids_is_a_line_diff() -> None:
     old = [f"line {k}" for k in range(10)]
     new = [*old[:2], "inserted", *old[2:5], "line 5 edited", *old[6:8], *old[9:]]
     result = diff_manifests(manifest_of(old, ["ham"] * 10), manifest_of(new, ["ham"] * 10))
-    only(result, added=1, removed=1, modified=1)
+    check_only(result, added=1, removed=1, modified=1)
     assert rows(result, "added") == [(None, 2)]
     assert rows(result, "modified") == [(5, 6)]
     assert rows(result, "removed") == [(8, None)]
@@ -232,7 +232,7 @@ def test_reattribution_is_its_own_kind() -> None:
     old = manifest_of(["a", "b"], ["ham", "ham"], ids=["1", "2"], labelers=["x", "x"])
     new = manifest_of(["a", "b"], ["ham", "ham"], ids=["1", "2"], labelers=["x", "y"])
     result = diff_manifests(old, new)
-    only(result, reattributed=1)
+    check_only(result, reattributed=1)
     [c] = result.changes("reattributed")
     assert (c.old_labeler, c.new_labeler) == ("x", "y")
 
@@ -289,7 +289,7 @@ def test_single_change_among_many_duplicates_without_ids(texts: list[str], pick:
     else:
         del new_texts[p], new_labels[p]
     result = diff_manifests(manifest_of(texts, labels), manifest_of(new_texts, new_labels))
-    only(result, **{kind: 1})
+    check_only(result, **{kind: 1})
 
 
 def test_an_edit_next_to_an_insertion_pairs_by_contributor_without_ids() -> None:
