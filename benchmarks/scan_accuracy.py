@@ -74,6 +74,9 @@ TEXT_CASES = [
                             repetitions=3, poison_rate=0.1)),
     Case("nb-text", 2, dict(trigger="bb", target_label="ham", position="suffix",
                             repetitions=1, poison_rate=0.05)),
+    # The demo's backdoor that works on naive Bayes: a rare phrase x20 in 40 emails.
+    Case("nb-text", 3, dict(trigger="zqxj vlorp kwimb", target_label="ham", position="random",
+                            repetitions=20, n_poison=40)),
 ]
 IMAGE_CASES = [
     Case("cnn-mnist", 0, None), Case("cnn-mnist", 1, None),
