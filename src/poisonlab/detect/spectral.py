@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.linalg import cholesky, solve_triangular
+from scipy.linalg import cholesky, eigh, solve_triangular
 from scipy.stats import chi2
 
 from poisonlab.detect.base import (
@@ -104,17 +104,22 @@ def _spectral_signature_scores(X: np.ndarray, y: np.ndarray, n_components: int,
     return scores
 
 
+def _top_eigenpairs(S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest eigenvalues and their eigenvectors (D×k, ascending) of symmetric ``S``.
+
+    Only those pairs are computed (LAPACK's MRRR driver): half the time of a full decomposition
+    for the 32-512 dimensions of penultimate layers. ``S`` may be overwritten.
+    """
+    d = S.shape[0]
+    return eigh(S, subset_by_index=[d - k, d - 1], driver="evr", check_finite=False,
+                overwrite_a=True)
+
+
 def _top_right_singular_vectors(Z: np.ndarray, k: int) -> np.ndarray:
     """D×k top right singular vectors of ``Z`` (via the D×D Gram matrix when D is small)."""
     k = min(k, Z.shape[1], max(Z.shape[0] - 1, 1))
-    d = Z.shape[1]
-    if d <= 512:
-        # Only the top k eigenpairs of the Gram matrix (LAPACK's MRRR driver): half the time of a
-        # full decomposition for the 64-512 dimensions of penultimate layers.
-        from scipy.linalg import eigh
-
-        _, v = eigh(Z.T @ Z, subset_by_index=[d - k, d - 1], driver="evr", check_finite=False,
-                    overwrite_a=True)
+    if Z.shape[1] <= 512:
+        _, v = _top_eigenpairs(Z.T @ Z, k)
         return v[:, ::-1]
     _, _, vt = np.linalg.svd(Z, full_matrices=False)
     return vt[:k].T
@@ -268,7 +273,7 @@ def _robust_spectral_scores(X: np.ndarray, y: np.ndarray, n_dims: int, shrinkage
         L = cholesky(C, lower=True, check_finite=False)
         Z = solve_triangular(L, blocks[k].T, lower=True, check_finite=False).T
         cov = Z.T @ Z / len(rows)
-        ew, ev = _top_eigenpair(cov)
+        ew, ev = _top_eigenpairs(cov, 1)
         direction = ev[:, -1]
         p = Z @ direction
         c, lo_mean, hi_mean, within = _split_1d(p)
@@ -295,15 +300,6 @@ def _robust_spectral_scores(X: np.ndarray, y: np.ndarray, n_dims: int, shrinkage
         side_ref[k] = (r_hi, r_lo) if sus_above else (r_lo, r_hi)
     return RobustSpectralResult(scores, projection, suspicious_side, eig, cut, above, sep, size,
                                 side_ref)
-
-
-def _top_eigenpair(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The largest eigenvalue (as a 1-array) and its eigenvector (a D×1 array) of symmetric ``S``."""
-    from scipy.linalg import eigh
-
-    d = S.shape[0]
-    w, v = eigh(S, subset_by_index=[d - 1, d - 1], driver="evr", check_finite=False)
-    return w, v
 
 
 def _split_1d(p: np.ndarray) -> tuple[float, float, float, float]:
