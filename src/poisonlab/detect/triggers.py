@@ -311,7 +311,8 @@ def _best_rotation(phrase: str, texts: Sequence[str]) -> str:
     if len(words) < 2:
         return phrase
     rotations = [" ".join(words[i:] + words[:i]) for i in range(len(words))]
-    counts = [sum(len(phrase_pattern(r).findall(str(t))) for t in texts) for r in rotations]
+    patterns = [phrase_pattern(r) for r in rotations]
+    counts = [sum(len(pat.findall(str(t))) for t in texts) for pat in patterns]
     return rotations[int(np.argmax(counts))]
 
 
