@@ -20,6 +20,7 @@ import numpy as np
 from sklearn.decomposition import FastICA
 
 from poisonlab.detect.base import Detector, check_features, check_labels, check_positive_int
+from poisonlab.detect.spectral import one_blas_thread, top_eigenpairs
 from poisonlab.exceptions import ParameterError
 
 REDUCTIONS = ("pca", "ica")
@@ -67,8 +68,6 @@ def activation_clustering_scores(
         raise ParameterError(
             f"{owner}: features has {len(X)} rows but reference_scores has shape {ref.shape}."
         )
-    from poisonlab.detect.spectral import one_blas_thread
-
     rng = np.random.default_rng(random_state)
     with one_blas_thread():
         return _activation_clustering_scores(X, labels, d, reduce, ref, rng)
@@ -87,16 +86,20 @@ def _activation_clustering_scores(X: np.ndarray, y: np.ndarray, n_dims: int, red
         rows = np.flatnonzero(y == k)
         if len(rows) < 4:
             continue
-        Z = X[rows] - X[rows].mean(axis=0)
+        Z = X[rows]
+        Z = Z - Z.mean(axis=0)
         dims = min(n_dims, Z.shape[1], len(rows) - 1)
         seed = int(rng.integers(2**31 - 1))
         if reduce == "ica":
             Zr = FastICA(n_components=dims, random_state=seed, max_iter=500,
                          whiten="unit-variance", tol=1e-3).fit_transform(Z)
+            Zr = Zr - Zr.mean(axis=0)
+            axis = top_eigenpairs(Zr.T @ Zr, 1)[1][:, 0]
         else:
-            _, vecs = np.linalg.eigh(Z.T @ Z)
-            Zr = Z @ vecs[:, ::-1][:, :dims]
-        centers, assign = _two_means(Zr, np.random.default_rng(seed))
+            _, vecs = top_eigenpairs(Z.T @ Z, dims)
+            Zr = Z @ vecs[:, ::-1]
+            axis = np.eye(dims)[0]
+        centers, assign = _two_means(Zr, axis)
         sizes = np.bincount(assign, minlength=2)
         if sizes.min() == 0:
             continue
@@ -117,51 +120,47 @@ def _activation_clustering_scores(X: np.ndarray, y: np.ndarray, n_dims: int, red
     return ClusteringResult(scores, inside, rel, sil)
 
 
-def _two_means(Z: np.ndarray, rng: np.random.Generator, n_init: int = 3,
-               max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded k-means with k=2 (k-means++ starts, Lloyd iterations); the best of ``n_init``.
+def _two_means(Z: np.ndarray, axis: np.ndarray, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """k-means with k=2 (Lloyd iterations) started from the split of centered ``Z`` along ``axis``.
 
-    With two centers the nearer one is a half-space test, so each iteration is one matrix-vector
-    product: row ``z`` goes to center 1 when ``z . (c1 - c0) > (|c1|^2 - |c0|^2) / 2``.
+    With ``axis`` the top principal direction, the start is the continuous solution of 2-means
+    (Ding and He 2004): one run replaces the best of several random starts and converges in a few
+    iterations. With two centers the nearer one is a half-space test, so each iteration is one
+    matrix-vector product: row ``z`` goes to center 1 when
+    ``z . (c1 - c0) > (|c1|^2 - |c0|^2) / 2``.
     """
     n = len(Z)
-    sq = np.einsum("ij,ij->i", Z, Z)
-    best: tuple[float, np.ndarray, np.ndarray] | None = None
-    for _ in range(n_init):
-        first = Z[int(rng.integers(n))]
-        d = np.sum((Z - first) ** 2, axis=1)
-        second = Z[int(rng.choice(n, p=d / d.sum()))] if d.sum() > 0 else Z[int(rng.integers(n))]
-        centers = np.stack([first, second]).astype(np.float64)
-        assign = np.zeros(n, dtype=np.int64)
-        for it in range(max_iter):
-            cn = np.einsum("ij,ij->i", centers, centers)
-            new = (Z @ (centers[1] - centers[0]) > (cn[1] - cn[0]) / 2).astype(np.int64)
-            if it and np.array_equal(new, assign):
-                break
-            assign = new
-            n1 = int(assign.sum())
-            if n1:
-                centers[1] = (assign @ Z) / n1
-            if n1 < n:
-                centers[0] = ((1 - assign) @ Z) / (n - n1)
-        cn = np.einsum("ij,ij->i", centers, centers)
-        dist = sq - 2 * np.einsum("ij,ij->i", Z, centers[assign]) + cn[assign]
-        inertia = float(np.maximum(dist, 0.0).sum())
-        if best is None or inertia < best[0]:
-            best = (inertia, centers.copy(), assign.copy())
-    assert best is not None
-    return best[1], best[2]
+    total = Z.sum(axis=0)
+    p = Z @ axis
+    assign = p > 0
+    if not assign.any() or assign.all():  # a degenerate direction: split at the median
+        assign = p > np.median(p)
+    c0 = c1 = total / max(n, 1)
+    for _ in range(max_iter):
+        n1 = int(np.count_nonzero(assign))
+        s1 = assign.astype(np.float64) @ Z
+        if n1:
+            c1 = s1 / n1
+        if n1 < n:
+            c0 = (total - s1) / (n - n1)
+        new = Z @ (c1 - c0) > (c1 @ c1 - c0 @ c0) / 2
+        if np.array_equal(new, assign):
+            break
+        assign = new
+    return np.stack([c0, c1]), assign.astype(np.int64)
 
 
 def _silhouette(Z: np.ndarray, assign: np.ndarray, sample_size: int | None, seed: int) -> float:
     """Mean silhouette of a two-cluster split (scikit-learn's ``silhouette_score``, same sample).
 
     With ``sample_size``, the same rows as scikit-learn's
-    (``RandomState(seed).permutation(n)[:sample_size]``) are scored.
+    (``RandomState(seed).permutation(n)[:sample_size]``) are scored. Distances are computed in
+    single precision (the pass over the n x n matrix is the cost; the mean moves by about 1e-8).
     """
     if sample_size is not None:
         idx = np.random.RandomState(seed).permutation(len(Z))[:sample_size]
         Z, assign = Z[idx], assign[idx]
+    Z = Z.astype(np.float32)
     sq = np.einsum("ij,ij->i", Z, Z)
     D = Z @ Z.T                          # squared distances, in place: |a|^2 + |b|^2 - 2 a.b
     D *= -2.0
@@ -170,10 +169,10 @@ def _silhouette(Z: np.ndarray, assign: np.ndarray, sample_size: int | None, seed
     np.maximum(D, 0.0, out=D)
     np.sqrt(D, out=D)
     np.fill_diagonal(D, 0.0)
-    ones = assign.astype(np.float64)
-    both = D @ np.stack([ones, 1.0 - ones], axis=1)
+    ones = assign.astype(np.float32)
+    both = (D @ np.stack([ones, 1.0 - ones], axis=1)).astype(np.float64)
     to1, to0 = both[:, 0], both[:, 1]    # summed distance to cluster-1 and cluster-0 rows
-    n1 = float(ones.sum())
+    n1 = float(assign.sum())
     n0 = len(Z) - n1
     own_sum = np.where(assign == 1, to1, to0)
     own_n = np.where(assign == 1, n1, n0) - 1
