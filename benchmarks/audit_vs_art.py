@@ -25,8 +25,11 @@ Columns: AUROC and average precision of the scores; precision and recall of the 
 recall among the 1.5 x n_poison highest scores; ``detect s``, the seconds of detection on
 representations already computed (ART: ``detect_poison`` with ``get_activations`` answered from a
 cache; poisonlab: the detectors plus the neighbor search); ``audit s``, poisonlab's whole audit
-(training the out-of-fold models included); then clean accuracy and attack success of the same
-model retrained, same seed, on the rows each method keeps.
+(training the out-of-fold models included); then clean accuracy, attack success and trigger
+flips of the same model retrained, same seed, on the rows each method keeps. Attack success is the
+share of triggered test rows outside the target class that land in it; trigger flips, the same share
+among those rows the model classifies correctly without the trigger (a row the model already puts
+in the target class is no work of the trigger).
 """
 
 from __future__ import annotations
@@ -96,10 +99,10 @@ def fit(spec: str, X: np.ndarray, y: np.ndarray, K: int, seed: int) -> Any:
 
 
 def outcome(model: Any, sc: Scenario) -> dict[str, float]:
-    from poisonlab.defend.sanitize import measure
+    from poisonlab.defend.compare import measure_model
 
     trig = sc.poisoned if sc.poisoned.trigger is not None else None
-    return measure(model, sc.test, trig)
+    return measure_model(model, sc.test, trig)
 
 
 # ---------------------------------------------------------------------------------- ART
@@ -258,8 +261,8 @@ def fmt(v: Any, digits: int = 3) -> str:
 
 def main_table(names: list[str], seed: int, retrain: bool) -> None:
     header = ("| scenario | method | AUROC | AP | precision | recall | recall@1.5x | flagged | "
-              "detect s | audit s | clean acc after | attack success after |")
-    lines = [header, "|" + "---|" * 12]
+              "detect s | audit s | clean acc after | attack success after | trigger flips after |")
+    lines = [header, "|" + "---|" * 13]
     notes: list[str] = []
     timings: list[str] = []
     for name in names:
@@ -275,7 +278,8 @@ def main_table(names: list[str], seed: int, retrain: bool) -> None:
                      f"{time.perf_counter() - t:.0f} s with the clean reference). Clean model: "
                      f"accuracy {fmt(clean['clean_accuracy'])}"
                      + (f", attack success {fmt(clean.get('attack_success'))} (the trigger on a "
-                        "model that never saw it: the floor)" if "attack_success" in clean else "")
+                        "model that never saw it: the floor), trigger flips "
+                        f"{fmt(clean.get('trigger_flips'))}" if "attack_success" in clean else "")
                      + f"; poisoned model: accuracy "
                      f"{fmt(before['clean_accuracy'])}"
                      + (f", attack success {fmt(before.get('attack_success'))}"
@@ -301,7 +305,8 @@ def main_table(names: list[str], seed: int, retrain: bool) -> None:
                                    "flags": sc.poisoned.poison_mask, "detect_s": 0.0}, seed, True)
             notes.append(f"  - removing exactly the planted rows and retraining: clean accuracy "
                          f"{fmt(oracle.get('after_clean_accuracy'))}, attack success "
-                         f"{fmt(oracle.get('after_attack_success'))}")
+                         f"{fmt(oracle.get('after_attack_success'))}, trigger flips "
+                         f"{fmt(oracle.get('after_trigger_flips'))}")
         if sc.model == "cnn":
             timings.append(same_representation_timing(sc, model, result))
         if result.suspected_triggers:
@@ -312,13 +317,14 @@ def main_table(names: list[str], seed: int, retrain: bool) -> None:
         for label, r in rows:
             if "error" in r:
                 lines.append(f"| {name} | {label} | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | "
-                             f"n/a | {r['error']} |")
+                             f"n/a | n/a | {r['error']} |")
                 continue
             lines.append(
                 f"| {name} | {label} | {fmt(r['auroc'])} | {fmt(r['average_precision'])} | "
                 f"{fmt(r['precision'], 2)} | {fmt(r['recall'], 2)} | {fmt(r['recall_at_1.5x'], 2)} "
                 f"| {fmt(r['n_flagged'])} | {fmt(r['detect_s'], 2)} | {fmt(r['audit_s'], 1)} | "
-                f"{fmt(r.get('after_clean_accuracy'))} | {fmt(r.get('after_attack_success'))} |")
+                f"{fmt(r.get('after_clean_accuracy'))} | {fmt(r.get('after_attack_success'))} | "
+                f"{fmt(r.get('after_trigger_flips'))} |")
         print("\n".join(lines[-len(rows):]), flush=True)
     print("\n" + "\n".join(lines))
     print("\n" + "\n".join(notes))

@@ -388,6 +388,8 @@ def defend_command(
         parts = [f"clean accuracy {b['clean_accuracy']:.3f} -> {a['clean_accuracy']:.3f}"]
         if "attack_success" in b:
             parts.append(f"attack success {b['attack_success']:.3f} -> {a['attack_success']:.3f}")
+        if "trigger_flips" in b and "trigger_flips" in a:
+            parts.append(f"trigger flips {b['trigger_flips']:.3f} -> {a['trigger_flips']:.3f}")
         out_console.print("  " + "; ".join(parts) + f" ({summary.get('measured_on', '')})")
     if "poison_removed" in summary:
         out_console.print(f"  planted rows removed: {summary['poison_removed']}, left: "

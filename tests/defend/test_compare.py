@@ -13,7 +13,13 @@ from poisonlab.attacks import PatchBackdoorAttack
 from poisonlab.data import Dataset
 from poisonlab.defend import DefendRequest
 from poisonlab.defend import compare as compare_module
-from poisonlab.defend.compare import compare_defenses, run_compare, summary_lines, tradeoff_table
+from poisonlab.defend.compare import (
+    attack_scores,
+    compare_defenses,
+    run_compare,
+    summary_lines,
+    tradeoff_table,
+)
 from poisonlab.defend.partition import load_ensemble
 from poisonlab.defend.partition import run as run_partition
 from poisonlab.exceptions import DataError, ParameterError
@@ -23,6 +29,16 @@ from poisonlab.exceptions import DataError, ParameterError
 def patched(digits: Dataset) -> tuple[object, Dataset]:
     train, test = digits.split(test_size=0.3, random_state=0)
     return PatchBackdoorAttack(size=2, target_label=0, poison_rate=0.05, random_state=0).apply(train), test
+
+
+def test_attack_scores_by_hand() -> None:
+    # Four non-target rows, target 1. Triggered predictions hit rows 0, 1, 3 (3/4 = attack
+    # success). Without the trigger rows 0 and 2 are right, row 1 already reads as the target and
+    # row 3 as another wrong class: of the two right rows, the trigger flips one (1/2).
+    out = attack_scores(np.array([1, 1, 0, 1]), np.array([0, 1, 0, 0]), np.array([0, 0, 0, 2]), 1)
+    assert out == {"attack_success": 0.75, "trigger_flips": 0.5}
+    # No row right without the trigger: no flip rate to report.
+    assert attack_scores(np.array([1]), np.array([1]), np.array([0]), 1) == {"attack_success": 1.0}
 
 
 def test_compare_rows_and_table(patched: tuple[object, Dataset]) -> None:
@@ -43,7 +59,10 @@ def test_compare_rows_and_table(patched: tuple[object, Dataset]) -> None:
     assert dp.guarantee.startswith("(8, 1e-05)-DP") and dp.certified is None
     table = tradeoff_table(rows, radii=[1, 3])
     assert table.splitlines()[0].startswith("| defense | setting | clean acc. | attack success | "
-                                            "cert. acc. r=1 | cert. acc. r=3 |")
+                                            "trigger flips | cert. acc. r=1 | cert. acc. r=3 |")
+    # Trigger flips count only rows the model gets right without the trigger.
+    assert none.trigger_flips is not None and none.trigger_flips >= 0.8
+    assert clean.trigger_flips is not None and clean.trigger_flips < 0.1
     assert len(table.splitlines()) == 2 + len(rows)
 
 

@@ -27,7 +27,13 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from poisonlab.data.dataset import Dataset
-from poisonlab.defend.compare import DefenseResult, Progress, attack_rows, run_request
+from poisonlab.defend.compare import (
+    DefenseResult,
+    Progress,
+    attack_rows,
+    attack_scores,
+    run_request,
+)
 from poisonlab.defend.partition import (
     _resolve_model,
     _spec_name,
@@ -238,10 +244,12 @@ def defend_bagging(train: Dataset, *, model: Any = None, test: Dataset | None = 
         triggered = attack_rows(test, ground_truth)
         if triggered is not None:
             X_t, target = triggered
-            summary["attack_success"] = round(float(np.mean(ensemble.predict(X_t) == target)), 4)
-            summary["flagged_triggered_inputs"] = round(float(np.mean(ensemble.flag_inputs(X_t))), 4)
+            rows = test.y != target
+            pred_t = ensemble.predict(X_t)
+            summary.update(attack_scores(pred_t, pred[rows], test.y[rows], target))
             flagged = ensemble.flag_inputs(X_t)
-            hit = ensemble.predict(X_t) == target
+            summary["flagged_triggered_inputs"] = round(float(np.mean(flagged)), 4)
+            hit = pred_t == target
             summary["attack_success_unflagged"] = round(float(np.mean(hit & ~flagged)), 4)
         summary["measured_on"] = f"{len(test)} test rows"
     return DefenseResult("bagging", ensemble, summary, flags=flags)

@@ -61,17 +61,47 @@ def attack_rows(test: Dataset, ground_truth: Any | None) -> tuple[np.ndarray, in
     return ground_truth.apply_trigger(test.X[rows]), target
 
 
-def measure_model(model: Any, test: Dataset, ground_truth: Any | None = None) -> dict[str, float]:
-    """Clean accuracy on ``test`` and, for a backdoor, the attack success rate on its triggered rows.
+def attack_scores(pred_triggered: np.ndarray, pred_clean: np.ndarray, y: np.ndarray,
+                  target: int) -> dict[str, float]:
+    """Attack success and trigger flips from predictions on the same non-target test rows.
 
-    Attack success: the share of triggered test rows whose true class is not the target that the
-    model puts in the target class.
+    ``attack_success``: the share of triggered rows put in the target class. ``trigger_flips``:
+    the same share among the rows the model classifies correctly without the trigger, which is what
+    the trigger itself does: a row already misclassified into the target class without it (4.6% of
+    SpamAssassin's test spam reads as ham to a clean model) counts as a success but not as a flip.
+
+    >>> attack_scores(np.array([1, 1, 0, 1]), np.array([0, 1, 0, 0]), np.array([0, 0, 0, 2]), 1)
+    {'attack_success': 0.75, 'trigger_flips': 0.5}
     """
-    out = {"clean_accuracy": round(float(np.mean(model.predict(test.X) == test.y)), 4)}
+    hit = np.asarray(pred_triggered) == target
+    right = np.asarray(pred_clean) == np.asarray(y)
+    out = {"attack_success": round(float(np.mean(hit)), 4)}
+    if right.any():
+        out["trigger_flips"] = round(float(np.mean(hit[right])), 4)
+    return out
+
+
+def attack_outcome(predict: Callable[[np.ndarray], np.ndarray], test: Dataset,
+                   ground_truth: Any | None,
+                   pred_clean: np.ndarray | None = None) -> dict[str, float]:
+    """:func:`attack_scores` of ``predict`` on ``test`` for a backdoor; ``{}`` when there is none.
+
+    ``pred_clean``: the predictions on all of ``test.X`` when the caller already has them.
+    """
     triggered = attack_rows(test, ground_truth)
-    if triggered is not None:
-        X_t, target = triggered
-        out["attack_success"] = round(float(np.mean(model.predict(X_t) == target)), 4)
+    if triggered is None:
+        return {}
+    X_t, target = triggered
+    rows = test.y != target
+    clean = predict(test.X[rows]) if pred_clean is None else np.asarray(pred_clean)[rows]
+    return attack_scores(predict(X_t), clean, test.y[rows], target)
+
+
+def measure_model(model: Any, test: Dataset, ground_truth: Any | None = None) -> dict[str, float]:
+    """Clean accuracy on ``test`` and, for a backdoor, :func:`attack_scores` on its triggered rows."""
+    pred = model.predict(test.X)
+    out = {"clean_accuracy": round(float(np.mean(pred == test.y)), 4)}
+    out.update(attack_outcome(model.predict, test, ground_truth, pred_clean=pred))
     return out
 
 
@@ -184,6 +214,7 @@ class TradeoffRow:
     setting: str
     clean_accuracy: float | None = None
     attack_success: float | None = None
+    trigger_flips: float | None = None
     certified: dict[int, float] | None = None
     train_seconds: float | None = None
     relative_time: float | None = None
@@ -194,6 +225,7 @@ class TradeoffRow:
     def to_dict(self) -> dict[str, Any]:
         return {"defense": self.defense, "setting": self.setting,
                 "clean_accuracy": self.clean_accuracy, "attack_success": self.attack_success,
+                "trigger_flips": self.trigger_flips,
                 "certified": None if self.certified is None else
                 [{"radius": r, "accuracy": a} for r, a in sorted(self.certified.items())],
                 "train_seconds": self.train_seconds, "relative_time": self.relative_time,
@@ -356,22 +388,25 @@ def compare_defenses(train: Dataset, *, model: str | None = None, test: Dataset,
 
 def _scores(summary: dict[str, Any]) -> dict[str, Any]:
     return {"clean_accuracy": summary.get("clean_accuracy"),
-            "attack_success": summary.get("attack_success")}
+            "attack_success": summary.get("attack_success"),
+            "trigger_flips": summary.get("trigger_flips")}
 
 
 def tradeoff_table(rows: Sequence[TradeoffRow], *, radii: Sequence[int] = DEFAULT_RADII) -> str:
-    """The rows as a Markdown table: clean accuracy, attack success, certified accuracy at each
-    radius, training time (and relative to the undefended model), guarantee, notes."""
+    """The rows as a Markdown table: clean accuracy, attack success, trigger flips (attack success
+    on the rows classified correctly without the trigger), certified accuracy at each radius,
+    training time (and relative to the undefended model), guarantee, notes."""
 
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{100 * v:.1f}%"
 
-    head = ["defense", "setting", "clean acc.", "attack success",
+    head = ["defense", "setting", "clean acc.", "attack success", "trigger flips",
             *[f"cert. acc. r={r}" for r in radii], "train s", "time vs none", "guarantee", "notes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cert = [pct(row.certified.get(r)) if row.certified else "-" for r in radii]
-        cells = [row.defense, row.setting, pct(row.clean_accuracy), pct(row.attack_success), *cert,
+        cells = [row.defense, row.setting, pct(row.clean_accuracy), pct(row.attack_success),
+                 pct(row.trigger_flips), *cert,
                  "-" if row.train_seconds is None else f"{row.train_seconds:.1f}",
                  "-" if row.relative_time is None else f"{row.relative_time:g}x",
                  row.guarantee, row.note]
@@ -429,6 +464,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         scores.append(f"clean accuracy {pct(summary['clean_accuracy'])}")
     if "attack_success" in summary:
         scores.append(f"attack success {pct(summary['attack_success'])}")
+    if "trigger_flips" in summary:
+        scores.append(f"trigger flips {pct(summary['trigger_flips'])}")
     measured = f" ({summary['measured_on']})" if summary.get("measured_on") else ""
     lines: list[str] = []
     if method == "partition":

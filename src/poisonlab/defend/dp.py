@@ -30,7 +30,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from poisonlab.data.dataset import Dataset
-from poisonlab.defend.compare import DefenseResult, Progress, attack_rows, run_request
+from poisonlab.defend.compare import DefenseResult, Progress, attack_outcome, run_request
 from poisonlab.exceptions import NotFittedError, ParameterError, check_param, require
 
 OPTIONS = ("epsilon", "delta", "max_grad_norm", "epochs", "batch_size", "learning_rate",
@@ -463,10 +463,7 @@ def defend_dp(train: Dataset, *, model: Any = None, test: Dataset | None = None,
     if test is not None:
         pred = dp_model.predict(test.X)
         summary["clean_accuracy"] = round(float(np.mean(pred == test.y)), 4)
-        triggered = attack_rows(test, ground_truth)
-        if triggered is not None:
-            X_t, target = triggered
-            summary["attack_success"] = round(float(np.mean(dp_model.predict(X_t) == target)), 4)
+        summary.update(attack_outcome(dp_model.predict, test, ground_truth, pred_clean=pred))
         summary["measured_on"] = f"{len(test)} test rows"
     saved = dp_model if torch_model else dp_model.to_model(spec=f"dp-logreg({spec})")
     return DefenseResult("dp", saved, summary)

@@ -40,6 +40,7 @@ from poisonlab.defend.compare import (
     DefenseResult,
     Progress,
     attack_rows,
+    attack_scores,
     check_options,
     run_request,
 )
@@ -602,7 +603,8 @@ def defend_partition(train: Dataset, *, model: Any = None, test: Dataset | None 
         if triggered is not None:
             X_t, target = triggered
             pred_t, radius_t = ensemble.certify(X_t)
-            summary["attack_success"] = round(float(np.mean(pred_t == target)), 4)
+            rows = test.y != target
+            summary.update(attack_scores(pred_t, pred[rows], test.y[rows], target))
             summary["triggered_median_radius"] = float(np.median(radius_t))
         if ground_truth is not None:
             n_poison = int(ground_truth.n_poison)

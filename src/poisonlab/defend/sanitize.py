@@ -79,22 +79,11 @@ def sanitize(
         metrics["poison_left"] = int(np.sum(mask & keep))
         metrics["detection"] = evaluate_audit(result, mask)["combined"]
     if test is not None:
-        metrics["before"] = measure(result.model, test, ground_truth)
-        metrics["after"] = measure(retrained, test, ground_truth)
+        from poisonlab.defend.compare import measure_model
+
+        metrics["before"] = measure_model(result.model, test, ground_truth)
+        metrics["after"] = measure_model(retrained, test, ground_truth)
     return SanitizeResult(keep, retrained, result, metrics)
-
-
-def measure(model: Any, test: Dataset, ground_truth: Any | None) -> dict[str, float]:
-    """Clean accuracy on ``test`` and, for a backdoor, attack success on its triggered rows."""
-    out = {"clean_accuracy": round(float(np.mean(model.predict(test.X) == test.y)), 4)}
-    if ground_truth is not None and getattr(ground_truth, "trigger", None) is not None \
-            and ground_truth.target_label is not None:
-        target = int(ground_truth.target_label)
-        rows = test.y != target
-        if rows.any():
-            triggered = ground_truth.apply_trigger(test.X[rows])
-            out["attack_success"] = round(float(np.mean(model.predict(triggered) == target)), 4)
-    return out
 
 
 def holdout(dataset: Dataset, ground_truth: Any, *, share: float = 0.25,
