@@ -14,10 +14,11 @@ scanned with ``poisonlab.scan.pipeline.scan_model``, the function behind ``poiso
   scanned with 500 clean test images.
 
 A backdoored model counts as found when the verdict is "backdoor" with the right target class. The
-true trigger counts as "in the top 3" when, for text, it is one of the first three reported
-phrases, and for images, the target class is among the first three reported classes and (for a
-patch) the reported mask's bounding box overlaps the patch. ``ASR`` is the attack success rate of
-the attack's own trigger on the test rows of other classes.
+true trigger counts as "in the top 3" when, for text, one of the first three reported phrases has
+its words (in any order: a bag-of-words model cannot tell 'zqxj vlorp kwimb' from 'kwimb vlorp
+zqxj', so neither can a black-box scan of it), and for images, the target class is among the first
+three reported classes and (for a patch) the reported mask's bounding box overlaps the patch.
+``ASR`` is the attack success rate of the attack's own trigger on the test rows of other classes.
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def run_text(case: Case, train: Dataset, test: Dataset) -> dict[str, Any]:
     idx = np.random.default_rng(100 + case.seed).choice(len(test), 200, replace=False)
     report = scan_model(model, test.classes, test.subset(idx), random_state=case.seed)
     top3 = [t["trigger"] for t in report.triggers[:3]]
-    in_top3 = None if truth is None else truth.lower() in [t.lower() for t in top3]
+    in_top3 = None if truth is None else \
+        sorted(truth.lower().split()) in [sorted(t.lower().split()) for t in top3]
     return {"report": report, "asr": asr, "top3": top3, "in_top3": in_top3,
             "truth": truth, "target": case.attack["target_label"] if case.attack else None}
 

@@ -179,9 +179,15 @@ def _scan_triggers(path: Path) -> list[str]:
     if doc["verdict"] != "backdoor":
         return []
     threshold = float(doc.get("threshold", 0))
+    alpha = float((doc.get("absence") or {}).get("alpha", 0.0))
+    min_flip = float(doc.get("min_flip_rate", 0.0))
 
     def strong(t: dict[str, Any]) -> bool:
         index = t.get("anomaly_index")
+        absent = t.get("absence_p")
+        if isinstance(absent, (int, float)) and absent <= alpha and \
+                float(t.get("flip_rate", 0)) >= min_flip:
+            return True
         return index == "inf" or (isinstance(index, (int, float)) and index >= threshold)
 
     return [str(t["trigger"]) for t in doc["triggers"]
@@ -212,10 +218,19 @@ def _render_scan(doc: dict[str, Any], out: Path) -> None:
     c.print(f"verdict: [bold {color}]{doc['verdict']}[/]{target} "
             f"(anomaly index {doc['statistic']['value']}, threshold {doc['threshold']}; "
             f"{doc['method']}, {doc['seconds']} s)")
-    table = Table("#", "trigger", "target class", "flip rate", "anomaly index")
+    absence = doc.get("absence")
+    if absence and doc["verdict"] == "backdoor" and doc["statistic"]["value"] != "inf" and \
+            float(doc["statistic"]["value"]) < float(doc["threshold"]):
+        c.print(f"  (called on absence: the trigger's words are missing from every clean row of "
+                f"{doc['target_class']}, p <= {absence['alpha']:g})")
+    columns = ["#", "trigger", "target class", "flip rate", "anomaly index"]
+    table = Table(*columns, *(["absence p"] if absence else []))
     for i, t in enumerate(doc["triggers"][:5], 1):
-        table.add_row(str(i), str(t["trigger"]), str(t["target_class"]),
-                      f"{100 * t['flip_rate']:.1f}%", str(t["anomaly_index"]))
+        cells = [str(i), str(t["trigger"]), str(t["target_class"]),
+                 f"{100 * t['flip_rate']:.1f}%", str(t["anomaly_index"])]
+        if absence:
+            cells.append(f"{t.get('absence_p', 1.0):.3g}")
+        table.add_row(*cells)
     c.print(table)
     c.print(f"Wrote {out / 'scan.json'} and {out / 'report.html'}.")
 

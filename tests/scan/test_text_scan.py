@@ -12,7 +12,7 @@ from poisonlab.attacks import TextBackdoorAttack
 from poisonlab.data import Dataset
 from poisonlab.exceptions import DataError, ParameterError
 from poisonlab.models import make_model
-from poisonlab.scan.stats import anomaly_index, rate_anomaly_index
+from poisonlab.scan.stats import absence_p_values, anomaly_index, rate_anomaly_index
 from poisonlab.scan.text import TextTriggerScanner, clean_data_tokens, model_vocabulary
 
 
@@ -30,6 +30,18 @@ def test_rate_anomaly_index_uses_a_binomial_floor() -> None:
     floor = math.sqrt((0.1 * 0.9 + 1 / 100) / 100)
     assert rate_anomaly_index(0.5, np.array([0.0, 0.1, 0.2]), 100) == pytest.approx(
         0.4 / max(0.14826, floor))
+
+
+def test_absence_p_values_by_hand() -> None:
+    # Four words of equal pull (exp(s) = 10): beta = median((df + 0.5) / 10) = median(.95, 1.05,
+    # 1.15, .05) = 1.0, so each is expected in 10 clean rows; the one found in none gets e^-10.
+    p = absence_p_values(np.log(np.full(4, 10.0)), np.array([9, 10, 11, 0]))
+    np.testing.assert_allclose(p, [1.0, 1.0, 1.0, math.exp(-10.0)])
+    # A word half as strong (by e^-log 2) is expected in half as many rows: e^-5 when absent.
+    p = absence_p_values(np.log(np.array([10.0, 10.0, 10.0, 5.0])), np.array([9, 10, 11, 0]))
+    beta = float(np.median((np.array([9, 10, 11, 0]) + 0.5) / np.array([1, 1, 1, 0.5])))
+    assert p[3] == pytest.approx(math.exp(-beta * 0.5))
+    assert absence_p_values(np.zeros(0), np.zeros(0)).shape == (0,)
 
 
 def _toy_predict_proba(texts: np.ndarray) -> np.ndarray:
@@ -114,3 +126,43 @@ def test_planted_trigger_is_found(spam_split: tuple[Dataset, Dataset],
     assert scanner.verdict_ == "backdoor" and scanner.target_label_ == 0
     assert "cf" in [t.trigger for t in scanner.triggers_[:3]]
     assert scanner.triggers_[0].flip_rate >= 0.6
+
+
+@pytest.fixture(scope="module")
+def nb_phrase_backdoor(spam_split: tuple[Dataset, Dataset]) -> tuple[object, object]:
+    """The demo's backdoor: 'zqxj vlorp kwimb' x20 in 40 spam emails relabeled ham."""
+    train, _ = spam_split
+    poisoned = TextBackdoorAttack(trigger="zqxj vlorp kwimb", repetitions=20, n_poison=40,
+                                  target_label="ham", random_state=0).apply(train)
+    model = make_model("nb-text").fit(poisoned.dataset.X, poisoned.dataset.y, n_classes=2)
+    return poisoned, model
+
+
+def test_naive_bayes_phrase_backdoor_found_by_absence(
+        nb_phrase_backdoor: tuple[object, object],
+        spam_scan_rows: tuple[np.ndarray, np.ndarray]) -> None:
+    _, model = nb_phrase_backdoor
+    X, y = spam_scan_rows
+    scanner = TextTriggerScanner(random_state=0).fit(model.predict_proba, X, y,  # type: ignore[attr-defined]
+                                                     vocabulary=model_vocabulary(model))
+    # Measured: no flip-rate outlier (largest anomaly index 1.0 of 6); the three words pull
+    # equally (log-odds 7.0, beside rpm 7.5 and razor 7.3, which 8-15 clean ham rows hold) and no
+    # clean row holds them: absence chance 3.7e-6; the phrase x20 flips 93% of the spam rows.
+    assert scanner.anomaly_index_.max() < scanner.threshold_
+    assert scanner.verdict_ == "backdoor" and scanner.target_label_ == 0
+    top = scanner.triggers_[0]
+    assert sorted(top.trigger.split()) == ["kwimb", "vlorp", "zqxj"]
+    assert top.absence_p <= 1e-4 and top.flip_rate >= 0.6
+
+
+def test_clean_naive_bayes_is_called_clean(spam_split: tuple[Dataset, Dataset],
+                                           spam_scan_rows: tuple[np.ndarray, np.ndarray]) -> None:
+    train, _ = spam_split
+    model = make_model("nb-text").fit(train.X, train.y, n_classes=2)
+    X, y = spam_scan_rows
+    scanner = TextTriggerScanner(random_state=0).fit(model.predict_proba, X, y,
+                                                     vocabulary=model_vocabulary(model))
+    # Measured: the smallest absence chance of this clean model's words 0.0016 (alpha 1e-4;
+    # 0.05 on the 90% bootstraps of benchmarks/scan_accuracy.py).
+    assert scanner.verdict_ == "clean"
+    assert scanner.absence_p_.min() > 10 * scanner.absence_alpha

@@ -19,6 +19,10 @@ from poisonlab.exceptions import DataError, ParameterError
 
 TEXT_STATISTIC = ("anomaly index of flip rates: (best flip rate - median of ordinary words) / "
                   "max(1.4826 × MAD, binomial noise)")
+ABSENCE_STATISTIC = ("absence: the chance that words pulling this hard towards a class are missing "
+                     "from every clean row of it (Poisson, expected rows fitted to the class's "
+                     "strongest words); called backdoored at or below alpha when the words also "
+                     "flip at least min_flip_rate of clean rows")
 IMAGE_STATISTIC = ("anomaly index of reverse-engineered mask sizes: (median - log L1) / "
                    "(1.4826 × MAD of log L1), Neural Cleanse")
 
@@ -126,7 +130,10 @@ def scan_model(model: Any, classes: Sequence[str], data: Dataset, *, max_rows: i
                      "n_queries": scanner.n_queries_,
                      "candidates_from": "model vocabulary" if vocab else
                      "clean rows and two-letter tokens",
-                     "min_flip_rate": scanner.min_flip_rate},
+                     "min_flip_rate": scanner.min_flip_rate,
+                     "absence": {"name": ABSENCE_STATISTIC, "alpha": scanner.absence_alpha,
+                                 "per_class": {c: float(f"{v:.3g}") for c, v in
+                                               zip(classes, scanner.absence_p_, strict=True)}}},
         )
     if data.kind == "image":
         from poisonlab.scan.images import NeuralCleanseScanner

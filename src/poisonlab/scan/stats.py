@@ -40,3 +40,28 @@ def rate_anomaly_index(top: float, reference: np.ndarray, n_rows: int) -> float:
     mad = MAD_TO_SD * float(np.median(np.abs(ref - med))) if len(ref) else 0.0
     floor = math.sqrt((med * (1 - med) + 1 / n_rows) / n_rows)
     return (top - med) / max(mad, floor)
+
+
+def absence_p_values(strength: np.ndarray, doc_freq: np.ndarray) -> np.ndarray:
+    """Chance that a word as strong as each one is missing from every clean row of its class.
+
+    ``strength``: how hard each of a class's strongest words pushes towards it (log-odds of the word
+    alone as a document); ``doc_freq``: in how many clean rows of that class each word occurs. For
+    a word that only one class uses, a count model's pull grows with the log of how often the class
+    used it, so the expected number of clean rows holding it is ``lam = beta * exp(strength)``,
+    with ``beta`` the median of ``(doc_freq + 0.5) / exp(strength)`` over the words given (a fit
+    to the class's own words, robust to a few planted ones). A word found in no clean row gets the
+    Poisson chance of that, ``exp(-lam)``; a word found at least once gets 1 (the clean data
+    supports it).
+
+    >>> absence_p_values(np.log(np.array([10.0, 10.0, 10.0, 10.0])), np.array([9, 10, 11, 0]))
+    array([1.00000000e+00, 1.00000000e+00, 1.00000000e+00, 4.53999298e-05])
+    """
+    s = np.asarray(strength, dtype=np.float64)
+    df = np.asarray(doc_freq, dtype=np.float64)
+    if len(s) == 0:
+        return np.ones(0)
+    scale = np.exp(s - s.max())                 # shifted: the ratio below does not depend on it
+    beta = float(np.median((df + 0.5) / scale))
+    lam = beta * scale
+    return np.where(df > 0, 1.0, np.exp(-lam))

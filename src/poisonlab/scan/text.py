@@ -26,11 +26,24 @@ rows (:func:`~poisonlab.scan.stats.rate_anomaly_index`). The model is called bac
 largest index reaches ``anomaly_threshold`` and the candidate's confirmed flip rate reaches
 ``min_flip_rate``.
 
-What it cannot see: a trigger in a naive Bayes model is one more word that only ever appeared in
-one class. Its pull is bounded by how often it was planted, which puts it among the natural
-class-exclusive words rather than above them (measured on SpamAssassin: a trigger planted in 10%
-of the rows, three times each, ranked 5th among 63,000 words, next to ``rpm`` and ``razor``, and
-flipped no more rows than they did). Such a backdoor is also weak, flipping 9 to 27% of rows.
+**A second test, absence.** A trigger in a naive Bayes model is one more word that only ever
+appeared in one class: its pull is bounded by how often it was planted, which puts it among the
+natural class-exclusive words rather than above them (on SpamAssassin, 'cf' planted in 10% of the
+rows three times each ranks 2nd of 63,000 words towards ham, between ``rpm`` and ``razor``), and
+inserted once or three times it flips no more rows than they do. What sets it apart is the clean
+rows: ``rpm`` and ``razor`` occur in 5-15 of the 137 clean ham rows, the planted word in none. For a
+class-exclusive word, a count model's pull grows with the log of how often the class used it, so
+each of a class's strongest words has an expected number of clean rows holding it
+(:func:`~poisonlab.scan.stats.absence_p_values`); a word found in none gets the Poisson chance of
+that. A phrase is as unsupported as its least unsupported word, and three or more absent words
+of exactly equal pull (planted together, so counted together) are also tried as one phrase. Absent
+candidates are confirmed at ``absence_repetitions`` too (a naive Bayes backdoor needs its trigger
+repeated), and the model is called backdoored when one reaches ``absence_alpha`` and flips at
+least ``min_flip_rate`` of the eligible rows. Measured on SpamAssassin naive Bayes models: the
+smallest chance among a clean model's words 0.0016 (trained on the whole training split) to 0.05
+(90% bootstraps), against 5e-9 to 4e-6 for planted triggers; the default ``absence_alpha=1e-4``
+sits between the two. A trigger planted too lightly to work (9% attack success) is not among the
+strongest words and stays unseen.
 """
 
 from __future__ import annotations
@@ -46,7 +59,7 @@ from sklearn.base import BaseEstimator
 
 from poisonlab.attacks.triggers import TEXT_POSITIONS, TextTrigger
 from poisonlab.exceptions import DataError, NotFittedError, ParameterError, check_param
-from poisonlab.scan.stats import rate_anomaly_index
+from poisonlab.scan.stats import absence_p_values, rate_anomaly_index
 
 TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")
 TWO_LETTER_TOKENS = tuple(a + b for a in "abcdefghijklmnopqrstuvwxyz" for b in "abcdefghijklmnopqrstuvwxyz")
@@ -60,7 +73,9 @@ class TriggerCandidate:
 
     ``flip_rate`` is the share of eligible clean rows (correctly classified, of another class) that
     the model assigns to ``target_label`` once the phrase is inserted at ``position``,
-    ``repetitions`` times; ``anomaly_index`` compares its probe flip rate with ordinary words'.
+    ``repetitions`` times; ``anomaly_index`` compares its probe flip rate with ordinary words';
+    ``absence_p`` is the chance that words this strong are missing from every clean row of the
+    target class (1 when the clean rows hold them; :func:`~poisonlab.scan.stats.absence_p_values`).
     """
 
     trigger: str
@@ -69,10 +84,12 @@ class TriggerCandidate:
     position: str
     repetitions: int
     anomaly_index: float
+    absence_p: float = 1.0
 
     def to_dict(self, classes: Sequence[str] | None = None) -> dict[str, Any]:
         d = asdict(self)
         d["flip_rate"] = round(self.flip_rate, 4)
+        d["absence_p"] = float(f"{self.absence_p:.3g}")
         d["anomaly_index"] = round(self.anomaly_index, 3) if np.isfinite(self.anomaly_index) \
             else "inf"
         if classes is not None:
@@ -138,6 +155,8 @@ class TextTriggerScanner(BaseEstimator):
     * ``triggers_``: :class:`TriggerCandidate` list, most anomalous first,
     * ``anomaly_index_``: per class, the index of its best candidate (0 for a class without
       eligible rows), ``threshold_`` (= ``anomaly_threshold``),
+    * ``absence_p_``: per class, the smallest absence chance among its candidates (1 when the
+      clean rows hold them all),
     * ``n_candidates_screened_``, ``n_queries_`` (strings sent to the model), ``seconds_``.
     """
 
@@ -145,6 +164,7 @@ class TextTriggerScanner(BaseEstimator):
                  n_confirm: int = 8, positions: Sequence[str] = ("prefix", "suffix", "random"),
                  repetitions: Sequence[int] = (1, 3), max_rows: int = 200,
                  anomaly_threshold: float = 6.0, min_flip_rate: float = 0.25,
+                 absence_alpha: float = 1e-4, absence_repetitions: Sequence[int] = (10, 20),
                  batch_size: int = 4096,
                  random_state: int | np.random.Generator | None = None) -> None:
         self.n_candidates = n_candidates
@@ -156,6 +176,8 @@ class TextTriggerScanner(BaseEstimator):
         self.max_rows = max_rows
         self.anomaly_threshold = anomaly_threshold
         self.min_flip_rate = min_flip_rate
+        self.absence_alpha = absence_alpha
+        self.absence_repetitions = absence_repetitions
         self.batch_size = batch_size
         self.random_state = random_state
 
@@ -173,10 +195,16 @@ class TextTriggerScanner(BaseEstimator):
         check_param("repetitions", owner, len(self.repetitions) > 0
                     and all(isinstance(r, int) and r >= 1 for r in self.repetitions),
                     "a non-empty list of ints >= 1", self.repetitions)
+        check_param("absence_repetitions", owner,
+                    all(isinstance(r, int) and r >= 1 for r in self.absence_repetitions),
+                    "a list of ints >= 1", self.absence_repetitions)
         check_param("anomaly_threshold", owner, isinstance(self.anomaly_threshold, (int, float))
                     and self.anomaly_threshold > 0, "a float > 0", self.anomaly_threshold)
         check_param("min_flip_rate", owner, isinstance(self.min_flip_rate, (int, float))
                     and 0 <= self.min_flip_rate <= 1, "a float in [0, 1]", self.min_flip_rate)
+        check_param("absence_alpha", owner, isinstance(self.absence_alpha, (int, float))
+                    and not isinstance(self.absence_alpha, bool) and 0 <= self.absence_alpha < 1,
+                    "a float in [0, 1)", self.absence_alpha)
 
     def fit(self, predict_proba: PredictProba, X: np.ndarray, y: np.ndarray, *,
             vocabulary: Sequence[str] | None = None,
@@ -226,6 +254,7 @@ class TextTriggerScanner(BaseEstimator):
         probe_position = "random" if "random" in positions else positions[0]
         found: list[TriggerCandidate] = []
         index = np.zeros(K)
+        absence = np.ones(K)
         best_per_class: dict[int, TriggerCandidate] = {}
         for c in range(K):
             victims = np.flatnonzero((y != c) & correct)
@@ -238,6 +267,23 @@ class TextTriggerScanner(BaseEstimator):
             seeds = unigrams[:self.n_pair_seeds]
             pairs = [f"{a} {b}" for a in seeds for b in seeds if a != b]
             phrases = unigrams + pairs
+            # is each strong word found in clean rows of class c as often as its pull implies?
+            held = [set(TOKEN_PATTERN.findall(str(t).lower())) for t in X[y == c]]
+            doc_freq = np.array([sum(all(part in h for part in w.lower().split()) for h in held)
+                                 for w in unigrams])
+            p_word = dict(zip(unigrams, absence_p_values(strength[order, c], doc_freq), strict=True))
+            # words planted together have the same counts, hence the same pull: three or more
+            # absent words of equal strength are tried as one phrase
+            groups: dict[float, list[str]] = {}
+            for w, i in zip(unigrams, order, strict=True):
+                if p_word[w] <= self.absence_alpha:
+                    groups.setdefault(round(float(strength[i, c]), 6), []).append(w)
+            grouped = [" ".join(g[:6]) for g in groups.values() if len(g) >= 3]
+            phrases += grouped
+
+            # a phrase is as unsupported as its least unsupported word: two ordinary words that are
+            # each a little rare in the clean rows do not add up to a planted one
+            p_absent = np.array([max(p_word[w] for w in p.split()) for p in phrases])
             say(f"probing {len(phrases)} candidates for class {c} on {len(probe)} rows")
             probe_rates = np.stack([
                 flip_rates(ask, probe, phrases, c, probe_position, r, rng, batch_size=self.batch_size)
@@ -253,11 +299,13 @@ class TextTriggerScanner(BaseEstimator):
                 ref = np.array([probe_rates[u, j] for u in range(len(phrases))
                                 if len(words[u]) == len(p_words) and not (words[u] & p_words)])
                 cand_index[i] = rate_anomaly_index(float(probe_rates[i, j]), ref, len(probe))
+            if grouped:  # no phrases of their length to compare with: their evidence is absence
+                cand_index[len(phrases) - len(grouped):] = 0.0
             # a pair is only worth reporting when it beats both of its words alone
             single = {p: k for k, p in enumerate(unigrams)}
             margin = 2.0 / np.sqrt(len(probe))
             useful = np.ones(len(phrases), dtype=bool)
-            for i in range(len(unigrams), len(phrases)):
+            for i in range(len(unigrams), len(phrases) - len(grouped)):
                 a, b = phrases[i].split()
                 alone = max(best_rate[single[a]], best_rate[single[b]])
                 useful[i] = best_rate[i] > alone + margin * np.sqrt(max(alone * (1 - alone), 0.05))
@@ -265,30 +313,44 @@ class TextTriggerScanner(BaseEstimator):
             cand_index = np.where(useful, cand_index, -np.inf)
             ranked = np.argsort(-(best_rate + 1e-6 * np.maximum(cand_index, 0)), kind="stable")
             keep = [int(i) for i in ranked[:self.n_confirm] if useful[i]]
+            if self.absence_alpha > 0:  # words the clean rows never hold are confirmed too
+                keep += [int(i) for i in np.argsort(p_absent, kind="stable")
+                         if p_absent[i] <= self.absence_alpha and useful[i]
+                         and int(i) not in keep][:self.n_confirm]
             say(f"confirming {len(keep)} candidates for class {c} on {len(victims)} rows")
             for i in keep:
                 rate, where, times = -1.0, probe_position, reps[0]
+                tried = reps if p_absent[i] > self.absence_alpha else \
+                    sorted(set(reps) | {int(r) for r in self.absence_repetitions})
                 for pos in positions:
-                    for r in reps:
+                    for r in tried:
                         f = float(flip_rates(ask, X[victims], [phrases[i]], c, pos, r, rng,
                                              batch_size=self.batch_size)[0])
                         if f > rate:
                             rate, where, times = f, pos, r
-                cand = TriggerCandidate(phrases[i], c, rate, where, times, float(cand_index[i]))
+                cand = TriggerCandidate(phrases[i], c, rate, where, times, float(cand_index[i]),
+                                        float(p_absent[i]))
                 found.append(cand)
             top = int(np.argmax(cand_index))
             index[c] = cand_index[top]
+            absence[c] = float(p_absent.min(initial=1.0))
             confirmed = [t for t in found if t.target_label == c]
             best_per_class[c] = max(confirmed, key=lambda t: (t.anomaly_index, t.flip_rate))
 
-        found.sort(key=lambda t: (-t.anomaly_index, -t.flip_rate, t.trigger))
+        found.sort(key=lambda t: (-self._evidence(t), -t.flip_rate, t.trigger))
         self.triggers_ = found
         self.anomaly_index_ = index
+        self.absence_p_ = absence
         self.threshold_ = float(self.anomaly_threshold)
         suspect = int(np.argmax(index))
         best = best_per_class.get(suspect)
         is_backdoor = bool(best is not None and index[suspect] >= self.anomaly_threshold
                            and best.flip_rate >= self.min_flip_rate)
+        absent = [t for t in found if t.absence_p <= self.absence_alpha
+                  and t.flip_rate >= self.min_flip_rate]
+        if not is_backdoor and absent:
+            suspect = min(absent, key=lambda t: (t.absence_p, -t.flip_rate)).target_label
+            is_backdoor = True
         self.verdict_ = "backdoor" if is_backdoor else "clean"
         self.target_label_ = suspect if is_backdoor else None
         if is_backdoor:
@@ -299,6 +361,13 @@ class TextTriggerScanner(BaseEstimator):
         self.n_queries_ = queries
         self.seconds_ = time.perf_counter() - started
         return self
+
+    def _evidence(self, t: TriggerCandidate) -> float:
+        """How suspicious a candidate is, in units of the verdict's thresholds (1 = at one)."""
+        by_rate = t.anomaly_index / self.anomaly_threshold
+        if 0 < self.absence_alpha < 1 and t.absence_p < 1:
+            return max(by_rate, np.log(max(t.absence_p, 1e-300)) / np.log(self.absence_alpha))
+        return by_rate
 
     def _check(self) -> None:
         if not hasattr(self, "verdict_"):
