@@ -39,9 +39,17 @@ def test_spectral_signature_scores_by_hand() -> None:
 
 
 def test_split_1d_by_hand() -> None:
-    # Values -4,-4,-4,6,6: the best split is between -4 and 6 (cut 1), means -4 and 6, no spread.
-    cut, lo, hi, within = _split_1d(np.array([-4.0, 6, -4, 6, -4]))
-    assert (cut, lo, hi, within) == (1.0, -4.0, 6.0, 0.0)
+    # Values -4,-4,-4,6,6: the best split is between -4 and 6 (cut 1), means -4 and 6, no spread;
+    # the sides' medians -4 and 6.
+    assert _split_1d(np.array([-4.0, 6, -4, 6, -4])) == (1.0, -4.0, 6.0, 0.0, -4.0, 6.0)
+    # -3,-1,0 | 10,12: cut 5, means -4/3 and 11, within sqrt((4/9+1/9+... )/5); medians -1 and 11.
+    cut, lo, hi, within, lo_med, hi_med = _split_1d(np.array([12.0, -1, 10, -3, 0]))
+    assert (cut, lo_med, hi_med) == (5.0, -1.0, 11.0)
+    assert lo == pytest.approx(-4 / 3) and hi == pytest.approx(11.0)
+    sse = sum((v + 4 / 3) ** 2 for v in (-3, -1, 0)) + 1 + 1
+    assert within == pytest.approx(np.sqrt(sse / 5))
+    # No split possible (all equal): the cut is the value, both sides' median is it too.
+    assert _split_1d(np.array([2.0, 2.0])) == (2.0, 2.0, 2.0, 0.0, 2.0, 2.0)
 
 
 def test_robust_spectral_scores_by_hand() -> None:

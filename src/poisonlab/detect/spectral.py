@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.linalg import eigh
+from scipy.linalg import eigh, get_lapack_funcs
 from scipy.stats import chi2
 
 from poisonlab.detect.base import (
@@ -116,8 +116,11 @@ def top_eigenpairs(S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     if 8 * k >= d:
         w, v = np.linalg.eigh(S)
         return w[d - k:], v[:, d - k:]
-    return eigh(S, subset_by_index=[d - k, d - 1], driver="evr", check_finite=False,
-                overwrite_a=True)
+    (syevr,) = get_lapack_funcs(("syevr",), (S,))  # the driver itself: a third of eigh's time
+    w, v, m, _, info = syevr(S, compute_v=1, range="I", il=d - k + 1, iu=d, overwrite_a=1)
+    if info != 0 or m != k:
+        return eigh(S, subset_by_index=[d - k, d - 1], check_finite=False)
+    return w[:k], v[:, :k]
 
 
 def _top_right_singular_vectors(Z: np.ndarray, k: int) -> np.ndarray:
@@ -289,19 +292,23 @@ def _robust_spectral_scores(X: np.ndarray, y: np.ndarray, n_dims: int, shrinkage
         ew, ev = top_eigenpairs(cov, 1)
         direction = L_inv_k.T @ ev[:, -1]
         p = blocks[k] @ direction
-        c, lo_mean, hi_mean, within = _split_1d(p)
+        c, lo_mean, hi_mean, within, lo_median, hi_median = _split_1d(p)
         hi = p > c
         n_hi, n_lo = int(hi.sum()), int((~hi).sum())
         r_hi = r_lo = np.nan
         sus_above = n_hi < n_lo
         if ref is not None and n_hi and n_lo:
             ref_k = ref[rows]
-            r_hi, r_lo = float(ref_k[hi].mean()), float(ref_k[~hi].mean())
+            on_hi = float(ref_k @ hi)
+            r_hi, r_lo = on_hi / n_hi, (float(ref_k.sum()) - on_hi) / n_lo
             balanced = min(n_hi, n_lo) > minority_share * len(rows)
             if balanced and abs(r_hi - r_lo) > 1e-12:
                 sus_above = r_hi > r_lo
         clean = ~hi if sus_above else hi
-        center = float(np.median(p[clean])) if clean.any() else float(np.median(p))
+        if not clean.any():  # a class without a split: every row is on the lower side
+            center = lo_median
+        else:
+            center = lo_median if sus_above else hi_median
         s = (p - center) if sus_above else (center - p)
         scores[rows] = s
         projection[rows] = p
@@ -316,13 +323,14 @@ def _robust_spectral_scores(X: np.ndarray, y: np.ndarray, n_dims: int, shrinkage
                                 side_ref)
 
 
-def _split_1d(p: np.ndarray) -> tuple[float, float, float, float]:
-    """Exact 2-means on a line: (cut, lower mean, upper mean, within-side standard deviation)."""
+def _split_1d(p: np.ndarray) -> tuple[float, float, float, float, float, float]:
+    """Exact 2-means on a line: (cut, lower mean, upper mean, within-side standard deviation,
+    lower median, upper median); every value ``<= cut`` is on the lower side."""
     o = np.sort(p)
     n = len(o)
     if n < 2 or o[0] == o[-1]:
-        return float(o[-1]) if n else 0.0, float(o.mean()) if n else 0.0, \
-            float(o.mean()) if n else 0.0, 0.0
+        mid = _sorted_median(o)
+        return float(o[-1]) if n else 0.0, mid, mid, 0.0, mid, mid
     cs = np.cumsum(o)
     cs2 = np.cumsum(o * o)
     j = np.arange(1, n)
@@ -333,7 +341,14 @@ def _split_1d(p: np.ndarray) -> tuple[float, float, float, float]:
     sse = np.where(o[1:] > o[:-1], sse, np.inf)
     b = int(np.argmin(sse))
     within = float(np.sqrt(max(sse[b], 0.0) / n))
-    return float((o[b] + o[b + 1]) / 2), float(m1[b]), float(m2[b]), within
+    return (float((o[b] + o[b + 1]) / 2), float(m1[b]), float(m2[b]), within,
+            _sorted_median(o[:b + 1]), _sorted_median(o[b + 1:]))
+
+
+def _sorted_median(o: np.ndarray) -> float:
+    """The median of an already sorted array (NaN when empty)."""
+    n = len(o)
+    return float((o[(n - 1) // 2] + o[n // 2]) / 2) if n else float("nan")
 
 
 class RobustSpectralDetector(Detector):
@@ -498,12 +513,16 @@ def eigen_ratios(eigenvalues: np.ndarray) -> np.ndarray:
     array([2.66666667, 0.33333333, 0.8       ])
     """
     ev = np.asarray(eigenvalues, dtype=np.float64)
-    out = np.full(len(ev), np.nan)
-    for k in range(len(ev)):
-        others = np.delete(ev, k)
-        others = others[~np.isnan(others)]
-        if np.isnan(ev[k]) or len(others) == 0:
-            continue
-        base = float(np.median(others))
-        out[k] = ev[k] / base if base > 0 else np.inf
+    K = len(ev)
+    out = np.full(K, np.nan)
+    if K < 2:
+        return out
+    others = np.broadcast_to(ev, (K, K)).copy()
+    np.fill_diagonal(others, np.nan)
+    has = ~np.isnan(ev) & (np.sum(~np.isnan(others), axis=1) > 0)
+    if not has.any():
+        return out
+    with np.errstate(divide="ignore"):
+        base = np.nanmedian(others[has], axis=1)
+        out[has] = np.where(base > 0, ev[has] / np.where(base > 0, base, 1.0), np.inf)
     return out
