@@ -182,17 +182,20 @@ def main() -> None:
               f"top3 {out['top3']} ({out['seconds']:.0f} s)", file=sys.stderr, flush=True)
 
     print("| model | seed | backdoor (truth) | target | ASR | verdict | target found "
-          "| statistic / threshold | top 3 reported | trigger in top 3 | s |")
-    print("|---|---:|---|---|---:|---|---|---:|---|---|---:|")
+          "| statistic / threshold | absence p / alpha | top 3 reported | trigger in top 3 | s |")
+    print("|---|---:|---|---|---:|---|---|---:|---:|---|---|---:|")
     for out in rows:
         case, r = out["case"], out["report"]
         asr = "" if out["asr"] is None else f"{100 * out['asr']:.0f}%"
         top3 = "; ".join(f"`{t}`" for t in out["top3"])
         hit = "" if out["in_top3"] is None else ("yes" if out["in_top3"] else "no")
         stat = "inf" if not np.isfinite(r.statistic) else f"{r.statistic:.1f}"
+        absence = r.details.get("absence")
+        absent = "" if not absence else \
+            f"{min(absence['per_class'].values()):.2g} / {absence['alpha']:g}"
         print(f"| {case.kind} | {case.seed} | {out['truth'] or 'clean'} | {out['target'] or ''} | "
-              f"{asr} | {r.verdict} | {r.target_class or ''} | {stat} / {r.threshold:g} | {top3} "
-              f"| {hit} | {out['seconds']:.0f} |")
+              f"{asr} | {r.verdict} | {r.target_class or ''} | {stat} / {r.threshold:g} | "
+              f"{absent} | {top3} | {hit} | {out['seconds']:.0f} |")
 
     def group(pred: Any, label: str) -> None:
         chosen = [o for o in rows if pred(o)]
