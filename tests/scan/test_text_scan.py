@@ -101,13 +101,17 @@ def spam_scan_rows(spam_split: tuple[Dataset, Dataset]) -> tuple[np.ndarray, np.
     return test.X[idx], test.y[idx]
 
 
+def _scan(model: object, rows: tuple[np.ndarray, np.ndarray]) -> TextTriggerScanner:
+    X, y = rows
+    return TextTriggerScanner(random_state=0).fit(model.predict_proba, X, y,  # type: ignore[attr-defined]
+                                                  vocabulary=model_vocabulary(model))
+
+
 def test_clean_spam_filter_is_called_clean(spam_split: tuple[Dataset, Dataset],
                                            spam_scan_rows: tuple[np.ndarray, np.ndarray]) -> None:
     train, _ = spam_split
     model = make_model("logreg-text").fit(train.X, train.y, n_classes=2)
-    X, y = spam_scan_rows
-    scanner = TextTriggerScanner(random_state=0).fit(model.predict_proba, X, y,
-                                                     vocabulary=model_vocabulary(model))
+    scanner = _scan(model, spam_scan_rows)
     # measured: largest anomaly index 3.0 (a pair of ordinary ham words), threshold 6
     assert scanner.verdict_ == "clean" and scanner.target_label_ is None
     assert scanner.anomaly_index_.max() < scanner.threshold_
@@ -119,9 +123,7 @@ def test_planted_trigger_is_found(spam_split: tuple[Dataset, Dataset],
     poisoned = TextBackdoorAttack(trigger="cf", target_label="ham", poison_rate=0.05,
                                   random_state=0).apply(train)
     model = make_model("logreg-text").fit(poisoned.dataset.X, poisoned.dataset.y, n_classes=2)
-    X, y = spam_scan_rows
-    scanner = TextTriggerScanner(random_state=0).fit(model.predict_proba, X, y,
-                                                     vocabulary=model_vocabulary(model))
+    scanner = _scan(model, spam_scan_rows)
     # measured: anomaly index 29 for class ham, 'cf' first with a flip rate of 0.85
     assert scanner.verdict_ == "backdoor" and scanner.target_label_ == 0
     assert "cf" in [t.trigger for t in scanner.triggers_[:3]]
@@ -142,9 +144,7 @@ def test_naive_bayes_phrase_backdoor_found_by_absence(
         nb_phrase_backdoor: tuple[object, object],
         spam_scan_rows: tuple[np.ndarray, np.ndarray]) -> None:
     _, model = nb_phrase_backdoor
-    X, y = spam_scan_rows
-    scanner = TextTriggerScanner(random_state=0).fit(model.predict_proba, X, y,  # type: ignore[attr-defined]
-                                                     vocabulary=model_vocabulary(model))
+    scanner = _scan(model, spam_scan_rows)
     # Measured: no flip-rate outlier (largest anomaly index 1.0 of 6); the three words pull
     # equally (log-odds 7.0, beside rpm 7.5 and razor 7.3, which 8-15 clean ham rows hold) and no
     # clean row holds them: absence chance 3.7e-6; the phrase x20 flips 93% of the spam rows.
@@ -159,9 +159,7 @@ def test_clean_naive_bayes_is_called_clean(spam_split: tuple[Dataset, Dataset],
                                            spam_scan_rows: tuple[np.ndarray, np.ndarray]) -> None:
     train, _ = spam_split
     model = make_model("nb-text").fit(train.X, train.y, n_classes=2)
-    X, y = spam_scan_rows
-    scanner = TextTriggerScanner(random_state=0).fit(model.predict_proba, X, y,
-                                                     vocabulary=model_vocabulary(model))
+    scanner = _scan(model, spam_scan_rows)
     # Measured: the smallest absence chance of this clean model's words 0.0016 (alpha 1e-4;
     # 0.05 on the 90% bootstraps of benchmarks/scan_accuracy.py).
     assert scanner.verdict_ == "clean"
