@@ -124,7 +124,8 @@ def test_planted_trigger_is_found(spam_split: tuple[Dataset, Dataset],
                                   random_state=0).apply(train)
     model = make_model("logreg-text").fit(poisoned.dataset.X, poisoned.dataset.y, n_classes=2)
     scanner = _scan(model, spam_scan_rows)
-    # measured: anomaly index 29 for class ham, 'cf' first with a flip rate of 0.85
+    # measured: anomaly index 29 for class ham, 'cf' first, flipping every eligible row at x20
+    # (0.85 at x1-x3; the words no clean row holds are also tried repeated 10 and 20 times)
     assert scanner.verdict_ == "backdoor" and scanner.target_label_ == 0
     assert "cf" in [t.trigger for t in scanner.triggers_[:3]]
     assert scanner.triggers_[0].flip_rate >= 0.6
