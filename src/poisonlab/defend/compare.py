@@ -146,8 +146,8 @@ def hold_out_clean_rows(train: Dataset, ground_truth: Any, *, share: float = 0.2
                         random_state: int = 0) -> tuple[Dataset, Any, Dataset]:
     """Hold out a stratified ``share`` of the rows the attack did not touch, for measurement.
 
-    Returns the training part, its ground truth, and the clean test part (the same split
-    ``poisonlab defend --method sanitize`` makes when no ``--test`` is given).
+    Returns the training part, its ground truth, and the clean test part (with the original
+    labels). ``poisonlab defend`` makes this split for every method when no ``--test`` is given.
     """
     from poisonlab.attacks import PoisonedDataset
 

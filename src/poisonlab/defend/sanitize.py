@@ -86,32 +86,6 @@ def sanitize(
     return SanitizeResult(keep, retrained, result, metrics)
 
 
-def holdout(dataset: Dataset, ground_truth: Any, *, share: float = 0.25,
-            random_state: int = 0) -> tuple[Dataset, Any, Dataset]:
-    """Hold out a stratified ``share`` of the *clean* rows (original labels) for measurement.
-
-    Returns the training part, its ground truth, and the clean test part.
-    """
-    from poisonlab.attacks import PoisonedDataset
-
-    rng = np.random.default_rng(random_state)
-    clean = np.flatnonzero(~ground_truth.poison_mask)
-    test_rows: list[int] = []
-    for k in range(dataset.n_classes):
-        rows = clean[ground_truth.original_y[clean] == k]
-        n = round(share * len(rows))
-        if n:
-            test_rows.extend(rng.choice(rows, size=n, replace=False).tolist())
-    test_idx = np.sort(np.array(test_rows, dtype=np.int64))
-    train_idx = np.setdiff1d(np.arange(len(dataset)), test_idx)
-    train = dataset.subset(train_idx)
-    gt = PoisonedDataset(train, ground_truth.poison_mask[train_idx],
-                         ground_truth.original_y[train_idx], ground_truth.record,
-                         ground_truth.trigger, ground_truth.target_label)
-    test = dataset.subset(test_idx).with_data(y=ground_truth.original_y[test_idx])
-    return train, gt, test
-
-
 def defend_sanitize(train: Dataset, *, model: str | None = None, test: Dataset | None = None,
                     ground_truth: Any | None = None, random_state: int = 0,
                     progress: Any | None = None, **options: Any) -> Any:
@@ -138,7 +112,9 @@ def run(request: DefendRequest) -> dict[str, Any]:
     dataset, gt, test = request.dataset, request.ground_truth, request.test
     heldout = False
     if gt is not None and test is None:
-        dataset, gt, test = holdout(dataset, gt, random_state=request.random_state)
+        from poisonlab.defend.compare import hold_out_clean_rows
+
+        dataset, gt, test = hold_out_clean_rows(dataset, gt, random_state=request.random_state)
         heldout = True
     res = sanitize(dataset, model=request.model, test=test, ground_truth=gt,
                    random_state=request.random_state, progress=request.progress,
