@@ -139,6 +139,31 @@ def _read_parquet(path: Path) -> dict[str, list[object]]:
     return {name: table.column(name).to_pylist() for name in table.column_names}
 
 
+def pick_column(names: Sequence[str], given: str | None, usual: Sequence[str], role: str,
+                flag: str, where: str) -> str | None:
+    """The column for a role: the one the user named (an error naming the columns when there is
+    none such), else the first of the ``usual`` names present (case-insensitive), else None."""
+    if given is not None:
+        if given not in names:
+            raise DataError(
+                f"{where}: no column {given!r} for the {role} ({flag}); columns are {list(names)}."
+            )
+        return given
+    lowered = {n.lower(): n for n in names}
+    return next((lowered[u] for u in usual if u in lowered), None)
+
+
+def pick_label_column(names: Sequence[str], given: str | None, where: str) -> str:
+    """The label column (see :func:`pick_column`); an error when none is found."""
+    label = pick_column(names, given, LABEL_COLUMNS, "label", "--label-col", where)
+    if label is None:
+        raise DataError(
+            f"{where}: no label column found (looked for {list(LABEL_COLUMNS)}); name it with "
+            f"--label-col. Columns are {list(names)}."
+        )
+    return label
+
+
 def table_to_dataset(
     table: dict[str, list[object]], columns: Columns, *, where: str, name: str
 ) -> Dataset:
@@ -148,21 +173,9 @@ def table_to_dataset(
         raise DataError(f"{where}: the file has a header but no rows.")
 
     def pick(given: str | None, usual: Sequence[str], role: str, flag: str) -> str | None:
-        if given is not None:
-            if given not in table:
-                raise DataError(
-                    f"{where}: no column {given!r} for the {role} ({flag}); columns are {names}."
-                )
-            return given
-        lowered = {n.lower(): n for n in names}
-        return next((lowered[u] for u in usual if u in lowered), None)
+        return pick_column(names, given, usual, role, flag, where)
 
-    label_col = pick(columns.label, LABEL_COLUMNS, "label", "--label-col")
-    if label_col is None:
-        raise DataError(
-            f"{where}: no label column found (looked for {list(LABEL_COLUMNS)}); name it with "
-            f"--label-col. Columns are {names}."
-        )
+    label_col = pick_label_column(names, columns.label, where)
     id_col = pick(columns.id, ID_COLUMNS, "row id", "--id-col")
     source_col = pick(columns.source, (), "source", "--source-col")
     labeler_col = pick(columns.labeler, (), "labeler", "--labeler-col")

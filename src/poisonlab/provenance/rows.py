@@ -23,7 +23,13 @@ from typing import Any, Literal
 import numpy as np
 
 from poisonlab.data.dataset import Dataset
-from poisonlab.data.readers import ID_COLUMNS, LABEL_COLUMNS, TEXT_COLUMNS, Columns
+from poisonlab.data.readers import (
+    ID_COLUMNS,
+    TEXT_COLUMNS,
+    Columns,
+    pick_column,
+    pick_label_column,
+)
 from poisonlab.exceptions import DataError
 from poisonlab.provenance.hashing import canonical_label
 
@@ -444,22 +450,9 @@ def _resolve(names: Sequence[str], columns: Columns, where: str) -> Layout:
     """Pick label, text or feature, id, source and labeler columns as the readers do."""
 
     def pick(given: str | None, usual: Sequence[str], role: str, flag: str) -> str | None:
-        if given is not None:
-            if given not in names:
-                raise DataError(
-                    f"{where}: no column {given!r} for the {role} ({flag}); columns are "
-                    f"{list(names)}."
-                )
-            return given
-        lowered = {n.lower(): n for n in names}
-        return next((lowered[u] for u in usual if u in lowered), None)
+        return pick_column(names, given, usual, role, flag, where)
 
-    label = pick(columns.label, LABEL_COLUMNS, "label", "--label-col")
-    if label is None:
-        raise DataError(
-            f"{where}: no label column found (looked for {list(LABEL_COLUMNS)}); name it with "
-            f"--label-col. Columns are {list(names)}."
-        )
+    label = pick_label_column(names, columns.label, where)
     id_col = pick(columns.id, ID_COLUMNS, "row id", "--id-col")
     source = pick(columns.source, (), "source", "--source-col")
     labeler = pick(columns.labeler, (), "labeler", "--labeler-col")
