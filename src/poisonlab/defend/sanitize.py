@@ -22,6 +22,7 @@ import numpy as np
 from poisonlab.audit import AuditResult, audit, evaluate_audit, write_audit
 from poisonlab.data.dataset import Dataset
 from poisonlab.defend import DefendRequest
+from poisonlab.defend.compare import hold_out_clean_rows, measure_model
 from poisonlab.exceptions import DataError
 
 
@@ -79,8 +80,6 @@ def sanitize(
         metrics["poison_left"] = int(np.sum(mask & keep))
         metrics["detection"] = evaluate_audit(result, mask)["combined"]
     if test is not None:
-        from poisonlab.defend.compare import measure_model
-
         metrics["before"] = measure_model(result.model, test, ground_truth)
         metrics["after"] = measure_model(retrained, test, ground_truth)
     return SanitizeResult(keep, retrained, result, metrics)
@@ -112,8 +111,6 @@ def run(request: DefendRequest) -> dict[str, Any]:
     dataset, gt, test = request.dataset, request.ground_truth, request.test
     heldout = False
     if gt is not None and test is None:
-        from poisonlab.defend.compare import hold_out_clean_rows
-
         dataset, gt, test = hold_out_clean_rows(dataset, gt, random_state=request.random_state)
         heldout = True
     res = sanitize(dataset, model=request.model, test=test, ground_truth=gt,
