@@ -24,7 +24,7 @@ ABSENCE_STATISTIC = ("absence: the chance that words pulling this hard towards a
                      "strongest words); called backdoored at or below alpha when the words also "
                      "flip at least min_flip_rate of clean rows")
 IMAGE_STATISTIC = ("anomaly index of reverse-engineered mask sizes: (median - log L1) / "
-                   "(1.4826 × MAD of log L1), Neural Cleanse")
+                   "max(1.4826 × MAD of log L1, min_scale), Neural Cleanse")
 
 
 @dataclass
@@ -157,7 +157,7 @@ def scan_model(model: Any, classes: Sequence[str], data: Dataset, *, max_rows: i
             threshold=nc.threshold_, n_rows=len(idx), seconds=time.perf_counter() - started,
             classes=classes,
             details={"mask_l1": {c: round(float(v), 2) for c, v in zip(classes, nc.l1_, strict=True)},
-                     "success_rate": nc.success_rate},
+                     "success_rate": nc.success_rate, "min_scale": nc.min_scale},
             images={"triggers": nc.triggers_},
         )
     raise ParameterError(
