@@ -1,7 +1,7 @@
 """Neural Cleanse's verdict on many CNNs the scanning benchmark does not use: one run, one table.
 
-    python benchmarks/neural_cleanse_study.py            # 25 digits models, about 4 minutes
-    python benchmarks/neural_cleanse_study.py --mnist    # and 9 MNIST models, about 13 minutes
+    python benchmarks/neural_cleanse_study.py            # 25 digits models, about 3 minutes
+    python benchmarks/neural_cleanse_study.py --mnist    # and 9 MNIST models, about 11 minutes in all
 
 Models are trained with seeds 10-34 (``benchmarks/scan_accuracy.py`` uses 0-3), clean or
 backdoored with ``PatchBackdoorAttack`` (every location, pattern and several targets) or
