@@ -72,9 +72,9 @@ def register(app: typer.Typer) -> None:
         """Scan a model you did not train for a backdoor and its trigger.
 
         Text models: a black-box search for a word or phrase that flips clean rows into one class
-        far more often than ordinary words do. PyTorch image models: Neural Cleanse. Writes
-        OUT/scan.json (verdict, target_class, ranked triggers, statistic, threshold) and
-        OUT/report.html.
+        far more often than ordinary words do. PyTorch image models: Neural Cleanse and the
+        maximum-margin test (MM-BD). Writes OUT/scan.json (verdict, target_class, ranked
+        triggers, statistic, threshold) and OUT/report.html.
         """
         from poisonlab.data import load_dataset
         from poisonlab.report.scan import write_scan_report
@@ -223,13 +223,25 @@ def _render_scan(doc: dict[str, Any], out: Path) -> None:
             float(doc["statistic"]["value"]) < float(doc["threshold"]):
         c.print(f"  (called on absence: the trigger's words are missing from every clean row of "
                 f"{doc['target_class']}, p <= {absence['alpha']:g})")
+    margin = doc.get("max_margin")
+    if margin:
+        below_index = doc["statistic"]["value"] != "inf" and \
+            float(doc["statistic"]["value"]) < float(doc["threshold"])
+        widest = max(margin["margins"], key=lambda k: margin["margins"][k])
+        how = "called on it" if doc["verdict"] == "backdoor" and below_index else "checked"
+        c.print(f"  maximum margin (MM-BD) {how}: class {widest} has the widest margin, "
+                f"{margin['margins'][widest]:g}, p {margin['per_class'][widest]:.3g} against "
+                f"alpha {margin['alpha']:g}")
     columns = ["#", "trigger", "target class", "flip rate", "anomaly index"]
-    table = Table(*columns, *(["absence p"] if absence else []))
+    table = Table(*columns, *(["absence p"] if absence else []),
+                  *(["max margin p"] if margin else []))
     for i, t in enumerate(doc["triggers"][:5], 1):
         cells = [str(i), str(t["trigger"]), str(t["target_class"]),
                  f"{100 * t['flip_rate']:.1f}%", str(t["anomaly_index"])]
         if absence:
             cells.append(f"{t.get('absence_p', 1.0):.3g}")
+        if margin:
+            cells.append(f"{t.get('max_margin_p', 1.0):.3g}")
         table.add_row(*cells)
     c.print(table)
     c.print(f"Wrote {out / 'scan.json'} and {out / 'report.html'}.")

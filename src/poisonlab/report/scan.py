@@ -1,5 +1,6 @@
 """The HTML report of ``poisonlab scan``: verdict, statistic per class, ranked triggers, and for
-images the reverse-engineered trigger of every class drawn as a picture."""
+images the reverse-engineered trigger of every class and the input each class wins by the widest
+margin, drawn as pictures."""
 
 from __future__ import annotations
 
@@ -66,6 +67,24 @@ def write_scan_report(report: Any, path: Path, *, model: str, data: str) -> Path
             "mask": _png_data_uri(t.mask, scale=max(2, 112 // t.mask.shape[0])),
             "stamp": _png_data_uri(stamp, scale=max(2, 112 // t.mask.shape[0])),
         })
+    margin = doc.get("max_margin")
+    margin_chart = None
+    margin_pictures = []
+    if margin:
+        # -log10 p per class, so the bar that crosses the dashed line is the one called.
+        scores = {c: -np.log10(max(float(p), 1e-300)) for c, p in margin["per_class"].items()}
+        margin_chart = _bar_chart_uri(scores, -np.log10(margin["alpha"]), "-log10 p, max margin")
+        inputs = report.images.get("margin_inputs")
+        if inputs is not None:
+            lo, hi = float(np.min(inputs)), float(np.max(inputs))
+            for k, c in enumerate(report.classes):
+                img = (inputs[k] - lo) / (hi - lo) if hi > lo else inputs[k] * 0
+                margin_pictures.append({
+                    "target_class": c, "margin": margin["margins"][c],
+                    "p": margin["per_class"][c],
+                    "image": _png_data_uri(img, scale=max(2, 112 // img.shape[0]))})
     html = render("scan.html", r=doc, model=model, data=data, chart=chart, pictures=pictures,
+                  absence=doc.get("absence"), margin=margin, margin_chart=margin_chart,
+                  margin_pictures=margin_pictures,
                   top=doc["triggers"][:20])
     return write_html(path, html)

@@ -21,7 +21,9 @@ random-pattern patch at 2.9. A 3×3 patch is 9 of 64 pixels, about what natural 
 (8.5-11 px), so on images this small the test has little room. On 28×28 MNIST every backdoored
 model was found (6.4 to 14.1; masks of 4-7 px against 30-60 px) and one of 4 clean models read
 5.4 (class 2 reachable with 31.5 px, the others 56 px and up): a class that is naturally easy to
-reach is a false alarm the mask sizes alone cannot tell from a trigger.
+reach is a false alarm the mask sizes alone cannot tell from a trigger. ``poisonlab scan`` runs a
+second test beside this one, the maximum margin of :mod:`poisonlab.scan.margin`, which does not
+rest on mask size and finds the small-image backdoors missed here.
 
 Implementation: the masks and patterns of all classes are optimized together, one batch of
 ``K × batch_size`` stamped images per step (Adam, masks and patterns through a sigmoid), with the

@@ -1,8 +1,10 @@
 """``scan_model``: one call from a loaded model and clean labelled data to a verdict.
 
 Text models get the black-box trigger search (:mod:`poisonlab.scan.text`); PyTorch image models
-get Neural Cleanse (:mod:`poisonlab.scan.images`). The result is a :class:`ScanReport`, which the
-command line writes as ``scan.json`` and renders as ``report.html``.
+get Neural Cleanse (:mod:`poisonlab.scan.images`) and the maximum-margin test of MM-BD
+(:mod:`poisonlab.scan.margin`), either of which can call the model backdoored. The result is a
+:class:`ScanReport`, which the command line writes as ``scan.json`` and renders as
+``report.html``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ ABSENCE_STATISTIC = ("absence: the chance that words pulling this hard towards a
                      "flip at least min_flip_rate of clean rows")
 IMAGE_STATISTIC = ("anomaly index of reverse-engineered mask sizes: (median - log L1) / "
                    "max(1.4826 × MAD of log L1, min_scale), Neural Cleanse")
+MARGIN_STATISTIC = ("maximum margin: for each class, the widest logit margin any input in the clean "
+                    "images' range reaches, and the chance of a margin that wide under a gamma "
+                    "distribution fitted to the other classes' (order-statistic p-value, MM-BD); "
+                    "called backdoored below alpha")
 
 
 @dataclass
@@ -95,10 +101,15 @@ def labels_in_model_space(data_classes: Sequence[str], model_classes: Sequence[s
 def scan_model(model: Any, classes: Sequence[str], data: Dataset, *, max_rows: int | None = None,
                random_state: int | None = 0, progress: Callable[[str], None] | None = None,
                text_options: dict[str, Any] | None = None,
-               image_options: dict[str, Any] | None = None, where: str = "") -> ScanReport:
+               image_options: dict[str, Any] | None = None,
+               margin_options: dict[str, Any] | None = None, where: str = "") -> ScanReport:
     """Scan ``model`` (predicting ``classes``) with the clean labelled rows of ``data``.
 
     ``max_rows`` caps the clean rows used (default 200 for text, 500 for images).
+    ``text_options``, ``image_options`` and ``margin_options`` go to
+    :class:`~poisonlab.scan.text.TextTriggerScanner`,
+    :class:`~poisonlab.scan.images.NeuralCleanseScanner` and
+    :class:`~poisonlab.scan.margin.MaxMarginScanner`.
     """
     started = time.perf_counter()
     classes = tuple(str(c) for c in classes) or tuple(data.classes)
@@ -137,6 +148,7 @@ def scan_model(model: Any, classes: Sequence[str], data: Dataset, *, max_rows: i
         )
     if data.kind == "image":
         from poisonlab.scan.images import NeuralCleanseScanner
+        from poisonlab.scan.margin import MaxMarginScanner
 
         cap = 500 if max_rows is None else max_rows
         idx = np.arange(len(data))
@@ -144,21 +156,39 @@ def scan_model(model: Any, classes: Sequence[str], data: Dataset, *, max_rows: i
             idx = np.sort(rng.choice(len(idx), cap, replace=False))
         nc = NeuralCleanseScanner(random_state=rng, **(image_options or {}))
         nc.fit(model, data.X[idx], y[idx], progress=progress)
+        mm = MaxMarginScanner(random_state=rng, **(margin_options or {}))
+        mm.fit(model, data.X[idx], progress=progress)
+        # Either test can call the model backdoored; Neural Cleanse names the class when both do.
+        if nc.verdict_ == "backdoor":
+            verdict, target = "backdoor", nc.target_label_
+        elif mm.verdict_ == "backdoor":
+            verdict, target = "backdoor", mm.target_label_
+        else:
+            verdict, target = "clean", None
+        ranked = sorted(nc.triggers_, key=lambda t: t.target_label != target)  # stable: by size
         triggers = [{"trigger": t.describe(), "flip_rate": round(t.success_rate, 4),
                      "target_class": classes[t.target_label], "mask_l1": round(t.l1, 2),
                      "anomaly_index": _finite(t.anomaly_index),
+                     "max_margin": round(float(mm.margins_[t.target_label]), 3),
+                     "max_margin_p": float(f"{mm.p_values_[t.target_label]:.3g}"),
                      "bounding_box": list(t.bounding_box()), "found": t.found}
-                    for t in nc.triggers_]
+                    for t in ranked]
         return ScanReport(
-            kind="image", method="Neural Cleanse", verdict=nc.verdict_,
-            target_class=None if nc.target_label_ is None else classes[nc.target_label_],
+            kind="image", method="Neural Cleanse and maximum margin (MM-BD)", verdict=verdict,
+            target_class=None if target is None else classes[target],
             triggers=triggers, statistic_name=IMAGE_STATISTIC,
             per_class={c: float(v) for c, v in zip(classes, nc.anomaly_index_, strict=True)},
             threshold=nc.threshold_, n_rows=len(idx), seconds=time.perf_counter() - started,
             classes=classes,
             details={"mask_l1": {c: round(float(v), 2) for c, v in zip(classes, nc.l1_, strict=True)},
-                     "success_rate": nc.success_rate, "min_scale": nc.min_scale},
-            images={"triggers": nc.triggers_},
+                     "success_rate": nc.success_rate, "min_scale": nc.min_scale,
+                     "max_margin": {
+                         "name": MARGIN_STATISTIC, "alpha": mm.alpha_,
+                         "per_class": {c: float(f"{v:.3g}") for c, v in
+                                       zip(classes, mm.p_values_, strict=True)},
+                         "margins": {c: round(float(v), 3) for c, v in
+                                     zip(classes, mm.margins_, strict=True)}}},
+            images={"triggers": nc.triggers_, "margin_inputs": mm.inputs_},
         )
     raise ParameterError(
         f"scan covers text models (trigger search) and PyTorch image models (Neural Cleanse); "
