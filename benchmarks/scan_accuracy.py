@@ -19,6 +19,9 @@ its words (in any order: a bag-of-words model cannot tell 'zqxj vlorp kwimb' fro
 zqxj', so neither can a black-box scan of it), and for images, the target class is among the first
 three reported classes and (for a patch) the reported mask's bounding box overlaps the patch.
 ``ASR`` is the attack success rate of the attack's own trigger on the test rows of other classes.
+``statistic`` is the anomaly index (flip rates for text, Neural Cleanse's mask sizes for images);
+``second test p`` is the smallest p-value of the second test (absence of the trigger's words from
+the clean rows for text, the maximum margin of MM-BD for images), called below ``alpha``.
 """
 
 from __future__ import annotations
@@ -182,7 +185,7 @@ def main() -> None:
               f"top3 {out['top3']} ({out['seconds']:.0f} s)", file=sys.stderr, flush=True)
 
     print("| model | seed | backdoor (truth) | target | ASR | verdict | target found "
-          "| statistic / threshold | absence p / alpha | top 3 reported | trigger in top 3 | s |")
+          "| statistic / threshold | second test p / alpha | top 3 reported | trigger in top 3 | s |")
     print("|---|---:|---|---|---:|---|---|---:|---:|---|---|---:|")
     for out in rows:
         case, r = out["case"], out["report"]
@@ -190,9 +193,9 @@ def main() -> None:
         top3 = "; ".join(f"`{t}`" for t in out["top3"])
         hit = "" if out["in_top3"] is None else ("yes" if out["in_top3"] else "no")
         stat = "inf" if not np.isfinite(r.statistic) else f"{r.statistic:.1f}"
-        absence = r.details.get("absence")
-        absent = "" if not absence else \
-            f"{min(absence['per_class'].values()):.2g} / {absence['alpha']:g}"
+        second = r.details.get("absence") or r.details.get("max_margin")
+        absent = "" if not second else \
+            f"{min(second['per_class'].values()):.2g} / {second['alpha']:g}"
         print(f"| {case.kind} | {case.seed} | {out['truth'] or 'clean'} | {out['target'] or ''} | "
               f"{asr} | {r.verdict} | {r.target_class or ''} | {stat} / {r.threshold:g} | "
               f"{absent} | {top3} | {hit} | {out['seconds']:.0f} |")
