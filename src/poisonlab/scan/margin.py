@@ -12,17 +12,19 @@ of; a backdoored one reaches a far larger margin for the target class. Unlike Ne
 the statistic assumes nothing about how the trigger is applied (patch, blend, any pattern) and
 needs no clean images: the clean rows only fix the range of pixel values searched.
 
-The verdict, as in the paper: the largest ``r_k`` is tested against a gamma distribution fitted
-(maximum likelihood, location 0) to the other classes' statistics, with the order-statistic
-p-value ``1 - F(r_max) ** (K - 1)``, and the model is called backdoored when it is below
-``alpha``. The paper uses ``alpha = 0.05``; the null is fitted to the ``K - 1`` smallest of ``K``
-values, which makes it a little too light-tailed, and on our clean CNNs the p-values went down to
-0.011 (18 clean models, ``benchmarks/neural_cleanse_study.py``), so the default is 0.005; the
-backdoored models found there read 0.0016 and below.
+The verdict: the largest ``r_k`` is tested against a gamma distribution fitted (maximum
+likelihood, location 0) to the other classes' statistics, with the order-statistic p-value
+``1 - F(r_max) ** (K - 1)``, and the model is called backdoored when it is below ``alpha``. The
+null is fitted to the ``K - 1`` smallest of ``K`` values, which makes it too light-tailed for a
+clean model: at the usual 0.05, 5 of our 18 clean CNNs would be called backdoored (p-values down
+to 0.011 on MNIST, where class 2 is naturally easy to win; ``benchmarks/neural_cleanse_study.py``
+and ``benchmarks/scan_accuracy.py``). The default ``alpha`` is 0.005: every backdoored model the
+test finds there reads 0.0045 or below, and the two it misses (3×3 patches on 8×8 digits) read
+0.099 and 0.31.
 
-Measured on those models: 10 starts of 150 steps gave the same verdicts and p-values within a
-factor of about two of 30 starts of 300 steps (the paper's setting is of that order), so the
-default is 10 starts of 200 steps.
+Measured on the 25 digits models of the study and two MNIST ones: 10 starts of 150 steps gave the
+same verdicts, and p-values within a factor of about two, as 30 starts of 300 steps; the default
+is 10 starts of 200 steps (about 1 s for a digits CNN, 8 s for an MNIST one, on one core).
 """
 
 from __future__ import annotations
