@@ -87,6 +87,29 @@ class ReversedTrigger:
         return (f"mask of {self.l1:.1f} pixels, rows {top}-{bottom}, columns {left}-{right}")
 
 
+def image_network(model: Any, method: str) -> Any:
+    """The PyTorch module behind ``model`` (``model.net_``), or a :class:`ModelError` naming ``method``."""
+    import torch
+
+    net = getattr(model, "net_", None)
+    if net is None or not isinstance(net, torch.nn.Module):
+        raise ModelError(
+            f"{method} needs a PyTorch image model (poisonlab's cnn or torch-mlp); this model "
+            f"is a {type(model).__name__}."
+        )
+    return net
+
+
+def as_images(X: Any, method: str) -> np.ndarray:
+    """``X`` as float32 images N×H×W×C (a missing channel axis added), or a :class:`DataError`."""
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim == 3:
+        X = X[..., None]
+    if X.ndim != 4:
+        raise DataError(f"{method} takes images N×H×W×C; got shape {X.shape}.")
+    return X
+
+
 def mask_anomaly_index(l1: np.ndarray, min_scale: float = 0.0) -> np.ndarray:
     """Per class, how far its log mask size sits *below* the median, in units of 1.4826 × MAD.
 
@@ -156,33 +179,20 @@ class NeuralCleanseScanner(BaseEstimator):
         require("torch", "torch")
         import torch
 
-        net = getattr(model, "net_", None)
-        if net is None or not isinstance(net, torch.nn.Module):
-            raise ModelError(
-                "Neural Cleanse needs a PyTorch image model (poisonlab's cnn or torch-mlp); this "
-                f"model is a {type(model).__name__}."
-            )
+        from poisonlab.models.torch import _threads
+
+        net = image_network(model, "Neural Cleanse")
         say = progress or (lambda _msg: None)
         started = time.perf_counter()
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim == 3:
-            X = X[..., None]
+        X = as_images(X, "Neural Cleanse")
         y = np.asarray(y)
-        if X.ndim != 4:
-            raise DataError(f"Neural Cleanse takes images N×H×W×C; got shape {X.shape}.")
         if len(X) != len(y):
             raise DataError(f"X has {len(X)} rows but y has {len(y)}.")
         rng = np.random.default_rng(self.random_state)
         seed = int(rng.integers(2**63 - 1))
         gen = torch.Generator().manual_seed(seed)
-        previous_threads = torch.get_num_threads()
-        if self.n_threads is not None:
-            torch.set_num_threads(self.n_threads)
-        try:
+        with _threads(self.n_threads):
             result = self._optimize(net, X, y, rng, gen, say)
-        finally:
-            if self.n_threads is not None:
-                torch.set_num_threads(previous_threads)
         masks, patterns, l1, success, found = result
         K = len(l1)
         index = mask_anomaly_index(l1, self.min_scale)

@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from poisonlab.exceptions import DataError, ModelError, NotFittedError, check_param, require
+from poisonlab.exceptions import DataError, NotFittedError, check_param, require
+from poisonlab.scan.images import as_images, image_network
 
 MIN_CLASSES = 4  # the null is fitted to the other K - 1 classes: three at least
 
@@ -113,17 +114,12 @@ class MaxMarginScanner(BaseEstimator):
         require("torch", "torch")
         import torch
 
-        net = getattr(model, "net_", None)
-        if net is None or not isinstance(net, torch.nn.Module):
-            raise ModelError(
-                "The maximum-margin test needs a PyTorch image model (poisonlab's cnn or "
-                f"torch-mlp); this model is a {type(model).__name__}."
-            )
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim == 3:
-            X = X[..., None]
-        if X.ndim != 4 or len(X) == 0:
-            raise DataError(f"The maximum-margin test takes images N×H×W×C; got shape {X.shape}.")
+        from poisonlab.models.torch import _threads
+
+        net = image_network(model, "The maximum-margin test")
+        X = as_images(X, "The maximum-margin test")
+        if len(X) == 0:
+            raise DataError("The maximum-margin test needs at least one clean image.")
         lo, hi = float(X.min()), float(X.max())
         if not np.isfinite(lo) or not np.isfinite(hi):
             raise DataError("The clean images hold NaN or infinite values.")
@@ -133,14 +129,8 @@ class MaxMarginScanner(BaseEstimator):
         started = time.perf_counter()
         rng = np.random.default_rng(self.random_state)
         gen = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
-        previous_threads = torch.get_num_threads()
-        if self.n_threads is not None:
-            torch.set_num_threads(self.n_threads)
-        try:
+        with _threads(self.n_threads):
             margins, inputs = self._ascend(net, X.shape[1:], lo, hi, gen, say)
-        finally:
-            if self.n_threads is not None:
-                torch.set_num_threads(previous_threads)
         self.margins_ = margins
         self.inputs_ = inputs
         self.p_values_ = max_margin_p_values(margins)
