@@ -159,6 +159,7 @@ class MaxMarginScanner(BaseEstimator):
             S = self.n_starts
             targets = torch.arange(K, device=device).repeat_interleave(S)
             rows = torch.arange(K * S, device=device)
+            own_class = torch.nn.functional.one_hot(targets, K).bool()
             z = torch.randn((K * S, C, H, W), generator=gen).to(device).requires_grad_(True)
             opt = torch.optim.Adam([z], lr=self.learning_rate)
             best = torch.full((K * S,), -float("inf"), device=device)
@@ -167,8 +168,7 @@ class MaxMarginScanner(BaseEstimator):
                 x = lo + (hi - lo) * torch.sigmoid(z)
                 out = net(x)
                 own = out[rows, targets]
-                rival = out.masked_fill(torch.nn.functional.one_hot(targets, K).bool(),
-                                        -float("inf")).max(dim=1).values
+                rival = out.masked_fill(own_class, -float("inf")).max(dim=1).values
                 margin = own - rival
                 with torch.no_grad():
                     better = margin > best
