@@ -122,11 +122,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Check live inputs for triggers (STRIP), calibrated on clean inputs.
 
-        The threshold flags at most --false-rejection-rate of clean inputs. For text, where
-        STRIP is weak, --scan OUT/scan.json also flags inputs holding a trigger the scan found.
-        Writes OUT/verdicts.csv (row, id, score, flagged, predicted, n_perturbations,
-        strip_flagged, trigger_match) and OUT/summary.json (threshold, expected false-rejection
-        rate, counts).
+        The threshold flags at most --false-rejection-rate of clean inputs. Images also get
+        windowed STRIP (each test at half the rate). For text, where STRIP is weak, --scan
+        OUT/scan.json also flags inputs holding a trigger the scan found. Writes
+        OUT/verdicts.csv (row, id, score, flagged, predicted, n_perturbations, strip_flagged,
+        trigger_match; window_score, window_flagged for images) and OUT/summary.json
+        (threshold, expected false-rejection rate, counts).
         """
         from poisonlab.detect_inputs.check import check_inputs, load_inputs
 
@@ -198,14 +199,18 @@ def _write_verdicts(path: Path, report: Any, classes: tuple[str, ...] | None) ->
     tmp = path.with_name(path.name + ".partial")
     with tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
+        windowed = report.window_scores is not None
         writer.writerow(["row", "id", "score", "flagged", "predicted", "n_perturbations",
-                         "strip_flagged", "trigger_match"])
+                         "strip_flagged", "trigger_match",
+                         *(["window_score", "window_flagged"] if windowed else [])])
         for i in range(len(report.scores)):
             k = int(report.predictions[i])
             name = classes[k] if classes and k < len(classes) else str(k)
+            extra = [f"{report.window_scores[i]:.6f}", bool(report.window_flags[i])] \
+                if windowed else []
             writer.writerow([i, report.ids[i], f"{report.scores[i]:.6f}",
                              bool(report.flags[i]), name, int(report.n_perturbations[i]),
-                             bool(report.strip_flags[i]), bool(report.matched[i])])
+                             bool(report.strip_flags[i]), bool(report.matched[i]), *extra])
     tmp.replace(path)
 
 
@@ -253,6 +258,10 @@ def _render_check(summary: dict[str, Any], out: Path) -> None:
             f"({100 * summary['flagged_rate']:.1f}%) at threshold {summary['threshold']:.4f}, "
             f"calibrated on {summary['calibration_rows']} clean inputs for a "
             f"{100 * summary['expected_false_rejection_rate']:.2f}% false-rejection rate.")
+    if summary.get("window"):
+        c.print(f"  STRIP flagged {summary['n_flagged_by_strip']}, windowed STRIP "
+                f"{summary['n_flagged_by_window']} (threshold "
+                f"{summary['window']['threshold']:.4f}); each test had half the rate.")
     if summary["triggers_matched"]:
         c.print(f"{summary['n_trigger_matches']} inputs contain a trigger from the scan "
                 f"({', '.join(summary['triggers_matched'][:5])}); "

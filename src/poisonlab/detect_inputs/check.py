@@ -1,5 +1,9 @@
 """``check_inputs``: calibrate STRIP on clean data and give every live input a verdict.
 
+Images get a second test beside STRIP, windowed STRIP (:mod:`poisonlab.detect_inputs.window`),
+which keeps a trigger intact where STRIP's mixing overwrites it; each test gets half the
+false-rejection rate asked for, and an input flagged by either is flagged.
+
 Live inputs usually come without labels, so :func:`load_inputs` reads them with or without a
 label column.
 """
@@ -18,7 +22,8 @@ import numpy as np
 
 from poisonlab.data import Columns, Dataset, load_dataset
 from poisonlab.detect_inputs.adapters import predict_proba_function
-from poisonlab.detect_inputs.strip import StripDetector
+from poisonlab.detect_inputs.strip import StripDetector, infer_kind
+from poisonlab.detect_inputs.window import WindowStripDetector
 from poisonlab.exceptions import DataError
 
 UNLABELLED = "__poisonlab_unlabelled__"
@@ -28,8 +33,9 @@ UNLABELLED = "__poisonlab_unlabelled__"
 class CheckReport:
     """Per-input verdicts and the calibration behind them.
 
-    ``flags`` is ``strip_flags | matched``: STRIP's verdict, or (text, when trigger phrases from a
-    scan were given) the input contains one of them.
+    ``flags`` is ``strip_flags | window_flags | matched``: STRIP's verdict, windowed STRIP's
+    (images), or (text, when trigger phrases from a scan were given) the input contains one of
+    them. ``expected_false_rejection_rate`` bounds the share of clean inputs flagged by any test.
     """
 
     scores: np.ndarray
@@ -50,6 +56,9 @@ class CheckReport:
     saturated: bool
     seconds: float
     detector_params: dict[str, Any]
+    window_scores: np.ndarray | None = None
+    window_flags: np.ndarray | None = None
+    window: dict[str, Any] | None = None
 
     def summary(self, classes: tuple[str, ...] | None = None) -> dict[str, Any]:
         counts = np.bincount(self.predictions[self.flags], minlength=len(classes or ())) \
@@ -74,8 +83,11 @@ class CheckReport:
             "saturated": self.saturated,
             "mean_perturbations": float(self.n_perturbations.mean()) if len(self.scores) else 0.0,
             "seconds": round(self.seconds, 2),
-            "method": "STRIP",
+            "method": "STRIP and windowed STRIP" if self.window else "STRIP",
             "parameters": self.detector_params,
+            "n_flagged_by_window": int(self.window_flags.sum())
+            if self.window_flags is not None else 0,
+            "window": self.window,
         }
 
 
@@ -113,29 +125,51 @@ def check_inputs(model: Any, X: np.ndarray, X_clean: np.ndarray, *,
     """
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
-    detector = StripDetector(false_rejection_rate=false_rejection_rate,
+    predict = predict_proba_function(model)
+    images = infer_kind(np.asarray(X_clean)) == "image"
+    rate = false_rejection_rate / 2 if images else false_rejection_rate
+    detector = StripDetector(false_rejection_rate=rate,
                              n_perturbations=n_perturbations, random_state=random_state)
     say(f"calibrating on {len(X_clean)} clean inputs")
-    detector.fit(predict_proba_function(model), X_clean)
+    detector.fit(predict, X_clean)
     say(f"checking {len(X)} inputs")
     verdicts = detector.evaluate(X)
+    expected = detector.expected_false_rejection_rate_
+    cal_flags = detector.flags_
+    window_scores = window_flags = window = None
+    if images:
+        windowed = WindowStripDetector(false_rejection_rate=rate, random_state=random_state)
+        say(f"windowed STRIP: calibrating on {len(X_clean)} clean inputs")
+        windowed.fit(predict, X_clean)
+        say(f"windowed STRIP: checking {len(X)} inputs")
+        window_scores, window_flags, _ = windowed.evaluate(X)
+        expected += windowed.expected_false_rejection_rate_
+        cal_flags = cal_flags | windowed.flags_
+        window = {"threshold": windowed.threshold_, "window": windowed.window_,
+                  "stride": windowed.stride_, "n_windows": windowed.n_windows_,
+                  "n_overlays": windowed.n_overlays,
+                  "expected_false_rejection_rate": windowed.expected_false_rejection_rate_}
     phrases = list(triggers or [])
     if phrases and detector.kind_ != "text":
         raise DataError("Trigger phrases from a scan apply to text inputs only.")
     matched = trigger_matches(X, phrases) if phrases else np.zeros(len(X), dtype=bool)
     cal_rate = float(trigger_matches(X_clean, phrases).mean()) if phrases else 0.0
+    flags = verdicts.flags | matched
+    if window_flags is not None:
+        flags = flags | window_flags
     return CheckReport(
-        scores=verdicts.scores, flags=verdicts.flags | matched, strip_flags=verdicts.flags,
+        scores=verdicts.scores, flags=flags, strip_flags=verdicts.flags,
         matched=matched, triggers=phrases, calibration_match_rate=cal_rate,
         predictions=verdicts.predictions,
         n_perturbations=verdicts.n_perturbations,
         ids=np.asarray(ids if ids is not None else np.arange(len(X)).astype(str), dtype=object),
         threshold=detector.threshold_, false_rejection_rate=false_rejection_rate,
-        expected_false_rejection_rate=detector.expected_false_rejection_rate_,
-        calibration_flag_rate=float(detector.flags_.mean()), n_calibration=len(X_clean),
+        expected_false_rejection_rate=expected,
+        calibration_flag_rate=float(cal_flags.mean()), n_calibration=len(X_clean),
         kind=detector.kind_, saturated=detector.saturated_,
         seconds=time.perf_counter() - started,
         detector_params={k: v for k, v in detector.get_params().items() if k != "random_state"},
+        window_scores=window_scores, window_flags=window_flags, window=window,
     )
 
 
