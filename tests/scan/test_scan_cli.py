@@ -131,6 +131,17 @@ def test_check_writes_verdicts_for_unlabelled_images(digits: Dataset, tmp_path: 
     # alone at half the rate 71%, windowed STRIP 83%)
     assert flagged[:100].mean() <= 0.05
     assert flagged[100:].mean() >= 0.85
+    # --no-window: STRIP alone, at the whole rate
+    alone = tmp_path / "check_alone"
+    result = runner.invoke(_app(), ["check", str(model_path), "--data", str(tmp_path / "inputs.npz"),
+                                    "--calibrate", str(calibration), "--out", str(alone),
+                                    "--no-window"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((alone / "summary.json").read_text())
+    assert summary["window"] is None and summary["method"] == "STRIP"
+    assert summary["expected_false_rejection_rate"] == pytest.approx(0.01, abs=1e-3)
+    with (alone / "verdicts.csv").open() as handle:
+        assert "window_score" not in next(csv.reader(handle))
 
 
 def test_check_names_a_kind_mismatch(text_files: dict[str, Path], digits: Dataset,

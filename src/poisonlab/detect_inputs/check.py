@@ -116,18 +116,19 @@ def trigger_matches(texts: np.ndarray, phrases: list[str]) -> np.ndarray:
 def check_inputs(model: Any, X: np.ndarray, X_clean: np.ndarray, *,
                  ids: np.ndarray | None = None, false_rejection_rate: float = 0.01,
                  n_perturbations: int = 128, random_state: int | None = 0,
-                 triggers: list[str] | None = None,
+                 triggers: list[str] | None = None, window: bool = True,
                  progress: Callable[[str], None] | None = None) -> CheckReport:
     """Calibrate STRIP on ``X_clean`` and score ``X`` (higher score = more suspicious).
 
     ``triggers`` (text only): phrases a scan reported; an input containing one is flagged too,
-    and the share of clean calibration rows that contain one is reported.
+    and the share of clean calibration rows that contain one is reported. ``window`` (images):
+    also run windowed STRIP, each test at half ``false_rejection_rate``.
     """
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
     predict = predict_proba_function(model)
-    images = infer_kind(np.asarray(X_clean)) == "image"
-    rate = false_rejection_rate / 2 if images else false_rejection_rate
+    use_window = window and infer_kind(np.asarray(X_clean)) == "image"
+    rate = false_rejection_rate / 2 if use_window else false_rejection_rate
     detector = StripDetector(false_rejection_rate=rate,
                              n_perturbations=n_perturbations, random_state=random_state)
     say(f"calibrating on {len(X_clean)} clean inputs")
@@ -136,8 +137,9 @@ def check_inputs(model: Any, X: np.ndarray, X_clean: np.ndarray, *,
     verdicts = detector.evaluate(X)
     expected = detector.expected_false_rejection_rate_
     cal_flags = detector.flags_
-    window_scores = window_flags = window = None
-    if images:
+    window_scores = window_flags = None
+    window_info: dict[str, Any] | None = None
+    if use_window:
         windowed = WindowStripDetector(false_rejection_rate=rate, random_state=random_state)
         say(f"windowed STRIP: calibrating on {len(X_clean)} clean inputs")
         windowed.fit(predict, X_clean)
@@ -145,7 +147,7 @@ def check_inputs(model: Any, X: np.ndarray, X_clean: np.ndarray, *,
         window_scores, window_flags, _ = windowed.evaluate(X)
         expected += windowed.expected_false_rejection_rate_
         cal_flags = cal_flags | windowed.flags_
-        window = {"threshold": windowed.threshold_, "window": windowed.window_,
+        window_info = {"threshold": windowed.threshold_, "window": windowed.window_,
                   "stride": windowed.stride_, "n_windows": windowed.n_windows_,
                   "n_overlays": windowed.n_overlays,
                   "expected_false_rejection_rate": windowed.expected_false_rejection_rate_}
@@ -169,7 +171,7 @@ def check_inputs(model: Any, X: np.ndarray, X_clean: np.ndarray, *,
         kind=detector.kind_, saturated=detector.saturated_,
         seconds=time.perf_counter() - started,
         detector_params={k: v for k, v in detector.get_params().items() if k != "random_state"},
-        window_scores=window_scores, window_flags=window_flags, window=window,
+        window_scores=window_scores, window_flags=window_flags, window=window_info,
     )
 
 
