@@ -145,7 +145,9 @@ def resolve_budget(owner: str, n_poison: int | None, poison_rate: float | None, 
         n = int(n_poison)
     if n > n_candidates:
         raise ParameterError(
-            f"{owner} was asked to poison {n} rows but only {n_candidates} rows are eligible."
+            f"{owner} was asked to poison {n} rows but only {n_candidates} rows are eligible "
+            f"(the rate is of all {n_rows} rows): ask for n_poison <= {n_candidates} or "
+            f"poison_rate <= {n_candidates / max(n_rows, 1):.4f}."
         )
     return n
 
