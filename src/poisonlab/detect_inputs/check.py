@@ -148,9 +148,9 @@ def check_inputs(model: Any, X: np.ndarray, X_clean: np.ndarray, *,
         expected += windowed.expected_false_rejection_rate_
         cal_flags = cal_flags | windowed.flags_
         window_info = {"threshold": windowed.threshold_, "window": windowed.window_,
-                  "stride": windowed.stride_, "n_windows": windowed.n_windows_,
-                  "n_overlays": windowed.n_overlays,
-                  "expected_false_rejection_rate": windowed.expected_false_rejection_rate_}
+                       "stride": windowed.stride_, "n_windows": windowed.n_windows_,
+                       "n_overlays": windowed.n_overlays,
+                       "expected_false_rejection_rate": windowed.expected_false_rejection_rate_}
     phrases = list(triggers or [])
     if phrases and detector.kind_ != "text":
         raise DataError("Trigger phrases from a scan apply to text inputs only.")
