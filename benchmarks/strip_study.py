@@ -1,6 +1,6 @@
 """STRIP and windowed STRIP over many backdoored CNNs (patterns, locations, targets, seeds).
 
-    python benchmarks/strip_study.py            # about 12 minutes on 2 CPU cores
+    python benchmarks/strip_study.py            # about 7 minutes on 2 CPU cores
 
 ``benchmarks/strip_vs_art.py`` measures one model per dataset against ART; this script asks how
 much that one model says. Each CNN is trained on a training split backdoored with
@@ -10,7 +10,7 @@ with the trigger stamped (rows of other classes): ``StripDetector()`` and
 ``WindowStripDetector()`` each at 1% false rejection, and both at 0.5% with an input flagged by
 either, which is what ``poisonlab check`` does for images. Splits as in ``strip_vs_art.py``:
 digits 55/45, MNIST 80/20, seed 0. One table; "clean" is the share of fresh clean images
-flagged, "det." the share of triggered ones.
+flagged, "det." the share of triggered ones; time is per evaluated input, calibration excluded.
 """
 
 from __future__ import annotations
@@ -63,11 +63,17 @@ def run(case: tuple[str, str, str, int, int], splits: dict[str, Any]) -> dict[st
     predict = predict_proba_function(model)
     row: dict[str, Any] = {"case": case, "asr": asr}
     flags = {}
+    n_inputs = len(fresh.X) + len(triggered)
     for rate in (0.01, 0.005):  # STRIP's stopping rule depends on the threshold: run it twice
         strip = StripDetector(random_state=0, false_rejection_rate=rate).fit(predict, cal.X)
+        t0 = time.perf_counter()
         flags["strip", rate] = (strip.predict(fresh.X), strip.predict(triggered))
+        if rate == 0.01:
+            row["strip_ms"] = 1000 * (time.perf_counter() - t0) / n_inputs
     windowed = WindowStripDetector(random_state=0).fit(predict, cal.X)
+    t0 = time.perf_counter()
     scores = windowed.decision_function(fresh.X), windowed.decision_function(triggered)
+    row["window_ms"] = 1000 * (time.perf_counter() - t0) / n_inputs
     for rate in (0.01, 0.005):  # the same scores, the threshold for each rate
         threshold = conformal_threshold(windowed.scores_, rate)[0]
         flags["window", rate] = (scores[0] > threshold, scores[1] > threshold)
@@ -92,8 +98,9 @@ def main() -> None:
                         test.subset(np.arange(n_cal, len(test))))
     rows = [run(case, splits) for case in CASES]
     print("| data | patch pattern | location | target | seed | ASR | STRIP clean / det. "
-          "| windowed clean / det. | both (`check`) clean / det. | s |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| windowed clean / det. | both (`check`) clean / det. | ms / input, STRIP / windowed "
+          "| s |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 
     def pair(v: tuple[float, float]) -> str:
         return f"{100 * v[0]:.1f}% / {100 * v[1]:.1f}%"
@@ -102,7 +109,7 @@ def main() -> None:
         name, pattern, location, target, seed = r["case"]
         print(f"| {name} | {pattern} | {location} | {target} | {seed} | {100 * r['asr']:.1f}% | "
               f"{pair(r['strip'])} | {pair(r['window'])} | {pair(r['both'])} | "
-              f"{r['seconds']:.0f} |")
+              f"{r['strip_ms']:.2f} / {r['window_ms']:.1f} | {r['seconds']:.0f} |")
     print()
     for name in ("digits", "mnist"):
         chosen = [r for r in rows if r["case"][0] == name]
@@ -113,6 +120,9 @@ def main() -> None:
             print(f"- {name}, {label}: detected {', '.join(f'{d:.0f}%' for d in det)}; at least "
                   f"90% on {sum(d >= 90 for d in det)}/{len(det)} models; clean flagged at most "
                   f"{clean:.1f}%")
+        print(f"- {name}, ms per input (one torch thread): STRIP "
+              f"{np.median([r['strip_ms'] for r in chosen]):.2f}, windowed STRIP "
+              f"{np.median([r['window_ms'] for r in chosen]):.1f} (medians)")
     print(f"\nTotal {time.perf_counter() - started:.0f} s.")
 
 

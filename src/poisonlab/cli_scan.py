@@ -115,7 +115,7 @@ def register(app: typer.Typer) -> None:
         window: bool = typer.Option(
             True, "--window/--no-window",
             help="Images: also run windowed STRIP (finds patches that mixing overwrites; about "
-                 "30x slower than STRIP on 28x28 images)."),
+                 "60x slower than STRIP on 28x28 images)."),
         text_col: str | None = TEXT_COL_OPTION,
         label_col: str | None = LABEL_COL_OPTION,
         feature_cols: str | None = FEATURE_COLS_OPTION,
