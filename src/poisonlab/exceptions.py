@@ -56,6 +56,20 @@ def check_param(name: str, owner: str, ok: bool, allowed: str, got: object) -> N
         )
 
 
+def is_int(value: object, low: int) -> bool:
+    """True for an int (a numpy integer too, not a bool) of at least ``low``."""
+    import numbers
+
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= low
+
+
+def check_counts(owner: str, obj: object, names: tuple[str, ...]) -> None:
+    """:func:`check_param` for each attribute of ``obj`` in ``names`` that must be an int >= 1."""
+    for name in names:
+        value = getattr(obj, name)
+        check_param(name, owner, is_int(value, 1), "an int >= 1", value)
+
+
 def require(module: str, extra: str) -> None:
     """Import ``module`` or raise :class:`MissingExtraError` naming the extra to install."""
     import importlib

@@ -50,12 +50,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from poisonlab.exceptions import DataError, NotFittedError, ParameterError, check_param
+from poisonlab.exceptions import (
+    DataError,
+    NotFittedError,
+    ParameterError,
+    check_counts,
+    check_param,
+)
 
 KINDS = ("image", "text", "tabular")
 SUPERIMPOSE_MODES = ("max", "add", "average")
@@ -347,14 +352,7 @@ class StripDetector(BaseEstimator):
     # ------------------------------------------------------------------ fit
     def _validate(self) -> None:
         owner = type(self).__name__
-
-        def is_int(v: Any, low: int) -> bool:
-            return bool(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= low)
-
-        check_param("n_perturbations", owner, is_int(self.n_perturbations, 1), "an int >= 1",
-                    self.n_perturbations)
-        check_param("min_perturbations", owner, is_int(self.min_perturbations, 1), "an int >= 1",
-                    self.min_perturbations)
+        check_counts(owner, self, ("n_perturbations", "min_perturbations", "batch_size"))
         check_param("false_rejection_rate", owner,
                     isinstance(self.false_rejection_rate, (int, float))
                     and 0 < self.false_rejection_rate < 1,
@@ -367,7 +365,6 @@ class StripDetector(BaseEstimator):
         check_param("stopping_z", owner,
                     isinstance(self.stopping_z, (int, float)) and self.stopping_z >= 0,
                     "a float >= 0", self.stopping_z)
-        check_param("batch_size", owner, is_int(self.batch_size, 1), "an int >= 1", self.batch_size)
 
     def fit(self, predict_proba: PredictProba, X_clean: np.ndarray, *,
             kind: str | None = None) -> StripDetector:

@@ -25,13 +25,19 @@ Scores follow poisonlab's polarity: higher means more suspicious.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
 from poisonlab.detect_inputs.strip import PredictProba, conformal_threshold
-from poisonlab.exceptions import DataError, NotFittedError, ParameterError, check_param
+from poisonlab.exceptions import (
+    DataError,
+    NotFittedError,
+    ParameterError,
+    check_counts,
+    check_param,
+    is_int,
+)
 
 LOG_FLOOR = 0.001
 
@@ -100,16 +106,10 @@ class WindowStripDetector(BaseEstimator):
 
     def _validate(self) -> None:
         owner = type(self).__name__
-
-        def is_int(v: Any) -> bool:
-            return bool(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1)
-
         for name in ("window", "stride"):
             v = getattr(self, name)
-            check_param(name, owner, v is None or is_int(v), "None or an int >= 1", v)
-        for name in ("n_overlays", "batch_size"):
-            check_param(name, owner, is_int(getattr(self, name)), "an int >= 1",
-                        getattr(self, name))
+            check_param(name, owner, v is None or is_int(v, 1), "None or an int >= 1", v)
+        check_counts(owner, self, ("n_overlays", "batch_size"))
         check_param("false_rejection_rate", owner,
                     isinstance(self.false_rejection_rate, (int, float))
                     and not isinstance(self.false_rejection_rate, bool)

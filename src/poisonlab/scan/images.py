@@ -43,7 +43,14 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from poisonlab.exceptions import DataError, ModelError, NotFittedError, check_param, require
+from poisonlab.exceptions import (
+    DataError,
+    ModelError,
+    NotFittedError,
+    check_counts,
+    check_param,
+    require,
+)
 from poisonlab.scan.stats import MAD_TO_SD
 
 
@@ -158,10 +165,7 @@ class NeuralCleanseScanner(BaseEstimator):
 
     def _validate(self) -> None:
         owner = type(self).__name__
-        for name in ("n_steps", "batch_size", "check_every", "n_check"):
-            v = getattr(self, name)
-            check_param(name, owner, isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-                        "an int >= 1", v)
+        check_counts(owner, self, ("n_steps", "batch_size", "check_every", "n_check"))
         for name in ("learning_rate", "initial_lambda", "anomaly_threshold"):
             v = getattr(self, name)
             check_param(name, owner, isinstance(v, (int, float)) and v > 0, "a float > 0", v)

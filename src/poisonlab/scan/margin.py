@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from poisonlab.exceptions import DataError, NotFittedError, check_param, require
+from poisonlab.exceptions import DataError, NotFittedError, check_counts, check_param, require
 from poisonlab.scan.images import as_images, image_network
 
 MIN_CLASSES = 4  # the null is fitted to the other K - 1 classes: three at least
@@ -97,10 +97,7 @@ class MaxMarginScanner(BaseEstimator):
 
     def _validate(self) -> None:
         owner = type(self).__name__
-        for name in ("n_starts", "n_steps"):
-            v = getattr(self, name)
-            check_param(name, owner, isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-                        "an int >= 1", v)
+        check_counts(owner, self, ("n_starts", "n_steps"))
         check_param("learning_rate", owner, isinstance(self.learning_rate, (int, float))
                     and not isinstance(self.learning_rate, bool) and self.learning_rate > 0,
                     "a float > 0", self.learning_rate)

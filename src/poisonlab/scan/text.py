@@ -58,7 +58,13 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from poisonlab.attacks.triggers import TEXT_POSITIONS, TextTrigger
-from poisonlab.exceptions import DataError, NotFittedError, ParameterError, check_param
+from poisonlab.exceptions import (
+    DataError,
+    NotFittedError,
+    ParameterError,
+    check_counts,
+    check_param,
+)
 from poisonlab.scan.stats import absence_p_values, rate_anomaly_index
 
 TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")
@@ -183,10 +189,8 @@ class TextTriggerScanner(BaseEstimator):
 
     def _validate(self) -> None:
         owner = type(self).__name__
-        for name in ("n_candidates", "n_probe_rows", "n_confirm", "max_rows", "batch_size"):
-            value = getattr(self, name)
-            check_param(name, owner, isinstance(value, int) and not isinstance(value, bool)
-                        and value >= 1, "an int >= 1", value)
+        check_counts(owner, self, ("n_candidates", "n_probe_rows", "n_confirm", "max_rows",
+                                   "batch_size"))
         check_param("n_pair_seeds", owner, isinstance(self.n_pair_seeds, int)
                     and self.n_pair_seeds >= 0, "an int >= 0", self.n_pair_seeds)
         check_param("positions", owner, len(self.positions) > 0
