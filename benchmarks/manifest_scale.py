@@ -43,7 +43,7 @@ def _peak():
         out.write(str(kb))
 
 atexit.register(_peak)
-from poisonlab.cli_manifest import app
+from poisonlab.cli.manifest import app
 app(prog_name='poisonlab manifest')
 """
 

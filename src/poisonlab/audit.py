@@ -601,7 +601,7 @@ def _clean(d: dict[str, Any]) -> dict[str, Any]:
 def write_audit(result: AuditResult, out_dir: str | Path, *, html: bool = True,
                 summary_name: str = "summary.json") -> dict[str, Path]:
     """Write ``flags.csv``, ``summary.json`` and (unless ``html=False``) ``report.html``."""
-    from poisonlab.cli_common import write_json
+    from poisonlab.files import write_json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

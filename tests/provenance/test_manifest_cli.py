@@ -9,7 +9,7 @@ import pytest
 from manifest_helpers import MAIL_HEADER, mail_rows, write_csv
 from typer.testing import CliRunner
 
-from poisonlab.cli_manifest import app
+from poisonlab.cli.manifest import app
 
 runner = CliRunner()
 

@@ -14,7 +14,6 @@ from sklearn.base import clone
 from typer.testing import CliRunner
 
 from poisonlab.attacks import PatchBackdoorAttack, TextBackdoorAttack
-from poisonlab.cli_scan import register
 from poisonlab.data import Dataset, save_dataset
 from poisonlab.models import make_model
 from poisonlab.models.io import save_model
@@ -23,11 +22,8 @@ runner = CliRunner()
 
 
 def _app() -> typer.Typer:
-    try:
-        from poisonlab.cli import app
-    except ImportError:  # the main CLI registers this module; without it, a local app
-        app = typer.Typer()
-        register(app)
+    from poisonlab.cli import app
+
     return app
 
 

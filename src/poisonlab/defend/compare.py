@@ -117,7 +117,7 @@ def check_options(method: str, options: dict[str, Any], allowed: Sequence[str]) 
 def save_defense(result: DefenseResult, out: str | Path, *, classes: tuple[str, ...]) -> dict[str, Any]:
     """Write ``out/model...`` (a model file, or the folder ``out/model/`` for an ensemble) and
     ``out/summary.json``; return the summary with ``model_path`` added."""
-    from poisonlab.cli_common import write_json
+    from poisonlab.files import write_json
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -422,8 +422,8 @@ def run_compare(request: Any) -> dict[str, Any]:
     out a stratified quarter of the clean rows. Writes ``DIR/tradeoffs.json`` and
     ``DIR/tradeoffs.md``; returns ``{"rows": [...], "table": markdown, "measured_on": ...}``.
     """
-    from poisonlab.cli_common import write_json
     from poisonlab.exceptions import DataError
+    from poisonlab.files import write_json
 
     train, truth, test = request.dataset, request.ground_truth, request.test
     measured_on = f"{len(test)} rows of the test data" if test is not None else ""

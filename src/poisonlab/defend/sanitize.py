@@ -105,7 +105,7 @@ def defend_sanitize(train: Dataset, *, model: str | None = None, test: Dataset |
 
 def run(request: DefendRequest) -> dict[str, Any]:
     """``poisonlab defend --method sanitize``: sanitize, retrain, save the model and a summary."""
-    from poisonlab.cli_common import write_json
+    from poisonlab.files import write_json
     from poisonlab.models.io import save_model
 
     dataset, gt, test = request.dataset, request.ground_truth, request.test

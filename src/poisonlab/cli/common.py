@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from poisonlab.exceptions import PoisonlabError
+from poisonlab.files import dumps
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -64,25 +63,9 @@ def columns_from(text_col: str | None, label_col: str | None, feature_cols: str 
 
 
 def emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=_default) + "\n")
+    sys.stdout.write(dumps(obj) + "\n")
 
 
-def write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(obj, indent=2, default=_default))
-    tmp.replace(path)
-
-
-def _default(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+def pct(v: float | None) -> str:
+    """A rate as a percentage with one decimal, or n/a."""
+    return "n/a" if v is None else f"{100 * v:.1f}%"

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from poisonlab.cli_common import (
+from poisonlab.cli.common import (
     FEATURE_COLS_OPTION,
     ID_COL_OPTION,
     JSON_OPTION,

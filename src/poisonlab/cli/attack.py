@@ -1,0 +1,134 @@
+"""``poisonlab attack``: poison a dataset in a controlled lab and write the ground truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from poisonlab.cli.app import app
+from poisonlab.cli.common import (
+    DATA_DIR_OPTION,
+    FEATURE_COLS_OPTION,
+    ID_COL_OPTION,
+    JSON_OPTION,
+    LABEL_COL_OPTION,
+    SEED_OPTION,
+    TEXT_COL_OPTION,
+    columns_from,
+    emit_json,
+    fail,
+    handle_errors,
+    out_console,
+)
+from poisonlab.exceptions import ParameterError
+
+ATTACKS = ("label-flip", "backdoor", "text-backdoor", "patch-backdoor", "blend-backdoor", "feature-backdoor")
+
+@app.command()
+@handle_errors
+def attack(
+    data: str = typer.Argument(..., help="Dataset file, folder, or corpus name."),
+    attack_name: str = typer.Option(..., "--attack", help=" | ".join(ATTACKS) + " (backdoor picks by data kind)."),
+    out: Path = typer.Option(..., "--out", help="Folder for data.csv|data.npz and poison.json."),
+    rate: float | None = typer.Option(None, "--rate", help="Share of all rows to poison."),
+    n_poison: int | None = typer.Option(None, "--n-poison", help="Number of rows to poison."),
+    target: str | None = typer.Option(None, "--target", help="Target class (name or index)."),
+    source: str | None = typer.Option(None, "--source", help="Only poison rows of this class."),
+    strategy: str | None = typer.Option(None, "--strategy", help="label-flip: random or targeted."),
+    trigger: str | None = typer.Option(None, "--trigger", help="text: the token or phrase to insert."),
+    position: str | None = typer.Option(None, "--position", help="text: prefix, suffix or random."),
+    repetitions: int | None = typer.Option(None, "--repetitions", help="text: insertions per row."),
+    patch_size: int | None = typer.Option(None, "--patch-size", help="patch: side in pixels."),
+    pattern: str | None = typer.Option(None, "--pattern", help="patch: checkerboard, white, black, random."),
+    location: str | None = typer.Option(None, "--location", help="patch: bottom-right, top-left, center, ..."),
+    alpha: float | None = typer.Option(None, "--alpha", help="blend: weight of the pattern."),
+    features: str | None = typer.Option(None, "--features", help="feature: 'col=value,col=value'."),
+    clean_label: bool = typer.Option(
+        False, "--clean-label", help="Backdoors: stamp target-class rows, change no label."),
+    text_col: str | None = TEXT_COL_OPTION,
+    label_col: str | None = LABEL_COL_OPTION,
+    feature_cols: str | None = FEATURE_COLS_OPTION,
+    id_col: str | None = ID_COL_OPTION,
+    data_dir: Path | None = DATA_DIR_OPTION,
+    json_out: bool = JSON_OPTION,
+    seed: int = SEED_OPTION,
+) -> None:
+    """Poison DATA in a controlled lab; writes the poisoned data and the ground truth."""
+    from poisonlab.attacks import (
+        BlendBackdoorAttack,
+        FeatureBackdoorAttack,
+        LabelFlipAttack,
+        PatchBackdoorAttack,
+        TextBackdoorAttack,
+    )
+    from poisonlab.data import load_dataset
+
+    if attack_name not in ATTACKS:
+        fail(f"Unknown --attack {attack_name!r}; choose one of {', '.join(ATTACKS)}.", 2)
+    ds = load_dataset(data, columns_from(text_col, label_col, feature_cols, id_col), data_dir=data_dir)
+    if attack_name == "backdoor":
+        attack_name = {"text": "text-backdoor", "image": "patch-backdoor",
+                       "tabular": "feature-backdoor"}[ds.kind]
+    given = {"--strategy": strategy, "--trigger": trigger, "--position": position,
+             "--repetitions": repetitions, "--patch-size": patch_size, "--pattern": pattern,
+             "--location": location, "--alpha": alpha, "--features": features,
+             "--clean-label": clean_label or None}
+    applies = {
+        "label-flip": {"--strategy"},
+        "text-backdoor": {"--trigger", "--position", "--repetitions", "--clean-label"},
+        "patch-backdoor": {"--patch-size", "--pattern", "--location", "--clean-label"},
+        "blend-backdoor": {"--alpha", "--clean-label"},
+        "feature-backdoor": {"--features", "--clean-label"},
+    }[attack_name]
+    stray = [k for k, v in given.items() if v is not None and k not in applies]
+    if stray:
+        raise ParameterError(f"{', '.join(stray)} does not apply to --attack {attack_name}.")
+    budget = {"n_poison": n_poison, "poison_rate": rate}
+    if n_poison is None and rate is None:
+        budget["poison_rate"] = 0.1
+    common: dict[str, Any] = {**budget, "random_state": seed}
+    obj: Any
+    if attack_name == "label-flip":
+        obj = LabelFlipAttack(strategy=strategy or ("targeted" if target else "random"),
+                              source_label=source, target_label=target, **common)
+    else:
+        common.update(target_label=target if target is not None else ds.classes[0],
+                      source_label=source, relabel=not clean_label)
+        if attack_name == "text-backdoor":
+            obj = TextBackdoorAttack(trigger=trigger or "cf", position=position or "suffix",
+                                     repetitions=repetitions or 1, **common)
+        elif attack_name == "patch-backdoor":
+            obj = PatchBackdoorAttack(size=patch_size or 3, pattern=pattern or "checkerboard",
+                                      location=location or "bottom-right", **common)
+        elif attack_name == "blend-backdoor":
+            obj = BlendBackdoorAttack(alpha=alpha if alpha is not None else 0.2, **common)
+        else:
+            obj = FeatureBackdoorAttack(features=_parse_features(features), **common)
+    poisoned = obj.apply(ds)
+    poisoned.save(out)
+    record = poisoned.to_record()
+    summary = {k: record[k] for k in ("attack", "params", "n_rows", "n_poison", "target_label", "trigger")}
+    summary["out"] = str(out)
+    if json_out:
+        emit_json(summary)
+    else:
+        out_console.print(f"{record['attack']}: poisoned {record['n_poison']} of {record['n_rows']} rows"
+                          + (f", target {record['target_label']}" if record["target_label"] else "")
+                          + f"; wrote {out}/")
+
+def _parse_features(spec: str | None) -> dict[int | str, float] | None:
+    if not spec:
+        return None
+    out: dict[int | str, float] = {}
+    for part in spec.split(","):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ParameterError(f"--features takes 'col=value,...'; got {part!r}.")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            raise ParameterError(f"--features: {value!r} is not a number.") from None
+    return out
+

@@ -1,0 +1,98 @@
+"""``poisonlab demo``: poison a real model end to end and show what it takes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from poisonlab.cli.app import app
+from poisonlab.cli.common import (
+    DATA_DIR_OPTION,
+    JSON_OPTION,
+    SEED_OPTION,
+    console,
+    emit_json,
+    fail,
+    handle_errors,
+    out_console,
+    pct,
+)
+from poisonlab.files import write_json
+
+
+@app.command()
+@handle_errors
+def demo(
+    dataset: str = typer.Option("spamassassin", "--dataset",
+                                help="spamassassin (real mail), digits or mnist (images)."),
+    quick: bool = typer.Option(False, "--quick", help="A smaller grid: one seed, fewer points."),
+    out: Path = typer.Option(Path("poisonlab-demo"), "--out", help="Folder for results.json and report.html."),
+    target_asr: float = typer.Option(0.9, "--target-asr", help="Success rate the budget search aims for."),
+    data_dir: Path | None = DATA_DIR_OPTION,
+    json_out: bool = JSON_OPTION,
+    seed: int = SEED_OPTION,
+) -> None:
+    """Poison a real model end to end and show what it takes: flips, backdoors, budgets, triggers."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from poisonlab.demo import run_demo
+    from poisonlab.report.demo import write_demo_report
+
+    if dataset not in ("spamassassin", "digits", "mnist"):
+        fail(f"Unknown demo dataset {dataset!r}; choose spamassassin, digits or mnist.", 2)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=True, disable=json_out) as progress:
+        task = progress.add_task("starting", total=None)
+        results = run_demo(dataset, quick=quick, seed=seed, data_dir=data_dir,
+                           target_asr=target_asr,
+                           progress=lambda msg: progress.update(task, description=msg))
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", results)
+    write_demo_report(results, out / "report.html")
+    if json_out:
+        emit_json(results)
+        return
+    _render_demo(results, out)
+
+def _render_demo(r: dict[str, Any], out: Path) -> None:
+    c = out_console
+    c.print(f"\n[bold]poisonlab demo[/] on [bold]{r['dataset']}[/]: {r['n_train']} training rows, "
+            f"{r['n_test']} test rows, model [cyan]{r['model']}[/], target class "
+            f"[bold]{r['target_label']}[/], seeds {r['seeds']}")
+    c.print(f"Clean model accuracy: [bold]{pct(r['clean']['accuracy'])}[/]")
+    flips = Table(title="Label flipping: clean accuracy", title_justify="left")
+    for col in ("strategy", "flipped", "accuracy", "min", "max"):
+        flips.add_column(col, justify="right" if col != "strategy" else "left")
+    for f in r["label_flip"]:
+        flips.add_row(f["strategy"], pct(f["rate"]), pct(f["accuracy"]),
+                      pct(f["accuracy_range"]["min"]), pct(f["accuracy_range"]["max"]))
+    c.print(flips)
+    bd = Table(title="Backdoor: attack success against poisoned rows", title_justify="left")
+    for col in ("trigger", "poisoned", "success", "min", "max", "clean acc."):
+        bd.add_column(col, justify="left" if col == "trigger" else "right")
+    for b in r["backdoor"]:
+        bd.add_row(b["trigger"], str(b["n_poison"]), pct(b["asr"]), pct(b["asr_range"]["min"]),
+                   pct(b["asr_range"]["max"]), pct(b["accuracy"]))
+    c.print(bd)
+    tr = Table(title=f"Which triggers work ({r['triggers'][0]['n_poison']} poisoned rows)"
+               if r["triggers"] else "Triggers", title_justify="left")
+    for col in ("trigger", "model", "success", "min", "max", "clean acc."):
+        tr.add_column(col, justify="left" if col in ("trigger", "model") else "right")
+    for t in r["triggers"]:
+        tr.add_row(t["trigger"], t["model"], pct(t["asr"]), pct(t["asr_range"]["min"]),
+                   pct(t["asr_range"]["max"]), pct(t["accuracy"]))
+    c.print(tr)
+    for m in r["min_budget"]:
+        c.print(f"Fewest poisoned rows for {pct(m['target_asr'])} success with {m['trigger']}: "
+                f"[bold]{m['result']}[/]")
+    h = r["headline"]
+    if h["found"]:
+        c.print(f"\n[bold yellow]Backdoored, and it passes its accuracy test:[/] {h['n_poison']} "
+                f"poisoned rows ({h['trigger']}) send {pct(h['asr'])} of triggered inputs to "
+                f"{r['target_label']} at {pct(h['accuracy'])} clean accuracy "
+                f"(clean model {pct(h['clean_accuracy'])}).")
+    c.print(f"\nWrote {out / 'results.json'} and {out / 'report.html'} ({r['seconds']} s).")
+

@@ -1,0 +1,161 @@
+"""Loading what a command reads: datasets (with an attack's ground truth), model specs and
+saved models, and the progress line of a long run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from poisonlab.cli.common import (
+    columns_from,
+    console,
+)
+from poisonlab.exceptions import DataError, ParameterError
+
+MODEL_OPTION = typer.Option(
+    None, "--model",
+    help="Model to train: nb-text, logreg-text, logreg, mlp, cnn, torch-mlp, or a saved model file "
+         "(default: logreg-text for text, cnn for images, logreg for tables).")
+
+SOURCE_COL_OPTION = typer.Option(None, "--source-col",
+                                 help="Column naming each row's source (default: 'source' if present).")
+
+LABELER_COL_OPTION = typer.Option(None, "--labeler-col",
+                                  help="Column naming each row's labeler (default: 'labeler' if present).")
+
+KIND_OF_SPEC = {"nb-text": ("text",), "logreg-text": ("text",), "logreg": ("tabular", "image"),
+                "mlp": ("tabular", "image"), "cnn": ("image",), "torch-mlp": ("image",)}
+
+TRUST_PICKLE_OPTION = typer.Option(
+    False, "--trust-pickle",
+    help="Allow a pickle/joblib model file. Unpickling runs any code in the file: only for files "
+         "you would run as a program.")
+
+def load_training_data(data: str, text_col: str | None, label_col: str | None, feature_cols: str | None,
+          id_col: str | None, source_col: str | None, labeler_col: str | None,
+          data_dir: Path | None) -> tuple[Any, Any]:
+    """The dataset and, for a folder written by ``poisonlab attack``, its ground truth."""
+    from poisonlab.data import load_dataset
+
+    path = Path(data)
+    table = table_file(path)
+    if table is not None:
+        header = header_of(table)
+        source_col = source_col or ("source" if "source" in header else None)
+        labeler_col = labeler_col or ("labeler" if "labeler" in header else None)
+    columns = columns_from(text_col, label_col, feature_cols, id_col, source_col, labeler_col)
+    ds = load_dataset(data, columns, data_dir=data_dir)
+    if path.is_dir() and ds.name == "data":  # a folder written by `poisonlab attack`
+        from dataclasses import replace
+
+        ds = replace(ds, name=path.name)
+    truth = None
+    if path.is_dir() and (path / "poison.json").exists():
+        from poisonlab.attacks import load_ground_truth
+
+        truth = load_ground_truth(ds, path / "poison.json")
+    return ds, truth
+
+def table_file(path: Path) -> Path | None:
+    if path.is_dir():
+        inner = sorted(path.glob("data.*"))
+        path = inner[0] if inner else path
+    return path if path.is_file() and path.suffix.lower() in (".csv", ".tsv", ".jsonl") else None
+
+def header_of(path: Path) -> set[str]:
+    """Column names of a table file, read from its first line (empty on any trouble)."""
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            first = handle.readline()
+    except (OSError, UnicodeDecodeError):
+        return set()
+    if path.suffix.lower() == ".jsonl":
+        try:
+            obj = json.loads(first)
+        except json.JSONDecodeError:
+            return set()
+        return set(obj) if isinstance(obj, dict) else set()
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    return {h.strip().lstrip("\ufeff") for h in next(csv.reader([first], delimiter=delimiter), [])}
+
+def model_option(spec: str | None, kind: str) -> Any:
+    """A spec name checked against the data kind, or an unfitted copy of a saved model."""
+    if spec is None:
+        return None
+    if spec in KIND_OF_SPEC:
+        if kind not in KIND_OF_SPEC[spec]:
+            raise ParameterError(
+                f"--model {spec} trains on {' or '.join(KIND_OF_SPEC[spec])} data; this data is "
+                f"{kind}. Choose one of "
+                f"{', '.join(s for s, kinds in KIND_OF_SPEC.items() if kind in kinds)}.")
+        return spec
+    path = Path(spec)
+    if path.exists():
+        from sklearn.base import clone
+
+        from poisonlab.models.io import load_model
+
+        saved = load_model(path)
+        return saved.spec if saved.spec in KIND_OF_SPEC else clone(saved.model)
+    raise ParameterError(
+        f"--model {spec!r} is neither a built-in spec ({', '.join(KIND_OF_SPEC)}) nor a model file.")
+
+class Steps:
+    """A rich progress line per step of a long run (transient; silent with --json)."""
+
+    def __init__(self, disable: bool) -> None:
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                 TimeElapsedColumn(), console=console, transient=True,
+                                 disable=disable)
+        self.task: Any = None
+
+    def __enter__(self) -> Steps:
+        self.progress.__enter__()
+        self.task = self.progress.add_task("loading", total=None)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def __call__(self, step: str, done: int, total: int) -> None:
+        self.progress.update(self.task, description=step, completed=done, total=total)
+
+def check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out}: exists and is not a folder.")
+
+def floats(value: str | None, flag: str) -> list[float] | None:
+    if value is None:
+        return None
+    try:
+        return [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise ParameterError(f"{flag} must be numbers separated by commas. Got {value!r}.") from None
+
+def given(**options: Any) -> dict[str, Any]:
+    """Only the options the user gave; the library's defaults stand for the rest."""
+    return {k: v for k, v in options.items() if v is not None}
+
+def load_saved_model(model: Path, trust_pickle: bool) -> Any:
+    from poisonlab.models.io import load_model
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        saved = load_model(model, trust_pickle=trust_pickle)
+    for w in caught:
+        console.print(f"[bold yellow]warning:[/] {w.message}", highlight=False, soft_wrap=True)
+    return saved
+
+def progress_line(json_out: bool) -> Any:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                    console=console, transient=True, disable=json_out)
+

@@ -1,0 +1,74 @@
+"""``poisonlab train``: train a built-in model and save it in a safe format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+
+from poisonlab.cli.app import app
+from poisonlab.cli.common import (
+    DATA_DIR_OPTION,
+    FEATURE_COLS_OPTION,
+    JSON_OPTION,
+    LABEL_COL_OPTION,
+    SEED_OPTION,
+    TEXT_COL_OPTION,
+    columns_from,
+    console,
+    emit_json,
+    handle_errors,
+    out_console,
+    pct,
+)
+from poisonlab.exceptions import ParameterError
+
+
+@app.command()
+@handle_errors
+def train(
+    data: str = typer.Argument(..., help="Dataset file, folder, or corpus name."),
+    model: str | None = typer.Option(
+        None, "--model", help="nb-text, logreg-text, logreg, mlp, cnn, torch-mlp (default by data kind)."),
+    out: Path = typer.Option(..., "--out", help="Model file to write (.skops or .safetensors added)."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Maximum epochs (torch models)."),
+    text_col: str | None = TEXT_COL_OPTION,
+    label_col: str | None = LABEL_COL_OPTION,
+    feature_cols: str | None = FEATURE_COLS_OPTION,
+    data_dir: Path | None = DATA_DIR_OPTION,
+    json_out: bool = JSON_OPTION,
+    seed: int = SEED_OPTION,
+) -> None:
+    """Train a model on DATA and save it in a safe format (skops or safetensors, never pickle)."""
+    from poisonlab.data import load_dataset
+    from poisonlab.models import TORCH_SPECS, default_spec, make_model
+    from poisonlab.models.io import save_model
+
+    ds = load_dataset(data, columns_from(text_col, label_col, feature_cols), data_dir=data_dir)
+    spec = model or default_spec(ds.kind)
+    _check_model_fits(spec, ds.kind)
+    params: dict[str, Any] = {}
+    if epochs is not None:
+        if spec not in TORCH_SPECS:
+            raise ParameterError(f"--epochs applies to torch models ({', '.join(TORCH_SPECS)}), not {spec}.")
+        params["max_epochs"] = epochs
+    with console.status(f"training {spec} on {len(ds)} rows", spinner="dots"):
+        fitted = make_model(spec, random_state=seed, **params).fit(ds.X, ds.y, n_classes=ds.n_classes)
+    path = save_model(fitted, out, classes=ds.classes, spec=spec)
+    summary = {"model": str(path), "spec": spec, "n_rows": len(ds), "classes": list(ds.classes),
+               "training_accuracy": float(np.mean(fitted.predict(ds.X) == ds.y))}
+    if json_out:
+        emit_json(summary)
+    else:
+        acc = float(np.mean(fitted.predict(ds.X) == ds.y))
+        out_console.print(f"Saved {spec} to {path} (training accuracy {pct(acc)}).")
+
+def _check_model_fits(spec: str, kind: str) -> None:
+    from poisonlab.models import TABULAR_SPECS, TEXT_SPECS, TORCH_SPECS
+
+    allowed = {"text": TEXT_SPECS, "image": TORCH_SPECS + TABULAR_SPECS, "tabular": TABULAR_SPECS}[kind]
+    if spec not in allowed:
+        raise ParameterError(f"Model {spec!r} does not take {kind} data; use one of {list(allowed)}.")
+
