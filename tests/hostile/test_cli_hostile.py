@@ -62,6 +62,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     manifest = create_manifest(data).save(root / "v1.json")
     (root / "model.pkl").write_bytes(b"\x80\x04K\x01.")
     (root / "plain.txt").write_text("not a folder")
+    (root / "empty.npz").write_bytes(b"")
     return {"root": root, "csv": data, "model": model, "manifest": manifest,
             "pkl": root / "model.pkl", "file": root / "plain.txt"}
 
@@ -106,6 +107,7 @@ CASES = {
     "audit: markup representation": ["audit", "{csv}", "--representation", "[/]", "--out", "{out}"],
     "audit: no such model": ["audit", "{csv}", "--model", "x[/].pkl", "--out", "{out}"],
     "audit: pickle model": ["audit", "{csv}", "--model", "{pkl}", "--out", "{out}"],
+    "audit: empty npz": ["audit", "{root}/empty.npz", "--out", "{out}"],
     "audit: no such manifest": ["audit", "{csv}", "--manifest", "{root}/no[/]such.json", "--out", "{out}"],
     "audit: blank feature columns": ["audit", "{csv}", "--feature-cols", ",", "--out", "{out}"],
     "audit: unknown option": ["audit", "{csv}", "--nope[/]"],
@@ -168,7 +170,8 @@ def test_hostile_command_lines_get_one_line(case: str, corpus: dict[str, Path], 
     ("audit: markup representation", 2), ("defend: NaN share", 2), ("check: no perturbations", 2),
     ("scan: negative rows", 2), ("manifest create: bad digest", 2), ("attack: missing option", 2),
     ("attack: no such data", 1), ("attack: out is a file", 1), ("audit: out under a file", 1),
-    ("evaluate: no such model", 1), ("audit: pickle model", 1), ("manifest verify: not a manifest", 1),
+    ("evaluate: no such model", 1), ("audit: pickle model", 1), ("audit: empty npz", 1),
+    ("manifest verify: not a manifest", 1),
 ])
 def test_usage_errors_exit_2_and_data_errors_exit_1(case: str, code: int, corpus: dict[str, Path],
                                                     tmp_path: Path) -> None:

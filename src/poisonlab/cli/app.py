@@ -40,9 +40,9 @@ class OneLineErrors(TyperGroup):
             console.print(f"[bold red]error:[/] {escape(' '.join(message.splitlines()))}{escape(hint)}",
                           highlight=False, soft_wrap=True)
             sys.exit(exit_code)
-        except typer.Abort:
-            console.print("[bold red]error:[/] interrupted.", highlight=False)
-            sys.exit(130)
+        except typer.Abort:  # end of input outside a command
+            console.print("[bold red]error:[/] aborted.", highlight=False)
+            sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
 
 

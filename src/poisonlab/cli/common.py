@@ -83,6 +83,8 @@ def handle_errors(fn: F) -> F:
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
             fail(f"{where}{exc.strerror or exc}.")
+        except EOFError as exc:  # a reader met the end of a truncated file (typer would say "Aborted")
+            fail(f"a file ended before its data did ({exc or 'end of file'}).")
         except KeyboardInterrupt:
             fail("interrupted.", 130)
 
