@@ -63,6 +63,13 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (root / "model.pkl").write_bytes(b"\x80\x04K\x01.")
     (root / "plain.txt").write_text("not a folder")
     (root / "empty.npz").write_bytes(b"")
+    images = root / "images.npz"
+    np.savez(images, X=rng.random((20, 8, 8)).astype("float32"), y=np.arange(20) % 2)
+    (root / "truncated.npz").write_bytes(images.read_bytes()[:300])
+    images.unlink()
+    damaged = bytearray(model.read_bytes())
+    damaged[len(damaged) // 3] ^= 0xFF  # inside a member: its CRC no longer matches
+    (root / "crc.skops").write_bytes(bytes(damaged))
     return {"root": root, "csv": data, "model": model, "manifest": manifest,
             "pkl": root / "model.pkl", "file": root / "plain.txt"}
 
@@ -108,6 +115,8 @@ CASES = {
     "audit: no such model": ["audit", "{csv}", "--model", "x[/].pkl", "--out", "{out}"],
     "audit: pickle model": ["audit", "{csv}", "--model", "{pkl}", "--out", "{out}"],
     "audit: empty npz": ["audit", "{root}/empty.npz", "--out", "{out}"],
+    "audit: truncated npz": ["audit", "{root}/truncated.npz", "--out", "{out}"],
+    "scan: model with a bad CRC": ["scan", "{root}/crc.skops", "--data", "{csv}", "--out", "{out}"],
     "audit: no such manifest": ["audit", "{csv}", "--manifest", "{root}/no[/]such.json", "--out", "{out}"],
     "audit: blank feature columns": ["audit", "{csv}", "--feature-cols", ",", "--out", "{out}"],
     "audit: unknown option": ["audit", "{csv}", "--nope[/]"],

@@ -8,6 +8,7 @@ import functools
 import math
 import re
 import sys
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -85,6 +86,8 @@ def handle_errors(fn: F) -> F:
             fail(f"{where}{exc.strerror or exc}.")
         except EOFError as exc:  # a reader met the end of a truncated file (typer would say "Aborted")
             fail(f"a file ended before its data did ({exc or 'end of file'}).")
+        except zipfile.BadZipFile as exc:  # a damaged .npz or .skops that a reader let through
+            fail(f"a damaged archive: {exc}.")
         except KeyboardInterrupt:
             fail("interrupted.", 130)
 
