@@ -106,21 +106,21 @@ def test_audit_with_manifest(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("setup", "args", "message"),
+    ("setup", "args", "code", "message"),
     [
-        (None, ["nope.csv"], "no such file"),
-        ("empty", [], "empty"),
-        ("one_class", [], "at least two classes"),
-        ("ragged", [], "fields but the header"),
-        ("tiny", ["--model", "cnn"], "--model cnn trains on image data"),
-        ("tiny", ["--model", "bogus"], "neither a built-in spec"),
-        ("tiny", ["--representation", "magic"], "'representation' parameter of audit"),
-        ("tiny", ["--label-col", "missing"], "no column 'missing'"),
-        ("tiny", ["--folds", "1"], "'n_folds' parameter"),
+        (None, ["nope.csv"], 1, "no such file"),
+        ("empty", [], 1, "empty"),
+        ("one_class", [], 1, "at least two classes"),
+        ("ragged", [], 1, "fields but the header"),
+        ("tiny", ["--model", "cnn"], 2, "--model cnn trains on image data"),
+        ("tiny", ["--model", "bogus"], 2, "neither a built-in spec"),
+        ("tiny", ["--representation", "magic"], 2, "--representation must be one of"),
+        ("tiny", ["--label-col", "missing"], 1, "no column 'missing'"),
+        ("tiny", ["--folds", "1"], 2, "--folds must be an int >= 2. Got 1 instead."),
     ],
 )
 def test_audit_bad_input_is_one_line(tmp_path: Path, setup: str | None, args: list[str],
-                                     message: str) -> None:
+                                     code: int, message: str) -> None:
     path = tmp_path / "data.csv"
     if setup == "empty":
         path.write_text("")
@@ -132,8 +132,8 @@ def test_audit_bad_input_is_one_line(tmp_path: Path, setup: str | None, args: li
         _tiny_csv(path)
     target = "nope.csv" if setup is None else str(path)
     extra = args[1:] if setup is None else args
-    code, _, err = invoke("audit", target, *extra, "--out", str(tmp_path / "o"))
-    assert code == 1
+    exit_code, _, err = invoke("audit", target, *extra, "--out", str(tmp_path / "o"))
+    assert exit_code == code
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
     assert len(lines) == 1, err
     assert message in " ".join(lines)
@@ -143,7 +143,7 @@ def test_audit_bad_input_is_one_line(tmp_path: Path, setup: str | None, args: li
 def test_defend_unknown_method_is_one_line(tmp_path: Path) -> None:
     data = _tiny_csv(tmp_path / "mail.csv")
     code, _, err = invoke("defend", str(data), "--method", "prayer", "--out", str(tmp_path / "o"))
-    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert code == 2 and len(err.strip().splitlines()) == 1
     assert "'--method' option of defend must be one of ['bagging', 'dp', 'partition', 'sanitize']" in err
 
 

@@ -24,7 +24,6 @@ consistency alone are computed and reported but do not vote: on every scenario o
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from collections.abc import Callable
@@ -600,20 +599,20 @@ def _clean(d: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------- files
 def write_audit(result: AuditResult, out_dir: str | Path, *, html: bool = True,
                 summary_name: str = "summary.json") -> dict[str, Path]:
-    """Write ``flags.csv``, ``summary.json`` and (unless ``html=False``) ``report.html``."""
-    from poisonlab.files import write_json
+    """Write ``flags.csv``, ``summary.json`` and (unless ``html=False``) ``report.html``.
+
+    In ``flags.csv`` the id and reasons come from the data (formula-escaped for spreadsheets);
+    row, score and flagged (``true``/``false``) are poisonlab's own values."""
+    from poisonlab.files import write_csv_for_people, write_json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"flags": out / "flags.csv", "summary": out / summary_name}
-    tmp = paths["flags"].with_name("flags.csv.partial")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["row", "id", "score", "flagged", "reasons"])
-        for i in range(len(result.scores)):
-            writer.writerow([i, result.dataset.ids[i], f"{result.scores[i]:.6g}",
-                             "true" if result.flags[i] else "false", result.reasons[i]])
-    tmp.replace(paths["flags"])
+    write_csv_for_people(
+        paths["flags"], ["row", "id", "score", "flagged", "reasons"],
+        ([i, result.dataset.ids[i], f"{result.scores[i]:.6g}", bool(result.flags[i]), result.reasons[i]]
+         for i in range(len(result.scores))),
+        text_columns=("id", "reasons"))
     write_json(paths["summary"], result.summary())
     if html:
         from poisonlab.report.audit import write_audit_report

@@ -76,7 +76,7 @@ def test_cli_run_writes_model_flags_and_summary(tmp_path: Path, digit_split: tup
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk["n_estimators"] == 4 and on_disk["model_path"] == str(tmp_path / "model")
     rows = list(csv.DictReader((tmp_path / "flags.csv").open()))
-    assert sum(int(r["flagged"]) for r in rows) == summary["n_flagged_rows"]
+    assert sum(r["flagged"] == "true" for r in rows) == summary["n_flagged_rows"]
     saved = load_ensemble(tmp_path / "model")
     assert saved.spec == "bagging:logreg" and saved.classes == train.classes
     assert isinstance(saved.model, BaggingEnsemble)

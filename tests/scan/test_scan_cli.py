@@ -122,7 +122,7 @@ def test_check_writes_verdicts_for_unlabelled_images(digits: Dataset, tmp_path: 
     assert summary["expected_false_rejection_rate"] == pytest.approx(0.01, abs=1e-3)
     assert summary["window"]["expected_false_rejection_rate"] == pytest.approx(0.005, abs=1e-3)
     assert summary["threshold"] == pytest.approx(float(summary["threshold"]))
-    flagged = np.array([r["flagged"] == "True" for r in rows])
+    flagged = np.array([r["flagged"] == "true" for r in rows])
     # measured (seed 0): none of the clean inputs and 96% of the triggered ones flagged (STRIP
     # alone at half the rate 71%, windowed STRIP 83%)
     assert flagged[:100].mean() <= 0.05
@@ -144,7 +144,7 @@ def test_check_names_a_kind_mismatch(text_files: dict[str, Path], digits: Datase
                                      tmp_path: Path) -> None:
     images = save_dataset(digits.subset(np.arange(150)), tmp_path / "digits.npz")
     result = runner.invoke(_app(), ["check", str(text_files["clean"]), "--data", str(images),
-                                    "--calibrate", str(text_files["data"]), "--out", str(tmp_path)])
+                                    "--calibrate", str(text_files["data"]), "--out", str(tmp_path / "c")])
     assert result.exit_code == 1
     assert "inputs are image data but the calibration rows are text data" in result.output
 
@@ -173,4 +173,4 @@ def test_check_with_a_scan_flags_inputs_holding_the_trigger(text_files: dict[str
     assert summary["calibration_trigger_match_rate"] == 0.0
     with (out / "verdicts.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert all(r["flagged"] == "True" for r in rows[60:])
+    assert all(r["flagged"] == "true" for r in rows[60:])

@@ -86,27 +86,66 @@ def load_ground_truth(dataset: Dataset, record_path: str | Path) -> PoisonedData
     """Rebuild a :class:`PoisonedDataset` from data and the ``poison.json`` written beside it."""
     path = Path(record_path)
     try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: not a readable poison record ({exc}).") from None
     if not isinstance(record, dict) or "poisoned_rows" not in record:
         raise DataError(f"{path}: not a poison record written by `poisonlab attack`.")
-    if int(record.get("poisonlab_record", 0)) > RECORD_VERSION:
+    version = record.get("poisonlab_record", 0)
+    if not isinstance(version, int) or version > RECORD_VERSION:
         raise DataError(f"{path}: written by a newer poisonlab; upgrade to read it.")
     if record.get("n_rows") != len(dataset):
         raise DataError(
             f"{path}: the record describes {record.get('n_rows')} rows but the data has {len(dataset)}."
         )
+    rows, original_labels = _checked_rows(path, record, dataset)
     mask = np.zeros(len(dataset), dtype=bool)
-    rows = np.asarray(record["poisoned_rows"], dtype=np.int64)
     mask[rows] = True
     original = dataset.y.copy()
-    original[rows] = [dataset.label_index(c) for c in record["original_labels"]]
+    original[rows] = [_class_index(path, dataset, c) for c in original_labels]
     target = record.get("target_label")
-    trigger = trigger_from_dict(record["trigger"]) if record.get("trigger") else None
+    try:
+        trigger = trigger_from_dict(record["trigger"]) if record.get("trigger") else None
+    except (ParameterError, KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{path}: the trigger in the record is not valid ({exc}).") from None
     meta = {k: v for k, v in record.items() if k in ("attack", "params")}
     return PoisonedDataset(dataset, mask, original, meta, trigger,
-                           None if target is None else dataset.label_index(target))
+                           None if target is None else _class_index(path, dataset, target))
+
+
+def _checked_rows(path: Path, record: dict[str, Any], dataset: Dataset) -> tuple[np.ndarray, list[Any]]:
+    """The record's poisoned rows and their original labels, checked against ``dataset``: row
+    numbers in range and unique, one original label per row, and the ids the rows have there."""
+    raw, labels = record["poisoned_rows"], record.get("original_labels")
+    if not isinstance(raw, list) or not all(isinstance(r, int) and not isinstance(r, bool) for r in raw):
+        raise DataError(f"{path}: 'poisoned_rows' must be a list of row numbers.")
+    rows = np.asarray(raw, dtype=np.int64)
+    bad = rows[(rows < 0) | (rows >= len(dataset))]
+    if bad.size:
+        raise DataError(f"{path}: poisoned row {int(bad[0])} is out of range for data of {len(dataset)} rows.")
+    if len(np.unique(rows)) != len(rows):
+        raise DataError(f"{path}: 'poisoned_rows' lists a row more than once.")
+    if not isinstance(labels, list) or len(labels) != len(rows):
+        raise DataError(f"{path}: 'original_labels' must list one label per poisoned row "
+                        f"({len(rows)}).")
+    ids = record.get("poisoned_ids")
+    if ids is not None:
+        if not isinstance(ids, list) or len(ids) != len(rows):
+            raise DataError(f"{path}: 'poisoned_ids' must list one id per poisoned row ({len(rows)}).")
+        for row, expected in zip(rows, ids, strict=True):
+            if str(dataset.ids[row]) != str(expected):
+                raise DataError(f"{path}: poisoned row {int(row)} has id {str(dataset.ids[row])!r} in "
+                                f"the data but {str(expected)!r} in the record; the record is not "
+                                "of this data.")
+    return rows, labels
+
+
+def _class_index(path: Path, dataset: Dataset, label: Any) -> int:
+    try:
+        return dataset.label_index(label)
+    except ParameterError:
+        raise DataError(f"{path}: the record names the class {label!r}, which the data does not "
+                        f"have ({list(dataset.classes)}).") from None
 
 
 class Attack(BaseEstimator):

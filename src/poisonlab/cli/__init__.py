@@ -13,5 +13,5 @@ __all__ = ["app", "attack", "audit", "check", "defend", "demo", "evaluate", "mai
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point (also ``python -m poisonlab``)."""
+    app(prog_name="poisonlab")

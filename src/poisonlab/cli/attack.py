@@ -16,13 +16,14 @@ from poisonlab.cli.common import (
     LABEL_COL_OPTION,
     SEED_OPTION,
     TEXT_COL_OPTION,
+    claim_out,
     columns_from,
     emit_json,
     fail,
     handle_errors,
     out_console,
 )
-from poisonlab.exceptions import ParameterError
+from poisonlab.exceptions import DataError, ParameterError
 
 ATTACKS = ("label-flip", "backdoor", "text-backdoor", "patch-backdoor", "blend-backdoor", "feature-backdoor")
 
@@ -67,7 +68,10 @@ def attack(
 
     if attack_name not in ATTACKS:
         fail(f"Unknown --attack {attack_name!r}; choose one of {', '.join(ATTACKS)}.", 2)
+    tmp = claim_out(out, "attack")
     ds = load_dataset(data, columns_from(text_col, label_col, feature_cols, id_col), data_dir=data_dir)
+    if ds.n_classes < 2:  # the data's fault, not an option's (exit 1)
+        raise DataError(f"{data}: every row has the label {ds.classes[0]!r}; an attack needs two classes.")
     if attack_name == "backdoor":
         attack_name = {"text": "text-backdoor", "image": "patch-backdoor",
                        "tabular": "feature-backdoor"}[ds.kind]
@@ -91,23 +95,25 @@ def attack(
     common: dict[str, Any] = {**budget, "random_state": seed}
     obj: Any
     if attack_name == "label-flip":
-        obj = LabelFlipAttack(strategy=strategy or ("targeted" if target else "random"),
+        obj = LabelFlipAttack(strategy=_default(strategy, "targeted" if target is not None else "random"),
                               source_label=source, target_label=target, **common)
     else:
         common.update(target_label=target if target is not None else ds.classes[0],
                       source_label=source, relabel=not clean_label)
         if attack_name == "text-backdoor":
-            obj = TextBackdoorAttack(trigger=trigger or "cf", position=position or "suffix",
-                                     repetitions=repetitions or 1, **common)
+            if trigger is not None and not trigger.strip():
+                raise ParameterError(f"--trigger must be a word or phrase. Got {trigger!r}.")
+            obj = TextBackdoorAttack(trigger=_default(trigger, "cf"), position=_default(position, "suffix"),
+                                     repetitions=_default(repetitions, 1), **common)
         elif attack_name == "patch-backdoor":
-            obj = PatchBackdoorAttack(size=patch_size or 3, pattern=pattern or "checkerboard",
-                                      location=location or "bottom-right", **common)
+            obj = PatchBackdoorAttack(size=_default(patch_size, 3), pattern=_default(pattern, "checkerboard"),
+                                      location=_default(location, "bottom-right"), **common)
         elif attack_name == "blend-backdoor":
             obj = BlendBackdoorAttack(alpha=alpha if alpha is not None else 0.2, **common)
         else:
             obj = FeatureBackdoorAttack(features=_parse_features(features), **common)
     poisoned = obj.apply(ds)
-    poisoned.save(out)
+    poisoned.save(tmp)
     record = poisoned.to_record()
     summary = {k: record[k] for k in ("attack", "params", "n_rows", "n_poison", "target_label", "trigger")}
     summary["out"] = str(out)
@@ -116,10 +122,14 @@ def attack(
     else:
         out_console.print(f"{record['attack']}: poisoned {record['n_poison']} of {record['n_rows']} rows"
                           + (f", target {record['target_label']}" if record["target_label"] else "")
-                          + f"; wrote {out}/")
+                          + f"; wrote {out}/", markup=False)
+
+def _default(value: Any, default: Any) -> Any:
+    """The user's value, even a falsy one (0, ""), which the attack then checks; else the default."""
+    return default if value is None else value
 
 def _parse_features(spec: str | None) -> dict[int | str, float] | None:
-    if not spec:
+    if spec is None:
         return None
     out: dict[int | str, float] = {}
     for part in spec.split(","):

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from poisonlab.cli.app import app
 from poisonlab.cli.common import (
@@ -17,6 +19,7 @@ from poisonlab.cli.common import (
     LABEL_COL_OPTION,
     SEED_OPTION,
     TEXT_COL_OPTION,
+    claim_out,
     emit_json,
     handle_errors,
     out_console,
@@ -25,12 +28,13 @@ from poisonlab.cli.inputs import (
     LABELER_COL_OPTION,
     MODEL_OPTION,
     SOURCE_COL_OPTION,
+    TRUST_PICKLE_OPTION,
     Steps,
-    check_out,
     load_training_data,
     model_option,
 )
 from poisonlab.exceptions import DataError
+from poisonlab.files import final_path
 
 
 @app.command(name="audit")
@@ -55,16 +59,17 @@ def audit_command(
     source_col: str | None = SOURCE_COL_OPTION,
     labeler_col: str | None = LABELER_COL_OPTION,
     data_dir: Path | None = DATA_DIR_OPTION,
+    trust_pickle: bool = TRUST_PICKLE_OPTION,
     json_out: bool = JSON_OPTION,
     seed: int = SEED_OPTION,
 ) -> None:
     """Find the rows of a training set that look planted or mislabeled, with reasons and triggers."""
     from poisonlab.audit import audit, evaluate_audit, write_audit
 
-    check_out(out)
+    tmp = claim_out(out, "audit")
     ds, truth = load_training_data(data, text_col, label_col, feature_cols, id_col, source_col, labeler_col,
                       data_dir)
-    spec = model_option(model, ds.kind)
+    spec = model_option(model, ds.kind, trust_pickle)
     man = None
     if manifest is not None:
         from poisonlab.provenance import load_manifest
@@ -85,23 +90,24 @@ def audit_command(
 
             result.extra["manifest_groups"] = contributions_by_group(man, result.flags)
         steps("writing files", 1, 1)
-        paths = write_audit(result, out, html=not no_html)
+        paths = write_audit(result, tmp, html=not no_html)
     summary = result.summary()
     if json_out:
         emit_json(summary)
         return
-    _render_audit(result, paths)
+    _render_audit(result, {k: final_path(p) for k, p in paths.items()})
 
 def _render_audit(result: Any, paths: dict[str, Path]) -> None:
     ds = result.dataset
     n_flag = int(result.flags.sum())
     out_console.print(
-        f"[bold]{ds.name}[/]: {n_flag} of {len(ds)} rows flagged "
-        f"({100 * n_flag / max(1, len(ds)):.1f}%), model {result.model_spec}, "
-        f"representation {result.representation}.")
+        f"[bold]{escape(ds.name)}[/]: {n_flag} of {len(ds)} rows flagged "
+        f"({100 * n_flag / max(1, len(ds)):.1f}%), model {escape(str(result.model_spec))}, "
+        f"representation {escape(result.representation)}.")
     for t in result.suspected_triggers[:3]:
         out_console.print(
-            f"  suspected trigger [bold red]{t['trigger']!r}[/] -> {t['target_label']!r}: in "
+            f"  suspected trigger [bold red]{escape(repr(t['trigger']))}[/] -> "
+            f"{escape(repr(t['target_label']))}: in "
             f"{t['n_rows']} rows, removing it flips {100 * (t['removal_flip_rate'] or 0):.0f}% of "
             "tested rows", highlight=False)
     table = Table(title="Most suspicious rows", show_lines=False)
@@ -110,8 +116,8 @@ def _render_audit(result: Any, paths: dict[str, Path]) -> None:
     for i in result.ranked(10):
         if not result.flags[i]:
             break
-        table.add_row(str(i), str(ds.ids[i]), ds.classes[ds.y[i]], f"{result.scores[i]:.2f}",
-                      result.reasons[i][:160])
+        table.add_row(str(i), Text(str(ds.ids[i])), Text(ds.classes[ds.y[i]]), f"{result.scores[i]:.2f}",
+                      Text(result.reasons[i][:160]))
     if n_flag:
         out_console.print(table)
     if result.evaluation is not None:
@@ -120,7 +126,7 @@ def _render_audit(result: Any, paths: dict[str, Path]) -> None:
             f"Against the attack's ground truth: precision {_fmt(e.get('precision'))}, recall "
             f"{_fmt(e.get('recall'))}, AUROC {_fmt(e.get('auroc'))}, AP "
             f"{_fmt(e.get('average_precision'))}, recall at 1.5x {_fmt(e.get('recall_at_1.5x'))}.")
-    out_console.print("Wrote " + ", ".join(str(p) for p in paths.values()))
+    out_console.print("Wrote " + ", ".join(str(p) for p in paths.values()), markup=False)
 
 def _fmt(v: Any) -> str:
     return "n/a" if v is None else f"{float(v):.3f}"

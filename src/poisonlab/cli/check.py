@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from poisonlab.cli.common import (
     LABEL_COL_OPTION,
     SEED_OPTION,
     TEXT_COL_OPTION,
+    claim_out,
     columns_from,
     console,
     emit_json,
@@ -29,7 +29,7 @@ from poisonlab.cli.inputs import (
     progress_line,
 )
 from poisonlab.exceptions import DataError, ParameterError
-from poisonlab.files import write_json
+from poisonlab.files import write_csv_for_people, write_json
 
 
 @app.command()
@@ -74,6 +74,7 @@ def check(
             f"--false-rejection-rate must be in (0, 1); got {false_rejection_rate}.")
     if perturbations < 1:
         raise ParameterError(f"--perturbations must be at least 1; got {perturbations}.")
+    tmp = claim_out(out, "check")
     saved = load_saved_model(model, trust_pickle)
     columns = columns_from(text_col, label_col, feature_cols)
     inputs = load_inputs(data, columns, data_dir=data_dir)
@@ -90,11 +91,10 @@ def check(
                               triggers=triggers, window=window,
                               progress=lambda msg: progress.update(task, description=msg))
     classes = tuple(saved.classes) or None
-    out.mkdir(parents=True, exist_ok=True)
-    _write_verdicts(out / "verdicts.csv", report, classes)
+    _write_verdicts(tmp / "verdicts.csv", report, classes)
     summary = {"model": str(model), "data": str(data), "calibrate": str(calibrate),
                "seed": seed, **report.summary(classes)}
-    write_json(out / "summary.json", summary)
+    write_json(tmp / "summary.json", summary)
     if json_out:
         emit_json(summary)
         return
@@ -131,22 +131,23 @@ def _scan_triggers(path: Path) -> list[str]:
             if t.get("target_class") == doc.get("target_class") and strong(t)]
 
 def _write_verdicts(path: Path, report: Any, classes: tuple[str, ...] | None) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        windowed = report.window_scores is not None
-        writer.writerow(["row", "id", "score", "flagged", "predicted", "n_perturbations",
-                         "strip_flagged", "trigger_match",
-                         *(["window_score", "window_flagged"] if windowed else [])])
+    """``verdicts.csv``: id and predicted come from the data and the model (formula-escaped); the
+    other columns are poisonlab's numbers and booleans (``true``/``false``)."""
+    windowed = report.window_scores is not None
+    header = ["row", "id", "score", "flagged", "predicted", "n_perturbations", "strip_flagged",
+              "trigger_match", *(["window_score", "window_flagged"] if windowed else [])]
+
+    def rows() -> Any:
         for i in range(len(report.scores)):
             k = int(report.predictions[i])
             name = classes[k] if classes and k < len(classes) else str(k)
             extra = [f"{report.window_scores[i]:.6f}", bool(report.window_flags[i])] \
                 if windowed else []
-            writer.writerow([i, report.ids[i], f"{report.scores[i]:.6f}",
-                             bool(report.flags[i]), name, int(report.n_perturbations[i]),
-                             bool(report.strip_flags[i]), bool(report.matched[i]), *extra])
-    tmp.replace(path)
+            yield [i, report.ids[i], f"{report.scores[i]:.6f}",
+                   bool(report.flags[i]), name, int(report.n_perturbations[i]),
+                   bool(report.strip_flags[i]), bool(report.matched[i]), *extra]
+
+    write_csv_for_people(path, header, rows(), text_columns=("id", "predicted"))
 
 def _render_check(summary: dict[str, Any], out: Path) -> None:
     c = out_console
@@ -161,10 +162,10 @@ def _render_check(summary: dict[str, Any], out: Path) -> None:
     if summary["triggers_matched"]:
         c.print(f"{summary['n_trigger_matches']} inputs contain a trigger from the scan "
                 f"({', '.join(summary['triggers_matched'][:5])}); "
-                f"{100 * summary['calibration_trigger_match_rate']:.1f}% of the clean rows do.")
+                f"{100 * summary['calibration_trigger_match_rate']:.1f}% of the clean rows do.", markup=False)
     if summary["saturated"]:
         console.print("[bold yellow]warning:[/] most clean inputs already get certain predictions "
                       "under mixing: this model is too confident for STRIP to tell triggered "
                       "inputs apart.", highlight=False)
-    c.print(f"Wrote {out / 'verdicts.csv'} and {out / 'summary.json'}.")
+    c.print(f"Wrote {out / 'verdicts.csv'} and {out / 'summary.json'}.", markup=False)
 

@@ -16,16 +16,18 @@ from poisonlab.cli.common import (
     LABEL_COL_OPTION,
     SEED_OPTION,
     TEXT_COL_OPTION,
+    claim_out,
     emit_json,
     handle_errors,
     out_console,
 )
 from poisonlab.cli.inputs import (
     MODEL_OPTION,
+    TRUST_PICKLE_OPTION,
     Steps,
-    check_out,
     floats,
     given,
+    ints,
     load_training_data,
     model_option,
 )
@@ -85,6 +87,7 @@ def defend_command(
     feature_cols: str | None = FEATURE_COLS_OPTION,
     id_col: str | None = ID_COL_OPTION,
     data_dir: Path | None = DATA_DIR_OPTION,
+    trust_pickle: bool = TRUST_PICKLE_OPTION,
     json_out: bool = JSON_OPTION,
     seed: int = SEED_OPTION,
 ) -> None:
@@ -93,7 +96,7 @@ def defend_command(
 
     if compare == (method is not None):
         raise ParameterError("defend needs exactly one of --method NAME or --compare.")
-    radius_list = [int(r) for r in floats(radii, "--radii") or []] or None
+    radius_list = ints(radii, "--radii")
     partition = given(n_partitions=n_partitions, hash_seed=hash_seed, n_jobs=n_jobs,
                        scheduler=scheduler)
     bagging = given(n_estimators=n_estimators, max_samples=max_samples, bootstrap=bootstrap,
@@ -103,9 +106,9 @@ def defend_command(
                 batch_size=batch_size, learning_rate=learning_rate, regularization=regularization,
                 device=device)
     run = None if compare else method_function(str(method))
-    check_out(out)
+    tmp = claim_out(out, "defend")
     ds, truth = load_training_data(data, text_col, label_col, feature_cols, id_col, None, None, data_dir)
-    spec = model_option(model, ds.kind)
+    spec = model_option(model, ds.kind, trust_pickle)
     test_ds = None
     if test is not None:
         test_ds, _ = load_training_data(test, text_col, label_col, feature_cols, id_col, None, None, data_dir)
@@ -113,7 +116,9 @@ def defend_command(
             raise DataError(f"--test {test}: classes {list(test_ds.classes)} differ from the "
                             f"training data's {list(ds.classes)}.")
     if compare:
-        chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+        chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods is not None else None
+        if chosen == []:
+            raise ParameterError(f"--methods must name defenses separated by commas. Got {methods!r}.")
         budgets = floats(epsilons, "--epsilons") or ([epsilon] if epsilon is not None else None)
         options: dict[str, Any] = given(methods=chosen, radii=radius_list, epsilons=budgets)
         options.update(given(partition=partition or None, bagging=bagging or None,
@@ -131,7 +136,7 @@ def defend_command(
     if not compare and given_elsewhere:
         flags = ", ".join("--" + k.replace("_", "-") for k in sorted(given_elsewhere))
         raise ParameterError(f"{flags} do not apply to --method {method}.")
-    request = DefendRequest(dataset=ds, out=out, model=spec, ground_truth=truth, test=test_ds,
+    request = DefendRequest(dataset=ds, out=tmp, model=spec, ground_truth=truth, test=test_ds,
                             random_state=seed, progress=None, options=options)
     with Steps(disable=json_out) as steps:
         request.progress = steps
@@ -146,20 +151,20 @@ def defend_command(
         emit_json(summary)
         return
     if compare:
-        out_console.print(summary["table"], highlight=False)
+        out_console.print(summary["table"], highlight=False, markup=False)
         if summary.get("measured_on"):
-            out_console.print(f"Measured on {summary['measured_on']}.")
-        out_console.print(f"Wrote {out / 'tradeoffs.json'}, {out / 'tradeoffs.md'}")
+            out_console.print(f"Measured on {summary['measured_on']}.", markup=False)
+        out_console.print(f"Wrote {out / 'tradeoffs.json'}, {out / 'tradeoffs.md'}", markup=False)
         return
     if method != "sanitize":
         from poisonlab.defend.compare import summary_lines
 
         for line in summary_lines(summary):
-            out_console.print(line, highlight=False)
+            out_console.print(line, highlight=False, markup=False)
         return
     line = (f"{method}: removed {summary.get('n_removed')} of {summary.get('n_rows')} rows, "
             f"retrained {summary.get('model')} -> {summary.get('model_path')}")
-    out_console.print(line)
+    out_console.print(line, markup=False)
     if "before" in summary:
         b, a = summary["before"], summary["after"]
         parts = [f"clean accuracy {b['clean_accuracy']:.3f} -> {a['clean_accuracy']:.3f}"]
@@ -167,7 +172,7 @@ def defend_command(
             parts.append(f"attack success {b['attack_success']:.3f} -> {a['attack_success']:.3f}")
         if "trigger_flips" in b and "trigger_flips" in a:
             parts.append(f"trigger flips {b['trigger_flips']:.3f} -> {a['trigger_flips']:.3f}")
-        out_console.print("  " + "; ".join(parts) + f" ({summary.get('measured_on', '')})")
+        out_console.print("  " + "; ".join(parts) + f" ({summary.get('measured_on', '')})", markup=False)
     if "poison_removed" in summary:
         out_console.print(f"  planted rows removed: {summary['poison_removed']}, left: "
                           f"{summary['poison_left']}")

@@ -21,7 +21,7 @@ from poisonlab.cli.common import (
     out_console,
     pct,
 )
-from poisonlab.exceptions import ParameterError
+from poisonlab.exceptions import DataError, ParameterError
 
 
 @app.command()
@@ -65,11 +65,12 @@ def evaluate(
         emit_json(summary)
         return
     lo, hi = summary["accuracy_ci95"]
-    out_console.print(f"accuracy: {pct(summary['accuracy'])} on {len(ds)} rows (95% CI {pct(lo)}-{pct(hi)})")
+    out_console.print(f"accuracy: {pct(summary['accuracy'])} on {len(ds)} rows (95% CI {pct(lo)}-{pct(hi)})",
+                      markup=False)
     if target_label is not None:
         lo, hi = summary["target_rate_ci95"]
         out_console.print(f"target rate ({target_label}): {pct(summary['target_rate'])} "
-                          f"(95% CI {pct(lo)}-{pct(hi)})")
+                          f"(95% CI {pct(lo)}-{pct(hi)})", markup=False)
 
 def _interval(est: Any) -> list[float]:
     return [est.low, est.high]
@@ -78,7 +79,7 @@ def _labels_in_model_space(data_classes: tuple[str, ...], model_classes: tuple[s
                            y: np.ndarray, where: str) -> np.ndarray:
     missing = [c for c in data_classes if c not in model_classes]
     if missing:
-        raise ParameterError(
+        raise DataError(
             f"The data has labels {missing} that the model {where} does not know (it predicts {list(model_classes)})."
         )
     lookup = np.array([model_classes.index(c) for c in data_classes])

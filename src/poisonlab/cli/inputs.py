@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,9 @@ import typer
 from poisonlab.cli.common import (
     columns_from,
     console,
+    warn,
 )
-from poisonlab.exceptions import DataError, ParameterError
+from poisonlab.exceptions import ParameterError
 
 MODEL_OPTION = typer.Option(
     None, "--model",
@@ -46,8 +48,10 @@ def load_training_data(data: str, text_col: str | None, label_col: str | None, f
     table = table_file(path)
     if table is not None:
         header = header_of(table)
-        source_col = source_col or ("source" if "source" in header else None)
-        labeler_col = labeler_col or ("labeler" if "labeler" in header else None)
+        if source_col is None and "source" in header:
+            source_col = "source"
+        if labeler_col is None and "labeler" in header:
+            labeler_col = "labeler"
     columns = columns_from(text_col, label_col, feature_cols, id_col, source_col, labeler_col)
     ds = load_dataset(data, columns, data_dir=data_dir)
     if path.is_dir() and ds.name == "data":  # a folder written by `poisonlab attack`
@@ -83,7 +87,7 @@ def header_of(path: Path) -> set[str]:
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     return {h.strip().lstrip("\ufeff") for h in next(csv.reader([first], delimiter=delimiter), [])}
 
-def model_option(spec: str | None, kind: str) -> Any:
+def model_option(spec: str | None, kind: str, trust_pickle: bool = False) -> Any:
     """A spec name checked against the data kind, or an unfitted copy of a saved model."""
     if spec is None:
         return None
@@ -100,7 +104,7 @@ def model_option(spec: str | None, kind: str) -> Any:
 
         from poisonlab.models.io import load_model
 
-        saved = load_model(path)
+        saved = load_model(path, trust_pickle=trust_pickle)
         return saved.spec if saved.spec in KIND_OF_SPEC else clone(saved.model)
     raise ParameterError(
         f"--model {spec!r} is neither a built-in spec ({', '.join(KIND_OF_SPEC)}) nor a model file.")
@@ -111,9 +115,9 @@ class Steps:
     def __init__(self, disable: bool) -> None:
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
                                  TimeElapsedColumn(), console=console, transient=True,
-                                 disable=disable)
+                                 disable=disable or not console.is_terminal)
         self.task: Any = None
 
     def __enter__(self) -> Steps:
@@ -127,17 +131,22 @@ class Steps:
     def __call__(self, step: str, done: int, total: int) -> None:
         self.progress.update(self.task, description=step, completed=done, total=total)
 
-def check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise DataError(f"--out {out}: exists and is not a folder.")
-
 def floats(value: str | None, flag: str) -> list[float] | None:
     if value is None:
         return None
     try:
-        return [float(v) for v in value.split(",") if v.strip()]
+        numbers = [float(v) for v in value.split(",") if v.strip()]
     except ValueError:
-        raise ParameterError(f"{flag} must be numbers separated by commas. Got {value!r}.") from None
+        numbers = []
+    if not numbers or not all(math.isfinite(v) for v in numbers):
+        raise ParameterError(f"{flag} must be numbers separated by commas. Got {value!r}.")
+    return numbers
+
+def ints(value: str | None, flag: str) -> list[int] | None:
+    numbers = floats(value, flag)
+    if numbers is not None and not all(v.is_integer() for v in numbers):
+        raise ParameterError(f"{flag} must be whole numbers separated by commas. Got {value!r}.")
+    return None if numbers is None else [int(v) for v in numbers]
 
 def given(**options: Any) -> dict[str, Any]:
     """Only the options the user gave; the library's defaults stand for the rest."""
@@ -150,12 +159,12 @@ def load_saved_model(model: Path, trust_pickle: bool) -> Any:
         warnings.simplefilter("always", UserWarning)
         saved = load_model(model, trust_pickle=trust_pickle)
     for w in caught:
-        console.print(f"[bold yellow]warning:[/] {w.message}", highlight=False, soft_wrap=True)
+        warn(str(w.message))
     return saved
 
 def progress_line(json_out: bool) -> Any:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                    console=console, transient=True, disable=json_out)
+    return Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), TimeElapsedColumn(),
+                    console=console, transient=True, disable=json_out or not console.is_terminal)
 

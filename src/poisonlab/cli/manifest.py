@@ -24,6 +24,8 @@ from poisonlab.cli.common import (
     handle_errors,
     out_console,
 )
+from poisonlab.exceptions import DataError
+from poisonlab.files import check_parent
 
 app = typer.Typer(
     name="manifest",
@@ -74,6 +76,7 @@ def create(
     if out.resolve() == data.resolve():
         raise typer.BadParameter("is the data file itself; name a new file for the manifest.",
                                  param_hint="--out")
+    check_parent(out)
     key = load_private_key(sign) if sign is not None else None  # a bad key fails before hashing
     columns = columns_from(text_col, label_col, feature_cols, id_col, source_col, labeler_col)
     manifest = create_manifest(data, columns, digest_size=digest_bytes)
@@ -95,7 +98,7 @@ def create(
     if json_out:
         emit_json(summary)
         return
-    table = _kv_table(f"manifest of {data}", {
+    table = _kv_table(Text(f"manifest of {data}"), {
         "rows": f"{manifest.n_rows:,} ({manifest.kind})",
         "columns": ", ".join(f"{k}={v}" for k, v in manifest.layout.to_dict().items()
                              if v is not None),
@@ -177,7 +180,7 @@ def diff(
         emit_json(result.to_dict(_limit(limit, json_out)))
         return
     counts = result.counts
-    table = Table(title=f"{old} → {new} (rows matched by {result.matched_by})")
+    table = Table(title=Text(f"{old} → {new} (rows matched by {result.matched_by})"))
     for k in (*KINDS, "unchanged"):
         table.add_column(k, justify="right")
     table.add_row(*(f"{counts[k]:,}" for k in (*KINDS, "unchanged")))
@@ -199,6 +202,9 @@ def keygen(
     """Make an Ed25519 key pair for signing manifests (--sign) and checking them (--public-key)."""
     from poisonlab.provenance import key_id, load_public_key, write_keypair
 
+    for path in (out, out.with_name(out.name + ".pub")):
+        if path.exists() and not force:  # an existing file, like any --out: exit 1, not usage
+            raise DataError(f"{path}: already exists; pass --force to replace it.")
     private, public = write_keypair(out, overwrite=force)
     ident = key_id(load_public_key(public))
     if json_out:
@@ -212,7 +218,7 @@ def keygen(
 
 
 # ---------------------------------------------------------------------------------- rendering
-def _kv_table(title: str, rows: dict[str, Any]) -> Table:
+def _kv_table(title: str | Text, rows: dict[str, Any]) -> Table:
     table = Table(title=title, show_header=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")

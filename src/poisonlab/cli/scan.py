@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from poisonlab.cli.app import app
 from poisonlab.cli.common import (
@@ -16,6 +18,7 @@ from poisonlab.cli.common import (
     LABEL_COL_OPTION,
     SEED_OPTION,
     TEXT_COL_OPTION,
+    claim_out,
     columns_from,
     emit_json,
     handle_errors,
@@ -59,6 +62,7 @@ def scan(
 
     if max_rows is not None and max_rows < 2:
         raise ParameterError(f"--max-rows must be at least 2; got {max_rows}.")
+    tmp = claim_out(out, "scan")
     saved = load_saved_model(model, trust_pickle)
     ds = load_dataset(data, columns_from(text_col, label_col, feature_cols),
                       data_dir=data_dir)
@@ -68,8 +72,8 @@ def scan(
                             random_state=seed, where=str(model),
                             progress=lambda msg: progress.update(task, description=msg))
     doc = {"model": str(model), "data": str(data), "seed": seed, **report.to_json()}
-    write_json(out / "scan.json", doc)
-    write_scan_report(report, out / "report.html", model=str(model), data=str(data))
+    write_json(tmp / "scan.json", doc)
+    write_scan_report(report, tmp / "report.html", model=str(model), data=str(data))
     if json_out:
         emit_json(doc)
         return
@@ -79,7 +83,7 @@ def _render_scan(doc: dict[str, Any], out: Path) -> None:
 
     c = out_console
     color = "red" if doc["verdict"] == "backdoor" else "green"
-    target = f", target class [b]{doc['target_class']}[/b]" if doc["target_class"] else ""
+    target = f", target class [b]{escape(str(doc['target_class']))}[/b]" if doc["target_class"] else ""
     c.print(f"verdict: [bold {color}]{doc['verdict']}[/]{target} "
             f"(anomaly index {doc['statistic']['value']}, threshold {doc['threshold']}; "
             f"{doc['method']}, {doc['seconds']} s)")
@@ -87,7 +91,7 @@ def _render_scan(doc: dict[str, Any], out: Path) -> None:
     if absence and doc["verdict"] == "backdoor" and doc["statistic"]["value"] != "inf" and \
             float(doc["statistic"]["value"]) < float(doc["threshold"]):
         c.print(f"  (called on absence: the trigger's words are missing from every clean row of "
-                f"{doc['target_class']}, p <= {absence['alpha']:g})")
+                f"{doc['target_class']}, p <= {absence['alpha']:g})", markup=False)
     margin = doc.get("max_margin")
     if margin:
         below_index = doc["statistic"]["value"] != "inf" and \
@@ -96,12 +100,12 @@ def _render_scan(doc: dict[str, Any], out: Path) -> None:
         how = "called on it" if doc["verdict"] == "backdoor" and below_index else "checked"
         c.print(f"  maximum margin (MM-BD) {how}: class {widest} has the widest margin, "
                 f"{margin['margins'][widest]:g}, p {margin['per_class'][widest]:.3g} against "
-                f"alpha {margin['alpha']:g}")
+                f"alpha {margin['alpha']:g}", markup=False)
     columns = ["#", "trigger", "target class", "flip rate", "anomaly index"]
     table = Table(*columns, *(["absence p"] if absence else []),
                   *(["max margin p"] if margin else []))
     for i, t in enumerate(doc["triggers"][:5], 1):
-        cells = [str(i), str(t["trigger"]), str(t["target_class"]),
+        cells: list[str | Text] = [str(i), Text(str(t["trigger"])), Text(str(t["target_class"])),
                  f"{100 * t['flip_rate']:.1f}%", str(t["anomaly_index"])]
         if absence:
             cells.append(f"{t.get('absence_p', 1.0):.3g}")
@@ -109,5 +113,5 @@ def _render_scan(doc: dict[str, Any], out: Path) -> None:
             cells.append(f"{t.get('max_margin_p', 1.0):.3g}")
         table.add_row(*cells)
     c.print(table)
-    c.print(f"Wrote {out / 'scan.json'} and {out / 'report.html'}.")
+    c.print(f"Wrote {out / 'scan.json'} and {out / 'report.html'}.", markup=False)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import typer
+from rich.markup import escape
 
 from poisonlab.cli.app import app
 from poisonlab.cli.common import (
@@ -24,6 +25,7 @@ from poisonlab.cli.common import (
     pct,
 )
 from poisonlab.exceptions import ParameterError
+from poisonlab.files import check_parent
 
 
 @app.command()
@@ -46,15 +48,16 @@ def train(
     from poisonlab.models import TORCH_SPECS, default_spec, make_model
     from poisonlab.models.io import save_model
 
+    check_parent(out)
     ds = load_dataset(data, columns_from(text_col, label_col, feature_cols), data_dir=data_dir)
-    spec = model or default_spec(ds.kind)
+    spec = model if model is not None else default_spec(ds.kind)
     _check_model_fits(spec, ds.kind)
     params: dict[str, Any] = {}
     if epochs is not None:
         if spec not in TORCH_SPECS:
             raise ParameterError(f"--epochs applies to torch models ({', '.join(TORCH_SPECS)}), not {spec}.")
         params["max_epochs"] = epochs
-    with console.status(f"training {spec} on {len(ds)} rows", spinner="dots"):
+    with console.status(f"training {escape(spec)} on {len(ds)} rows", spinner="dots"):
         fitted = make_model(spec, random_state=seed, **params).fit(ds.X, ds.y, n_classes=ds.n_classes)
     path = save_model(fitted, out, classes=ds.classes, spec=spec)
     summary = {"model": str(path), "spec": spec, "n_rows": len(ds), "classes": list(ds.classes),
@@ -63,7 +66,7 @@ def train(
         emit_json(summary)
     else:
         acc = float(np.mean(fitted.predict(ds.X) == ds.y))
-        out_console.print(f"Saved {spec} to {path} (training accuracy {pct(acc)}).")
+        out_console.print(f"Saved {spec} to {path} (training accuracy {pct(acc)}).", markup=False)
 
 def _check_model_fits(spec: str, kind: str) -> None:
     from poisonlab.models import TABULAR_SPECS, TEXT_SPECS, TORCH_SPECS

@@ -264,19 +264,15 @@ def run(request: Any) -> dict[str, Any]:
 
 
 def write_flags(result: DefenseResult, train: Dataset, out: Path) -> Path:
-    """``out/flags.csv``: one line per training row: row, id, score, flagged."""
-    import csv
+    """``out/flags.csv``: one line per training row: row, id, score, flagged (``true``/``false``);
+    the id comes from the data and is formula-escaped for spreadsheets."""
+    from poisonlab.files import write_csv_for_people
 
     ensemble = result.model
-    path = out / "flags.csv"
-    tmp = path.with_name(path.name + ".partial")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["row", "id", "score", "flagged"])
-        for i, (score, flag) in enumerate(zip(ensemble.train_scores_, ensemble.train_flags_, strict=True)):
-            writer.writerow([i, train.ids[i], f"{score:.4f}", int(flag)])
-    tmp.replace(path)
-    return path
+    rows = ([i, train.ids[i], f"{score:.4f}", bool(flag)]
+            for i, (score, flag) in enumerate(zip(ensemble.train_scores_, ensemble.train_flags_, strict=True)))
+    return write_csv_for_people(out / "flags.csv", ["row", "id", "score", "flagged"], rows,
+                                text_columns=("id",))
 
 
 __all__ = [

@@ -117,7 +117,7 @@ def check_options(method: str, options: dict[str, Any], allowed: Sequence[str]) 
 def save_defense(result: DefenseResult, out: str | Path, *, classes: tuple[str, ...]) -> dict[str, Any]:
     """Write ``out/model...`` (a model file, or the folder ``out/model/`` for an ensemble) and
     ``out/summary.json``; return the summary with ``model_path`` added."""
-    from poisonlab.files import write_json
+    from poisonlab.files import final_path, write_json
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -128,7 +128,7 @@ def save_defense(result: DefenseResult, out: str | Path, *, classes: tuple[str, 
 
         path = save_model(result.model, out / "model", classes=classes,
                           spec=result.summary.get("model"))
-    summary = {**result.summary, "model_path": str(path)}
+    summary = {**result.summary, "model_path": str(final_path(path))}
     if result.certified is not None:
         summary["certified"] = result.certified
     write_json(out / "summary.json", summary)

@@ -105,7 +105,7 @@ def defend_sanitize(train: Dataset, *, model: str | None = None, test: Dataset |
 
 def run(request: DefendRequest) -> dict[str, Any]:
     """``poisonlab defend --method sanitize``: sanitize, retrain, save the model and a summary."""
-    from poisonlab.files import write_json
+    from poisonlab.files import final_path, write_json
     from poisonlab.models.io import save_model
 
     dataset, gt, test = request.dataset, request.ground_truth, request.test
@@ -125,7 +125,7 @@ def run(request: DefendRequest) -> dict[str, Any]:
         "method": "sanitize",
         "dataset": dataset.name,
         "model": res.audit.model_spec,
-        "model_path": str(model_path),
+        "model_path": str(final_path(model_path)),
         **res.metrics,
         "flagged_by_class": {c: int(res.audit.flags[dataset.y == k].sum())
                              for k, c in enumerate(dataset.classes)},

@@ -160,9 +160,13 @@ class Manifest:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".partial")
-        with tmp.open("w", encoding="utf-8", newline="\n") as handle:
-            _write(handle, self.to_dict())
-        tmp.replace(path)
+        try:
+            with tmp.open("w", encoding="utf-8", newline="\n") as handle:
+                _write(handle, self.to_dict())
+            tmp.replace(path)
+        except BaseException:  # an error or Ctrl-C: no half-written manifest left behind
+            tmp.unlink(missing_ok=True)
+            raise
         return path
 
     def with_signature(self, signature: dict[str, str] | None) -> Manifest:

@@ -1,0 +1,5 @@
+"""``python -m poisonlab``: the command line."""
+
+from poisonlab.cli import main
+
+main()
