@@ -203,6 +203,7 @@ def test_scan_a_fitted_pipeline_finds_the_trigger(backdoored_mail: dict[str, Any
     assert found.verdict == "backdoor" and found.target_class == "ham"
     assert found.triggers[0]["trigger"] == "zqxj"
     assert found.trigger_phrases()[:1] == ["zqxj"]
+    assert "zqxj" in found._repr_html_() and found.to_frame()["trigger"].iloc[0] == "zqxj"
     from poisonlab.models import make_model
 
     train = backdoored_mail["train"]
@@ -245,6 +246,9 @@ def test_check_a_fitted_pipeline_with_the_scan_s_triggers(backdoored_mail: dict[
                              n_perturbations=32)
     assert result.flags[60:].all() and result.flags[:60].mean() <= 0.05
     assert set(result.predicted) <= {"ham", "spam"}
+    frame = result.to_frame()
+    assert len(frame) == 120 and frame["flagged"].tolist() == result.flags.tolist()
+    assert "<table>" in result._repr_html_()
 
 
 def test_check_a_raw_estimator_on_tables_and_sparse(cancer: Any) -> None:
@@ -282,6 +286,8 @@ def test_defend_sanitize_with_an_estimator_pipeline_and_fitted_model(cancer: Any
         "Pipeline(StandardScaler, LogisticRegression)"
     fitted = poisonlab.defend(X, y, model=LogisticRegression(max_iter=2000).fit(X, y))
     np.testing.assert_array_equal(fitted.flags, result.flags)
+    assert result.to_frame()["flagged"].sum() == result.summary["n_removed"]
+    assert "sanitize" in result._repr_html_()
     saved = result.save(tmp_path / "out")
     doc = json.loads(saved["summary.json"].read_text())
     assert doc["model_path"] == str(tmp_path / "out" / "model.skops")

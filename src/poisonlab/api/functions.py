@@ -365,8 +365,8 @@ def _kind_of(X: np.ndarray) -> str:
 def _predictor(adapter: Any) -> Any:
     """What STRIP calls: the adapter, or for a custom torch module on table rows its
     ``predict_proba`` alone (the fast image path reads N×H×W×C)."""
-    if getattr(adapter, "module", None) is not None and getattr(adapter, "input_shape_", (0, 0, 0)) \
-            and len(adapter.input_shape_) == 1:
+    shape = getattr(adapter, "input_shape_", None)
+    if getattr(adapter, "module", None) is not None and shape is not None and len(shape) == 1:
         return _Probabilities(adapter)
     return adapter
 

@@ -97,7 +97,7 @@ def as_dataset(
             raise DataError(f"X has {n} rows but y has {len(y_arr)}.")
     if classes is not None:
         classes = tuple(str(c) for c in classes)
-    ids = None
+    ids: Any = None
     if hasattr(y, "index") and _is_series(y):
         ids = np.array([str(i) for i in y.index], dtype=object)
         if len(set(ids)) != len(ids):

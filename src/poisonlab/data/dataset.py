@@ -194,10 +194,9 @@ class Dataset:
 
 
 def _all_strings(values: object) -> bool:
-    try:
-        return len(values) > 0 and all(isinstance(v, str) for v in values)  # type: ignore[arg-type]
-    except TypeError:
+    if not isinstance(values, (list, tuple)):
         return False
+    return len(values) > 0 and all(isinstance(v, str) for v in values)
 
 
 def default_ids(n: int) -> np.ndarray:

@@ -150,10 +150,10 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
     def _check(self, X: np.ndarray | None = None) -> None:
         if hasattr(self, "net_"):
             return
-        if getattr(self, "module", None) is None:
+        net = getattr(self, "module", None)
+        if net is None:
             raise NotFittedError("This model is not fitted yet: call fit first.")
         # A module handed over as it is: predict with it, sizing the outputs by one forward pass.
-        net = self.module
         net.eval()
         if X is None or len(X) == 0:
             raise NotFittedError("An unfitted module's classes are read from its first prediction; "
