@@ -197,9 +197,14 @@ def backdoored_mail(mail: Dataset) -> dict[str, Any]:
     return {"bad": bad, "clean": clean, "train": train, "names": names}
 
 
-def test_scan_a_fitted_pipeline_finds_the_trigger(backdoored_mail: dict[str, Any]) -> None:
+@pytest.fixture(scope="module")
+def found(backdoored_mail: dict[str, Any]) -> Any:
     clean, names = backdoored_mail["clean"], backdoored_mail["names"]
-    found = poisonlab.scan(backdoored_mail["bad"], list(clean.X), list(names[clean.y]))
+    return poisonlab.scan(backdoored_mail["bad"], list(clean.X), list(names[clean.y]), max_rows=100)
+
+
+def test_scan_a_fitted_pipeline_finds_the_trigger(backdoored_mail: dict[str, Any], found: Any) -> None:
+    clean = backdoored_mail["clean"]
     assert found.verdict == "backdoor" and found.target_class == "ham"
     assert found.triggers[0]["trigger"] == "zqxj"
     assert found.trigger_phrases()[:1] == ["zqxj"]
@@ -208,7 +213,7 @@ def test_scan_a_fitted_pipeline_finds_the_trigger(backdoored_mail: dict[str, Any
 
     train = backdoored_mail["train"]
     fitted = make_model("logreg-text").fit(train.X, train.y, n_classes=2)  # a poisonlab adapter
-    assert poisonlab.scan(fitted, clean).verdict == "clean"
+    assert poisonlab.scan(fitted, clean, max_rows=100).verdict == "clean"
 
 
 def test_scan_needs_a_trained_model(mail: Dataset) -> None:
@@ -235,12 +240,12 @@ def test_scan_and_check_a_torch_module_on_images(digit_images: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------- check
-def test_check_a_fitted_pipeline_with_the_scan_s_triggers(backdoored_mail: dict[str, Any]) -> None:
+def test_check_a_fitted_pipeline_with_the_scan_s_triggers(backdoored_mail: dict[str, Any],
+                                                           found: Any) -> None:
     from poisonlab.attacks import TextTrigger
 
     clean = backdoored_mail["clean"]
     bad = backdoored_mail["bad"]
-    found = poisonlab.scan(bad, clean)
     live = list(clean.X[:60]) + list(TextTrigger(phrase="zqxj").apply(clean.X[60:120]))
     result = poisonlab.check(bad, live, calibrate=list(clean.X[120:]), triggers=found,
                              n_perturbations=32)
@@ -349,22 +354,23 @@ def test_saved_files_are_the_cli_s(tmp_path: Path, mail: Dataset, backdoored_mai
     from poisonlab.models.io import save_model
     from poisonlab.models.sklearn import SklearnModel
 
-    data = str(save_dataset(mail, tmp_path / "mail.csv"))
+    data = str(save_dataset(mail.subset(np.arange(0, 600, 2)), tmp_path / "mail.csv"))
     _invoke("audit", data, "--model", "nb-text", "--out", str(tmp_path / "cli-audit"), "--seed", "3")
     poisonlab.audit(data, model="nb-text", random_state=3).save(tmp_path / "api-audit")
     _same_files(tmp_path / "cli-audit", tmp_path / "api-audit", ("flags.csv", "summary.json", "report.html"))
 
     clean = backdoored_mail["clean"]
     clean_csv = str(save_dataset(clean, tmp_path / "clean.csv"))
+    live_csv = str(save_dataset(clean.subset(np.arange(40)), tmp_path / "live.csv"))
     model = str(save_model(SklearnModel(estimator=backdoored_mail["bad"]), tmp_path / "bad",
                            classes=("ham", "spam"), spec=None))
     _invoke("scan", model, "--data", clean_csv, "--max-rows", "60", "--out", str(tmp_path / "cli-scan"))
     poisonlab.scan(model, clean_csv, max_rows=60).save(tmp_path / "api-scan")
     _same_files(tmp_path / "cli-scan", tmp_path / "api-scan", ("scan.json", "report.html"))
 
-    _invoke("check", model, "--data", clean_csv, "--calibrate", data, "--perturbations", "16",
+    _invoke("check", model, "--data", live_csv, "--calibrate", clean_csv, "--perturbations", "16",
             "--out", str(tmp_path / "cli-check"))
-    poisonlab.check(model, clean_csv, calibrate=data, n_perturbations=16).save(tmp_path / "api-check")
+    poisonlab.check(model, live_csv, calibrate=clean_csv, n_perturbations=16).save(tmp_path / "api-check")
     _same_files(tmp_path / "cli-check", tmp_path / "api-check", ("verdicts.csv", "summary.json"))
 
     out = tmp_path / "cli-defend"
@@ -377,4 +383,4 @@ def test_saved_files_are_the_cli_s(tmp_path: Path, mail: Dataset, backdoored_mai
     from poisonlab.models.io import load_model
 
     a, b = (load_model(d / "model.skops").model for d in (out, tmp_path / "api-defend"))
-    np.testing.assert_array_equal(a.predict_proba(mail.X), b.predict_proba(mail.X))
+    np.testing.assert_array_equal(a.predict_proba(clean.X), b.predict_proba(clean.X))

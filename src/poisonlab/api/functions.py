@@ -3,14 +3,15 @@ from Python, on your own data and models as they are."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from poisonlab.api import results
 from poisonlab.api.inputs import as_dataset, read_training_data
-from poisonlab.api.results import CheckResult, DefendResult, ScanResult, collect_files, remove_tree
 from poisonlab.data import Columns, Dataset
 from poisonlab.exceptions import DataError, ModelError, ParameterError
 
@@ -92,7 +93,7 @@ def scan(
     random_state: int | None = 0,
     trust_pickle: bool = False,
     progress: Any = None,
-) -> ScanResult:
+) -> results.ScanResult:
     """Scan a trained model for a backdoor and its trigger, with clean labelled rows.
 
     Parameters
@@ -140,7 +141,7 @@ def scan(
     adapter, model_classes, model_name = _trained(model, data.X, classes, trust_pickle, "scan")
     report = scan_model(adapter, model_classes or data.classes, data, max_rows=max_rows,
                         random_state=random_state, where=model_name, progress=progress)
-    return ScanResult(report=report, model=adapter, model_name=model_name,
+    return results.ScanResult(report=report, model=adapter, model_name=model_name,
                       data_name=_data_name(X, data), seed=random_state)
 
 
@@ -158,7 +159,7 @@ def check(
     random_state: int | None = 0,
     trust_pickle: bool = False,
     progress: Any = None,
-) -> CheckResult:
+) -> results.CheckResult:
     """Check live inputs for triggers (STRIP), calibrated on clean inputs.
 
     Parameters
@@ -212,14 +213,14 @@ def check(
         raise DataError(f"The inputs are {inputs.kind} data but the calibration rows are "
                         f"{clean.kind} data.")
     adapter, model_classes, model_name = _trained(model, clean.X, classes, trust_pickle, "check")
-    phrases = triggers.trigger_phrases() if isinstance(triggers, ScanResult) else \
+    phrases = triggers.trigger_phrases() if isinstance(triggers, results.ScanResult) else \
         (None if triggers is None else [str(t) for t in triggers])
     report = check_inputs(_predictor(adapter), inputs.X, clean.X, ids=inputs.ids,
                           false_rejection_rate=false_rejection_rate, n_perturbations=n_perturbations,
                           random_state=random_state, triggers=phrases, window=window,
                           progress=progress)
     names = tuple(model_classes) or None
-    return CheckResult(report=report, model=adapter, classes=names, model_name=model_name,
+    return results.CheckResult(report=report, model=adapter, classes=names, model_name=model_name,
                        data_name=_data_name(X, inputs), calibrate_name=_data_name(calibrate, clean),
                        seed=random_state)
 
@@ -238,7 +239,7 @@ def defend(
     out: str | Path | None = None,
     progress: Any = None,
     **options: Any,
-) -> DefendResult:
+) -> results.DefendResult:
     """Defend a training set: sanitize and retrain, bagging, partition aggregation, or DP training.
 
     Parameters
@@ -305,13 +306,13 @@ def defend(
                                 test=test_ds, random_state=random_state, progress=progress,
                                 options=options)
         summary = run(request)
-        files = collect_files(target)
+        files = _collect_files(target)
         fitted = _load_defended(target, summary)
     finally:
         if out is None:
-            remove_tree(target)
+            shutil.rmtree(target, ignore_errors=True)
     flags = _defense_flags(files, dataset) if method in ("sanitize", "bagging") else None
-    return DefendResult(method=method, summary=summary, files=files, written_to=str(target),
+    return results.DefendResult(method=method, summary=summary, files=files, written_to=str(target),
                         model=fitted, flags=flags, dataset=dataset)
 
 
@@ -427,3 +428,9 @@ def _defense_flags(files: dict[str, bytes], dataset: Dataset) -> np.ndarray | No
     if len(rows) != len(dataset) or not rows or "flagged" not in rows[0]:
         return None
     return np.array([r["flagged"].strip().lower() == "true" for r in rows], dtype=bool)
+
+
+def _collect_files(root: Path) -> dict[str, bytes]:
+    """Every file under ``root``, by its path relative to ``root`` (with ``/``)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()}

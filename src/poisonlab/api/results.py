@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import html
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,7 +148,13 @@ def scan_trigger_phrases(doc: dict[str, Any]) -> list[str]:
 
 # ---------------------------------------------------------------------------------- rendering
 def frame(columns: dict[str, Any]) -> Any:
-    """A pandas DataFrame of ``columns``, or an ImportError naming the extra to install."""
+    """A pandas DataFrame of ``columns``, or an ImportError naming the package to install.
+
+    References
+    ----------
+    .. [1] McKinney, "Data Structures for Statistical Computing in Python", SciPy 2010.
+       https://doi.org/10.25080/Majora-92bf1922-00a
+    """
     try:
         import pandas as pd
     except ImportError:
@@ -159,7 +164,15 @@ def frame(columns: dict[str, Any]) -> Any:
 
 def html_table(title: str, facts: list[tuple[str, Any]], header: list[str],
                rows: list[list[Any]], note: str = "") -> str:
-    """A small escaped HTML block: a title, key facts and a table (every cell escaped)."""
+    """A small HTML block for notebooks: a title, key facts and a table, every text escaped.
+
+    References
+    ----------
+    .. [1] IPython, "Rich display: _repr_html_".
+       https://ipython.readthedocs.io/en/stable/config/integrating.html
+    .. [2] OWASP, "Cross Site Scripting Prevention Cheat Sheet" (why every cell is escaped).
+       https://cheatsheetseries.owasp.org/cheatsheets/Cross_Site_Scripting_Prevention_Cheat_Sheet.html
+    """
     esc = html.escape
     parts = [f"<div class='poisonlab'><b>{esc(title)}</b>",
              "<ul>" + "".join(f"<li>{esc(str(k))}: {esc(str(v))}</li>" for k, v in facts) + "</ul>"]
@@ -426,13 +439,3 @@ class DefendResult:
 
     def __repr__(self) -> str:
         return f"DefendResult(method={self.method!r}, files={sorted(self.files)})"
-
-
-def collect_files(root: Path) -> dict[str, bytes]:
-    """Every file under ``root``, by its path relative to ``root`` (with ``/``)."""
-    return {p.relative_to(root).as_posix(): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def remove_tree(root: Path) -> None:
-    shutil.rmtree(root, ignore_errors=True)
