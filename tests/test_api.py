@@ -384,3 +384,11 @@ def test_saved_files_are_the_cli_s(tmp_path: Path, mail: Dataset, backdoored_mai
 
     a, b = (load_model(d / "model.skops").model for d in (out, tmp_path / "api-defend"))
     np.testing.assert_array_equal(a.predict_proba(clean.X), b.predict_proba(clean.X))
+
+
+def test_a_model_fitted_on_integers_scans_data_with_class_names(mail: Dataset) -> None:
+    fitted = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(list(mail.X), mail.y)
+    result = poisonlab.scan(fitted, mail, max_rows=40)  # columns 0, 1 are the data's ham, spam
+    assert result.report.classes == ("ham", "spam")
+    with pytest.raises(DataError, match="carries its labels and classes"):
+        poisonlab.audit(mail, classes=("ham", "spam"))

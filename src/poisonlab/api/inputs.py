@@ -62,10 +62,14 @@ def as_dataset(
        Python", Nature Methods 17, 2020. https://doi.org/10.1038/s41592-019-0686-2
     """
     if isinstance(X, Dataset):
-        if y is not None:
-            raise DataError("X is a Dataset, which carries its labels; pass y only with arrays.")
+        if y is not None or classes is not None:
+            raise DataError("X is a Dataset, which carries its labels and classes; pass y and "
+                            "classes only with arrays.")
         return X
     if isinstance(X, (str, Path)):
+        if classes is not None:
+            raise DataError(f"X is the path {str(X)!r}, whose classes come from the file; pass "
+                            "classes only with arrays.")
         if y is not None:
             raise DataError(f"X is the path {str(X)!r}, whose labels come from the file; pass y only "
                             "with arrays.")

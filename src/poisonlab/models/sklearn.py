@@ -31,7 +31,7 @@ class SklearnModel(ClassifierMixin, BaseEstimator):
 
     An ``estimator`` that is fitted already predicts without ``fit``: the first prediction adopts
     it as ``estimator_`` (not a copy), with one column per entry of its ``classes_`` in that order
-    (string class names included; their names are kept in ``class_names_``).
+    (string class names included; names other than ``0..K-1`` are kept in ``class_names_``).
 
     Parameters
     ----------
@@ -72,7 +72,8 @@ class SklearnModel(ClassifierMixin, BaseEstimator):
         self.estimator_ = self.estimator
         self.n_classes_ = len(labels)
         self.classes_ = np.arange(self.n_classes_)
-        self.class_names_ = tuple(str(c) for c in labels)
+        if not np.array_equal(labels, np.arange(len(labels))):
+            self.class_names_ = tuple(str(c) for c in labels)  # names (or shifted numbers) it was fit on
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         self._check()
