@@ -264,7 +264,7 @@ def test_check_a_raw_estimator_on_tables_and_sparse(cancer: Any) -> None:
     dense = poisonlab.check(model, X[:100], calibrate=X[100:], n_perturbations=16)
     sparse = poisonlab.check(model, sp.csr_matrix(X[:100]), calibrate=X[100:], n_perturbations=16)
     np.testing.assert_allclose(dense.scores, sparse.scores)
-    assert dense.classes == ("0", "1")
+    assert set(dense.predicted) <= {"0", "1"}
 
 
 def test_check_a_torch_module_on_tables(cancer: Any) -> None:
