@@ -162,7 +162,7 @@ class AuditResult:
 
     def to_frame(self) -> Any:
         """One row per audited row (pandas): id, label, score, flagged, reasons."""
-        from poisonlab.api.results import frame
+        from poisonlab.report.notebook import frame
 
         ds = self.dataset
         return frame({"id": ds.ids, "label": np.array([ds.classes[k] for k in ds.y], dtype=object),
@@ -170,7 +170,7 @@ class AuditResult:
                       "reasons": np.array(self.reasons, dtype=object)})
 
     def _repr_html_(self) -> str:
-        from poisonlab.api.results import html_table
+        from poisonlab.report.notebook import html_table
 
         ds = self.dataset
         rows = [[int(i), ds.ids[i], ds.classes[ds.y[i]], f"{self.scores[i]:.2f}", self.reasons[i]]
