@@ -23,10 +23,9 @@ import inspect
 import types
 from typing import Any
 
-__version__ = "0.1.0"
-
 from poisonlab.data import Dataset, load_dataset, save_dataset
 from poisonlab.exceptions import PoisonlabError
+from poisonlab.version import __version__
 
 __all__ = [
     "CheckResult",
