@@ -305,6 +305,15 @@ def test_defend_with_a_torch_module_says_it_cannot_be_saved(cancer: Any) -> None
 
 
 # ---------------------------------------------------------------------------------- results
+def test_notebook_html_escapes_every_cell() -> None:
+    from poisonlab.report.notebook import html_table
+
+    page = html_table("<b>t</b>", [("<k>", "<img src=x onerror=alert(1)>")], ["<h>"],
+                      [["<script>x</script>", "a & b"]], note="<i>")
+    assert "<script>" not in page and "<img" not in page and "<b>t" not in page
+    assert "&lt;script&gt;" in page and "a &amp; b" in page
+
+
 def test_results_frames_and_escaped_html(mail: Dataset) -> None:
     pytest.importorskip("pandas")
     X = mail.X.copy()

@@ -25,6 +25,9 @@ def test_dataset_takes_string_labels_and_lists() -> None:
         Dataset(["a"], ["x"], classes=("y",))
     with pytest.raises(DataError, match="mixed label types"):
         Dataset(["a", "b"], ["ham", "3"])
+    assert list(Dataset(np.zeros((2, 1)), np.array([1.0, 0.0])).y) == [1, 0]
+    with pytest.raises(DataError, match=r"y must hold class names or integers; row 1 has 0\.5"):
+        Dataset(np.zeros((2, 1)), np.array([1.0, 0.5]))
     with pytest.raises(DataError, match="X has 2 rows but y has 1"):
         Dataset(["a", "b"], ["ham"])
 

@@ -102,7 +102,12 @@ class Dataset:
 
     def _label_codes(self, y: np.ndarray) -> np.ndarray:
         """Integer labels for class names (or integral floats), setting ``classes`` if missing."""
-        if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+        if y.dtype.kind in "fc":
+            bad = ~np.isfinite(y) | (y != np.round(y)) if y.dtype.kind == "f" else np.ones(len(y), bool)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise DataError(f"{self.name}: y must hold class names or integers; row {i} has "
+                                f"{y[i].item()!r} ({int(bad.sum())} rows in all).")
             y = y.astype(np.int64)
             if self.classes is None:
                 top = int(y.max()) + 1
