@@ -145,6 +145,44 @@ class AuditResult:
         order = np.argsort(-self.scores, kind="stable")
         return order if limit is None else order[:limit]
 
+    @property
+    def triggers(self) -> list[dict[str, Any]]:
+        """The suspected triggers (text), as in ``summary.json``."""
+        return self.suspected_triggers
+
+    @property
+    def flagged(self) -> np.ndarray:
+        """The same as ``flags``: True where a row looks planted or mislabeled."""
+        return self.flags
+
+    def save(self, out_dir: str | Path, *, html: bool = True) -> dict[str, Path]:
+        """Write ``flags.csv``, ``summary.json`` and ``report.html``, as ``poisonlab audit`` does."""
+        from poisonlab.files import saved_as_result_set
+
+        return saved_as_result_set(out_dir, "audit", lambda tmp: write_audit(self, tmp, html=html))
+
+    def to_frame(self) -> Any:
+        """One row per audited row (pandas): id, label, score, flagged, reasons."""
+        from poisonlab.report.notebook import frame
+
+        ds = self.dataset
+        return frame({"id": ds.ids, "label": np.array([ds.classes[k] for k in ds.y], dtype=object),
+                      "score": self.scores, "flagged": self.flags,
+                      "reasons": np.array(self.reasons, dtype=object)})
+
+    def _repr_html_(self) -> str:
+        from poisonlab.report.notebook import html_table
+
+        ds = self.dataset
+        rows = [[int(i), ds.ids[i], ds.classes[ds.y[i]], f"{self.scores[i]:.2f}", self.reasons[i]]
+                for i in self.ranked(10) if self.flags[i]]
+        return html_table(
+            f"poisonlab audit of {ds.name}: {int(self.flags.sum())} of {len(ds)} rows flagged",
+            [("model", self.model_spec), ("representation", self.representation),
+             ("suspected triggers", ", ".join(str(t["trigger"]) for t in self.suspected_triggers[:5])
+              or "none")],
+            ["row", "id", "label", "score", "reasons"], rows)
+
 
 # ---------------------------------------------------------------------------------- pipeline
 def audit(
@@ -162,15 +200,15 @@ def audit(
     """Audit ``dataset`` (see the module docstring).
 
     ``model``: a built-in spec (``nb-text``, ``logreg-text``, ``logreg``, ``mlp``, ``cnn``,
-    ``torch-mlp``), an unfitted poisonlab model object, or None for the default of the data's kind
-    (``logreg-text`` for text, ``cnn`` for images, ``logreg`` for tables). ``representation``: see
+    ``torch-mlp``), a scikit-learn estimator or pipeline, a torch ``nn.Module``, a poisonlab model
+    object (anything :func:`poisonlab.models.resolve_model` takes; it is cloned and trained here),
+    or None for the default of the data's kind (``logreg-text`` for text, ``cnn`` for images,
+    ``logreg`` for tables). ``representation``: see
     :func:`poisonlab.detect.model_representation`. ``detectors``: names from :data:`DETECTORS`
     (default: all that apply). ``n_folds``: folds for out-of-fold probabilities (default 5; 3 for
     networks and above 20,000 rows). ``fitted_model``: the model already trained on exactly these rows (skips the
     first step; the out-of-fold models are still trained fresh).
     """
-    from poisonlab.models import make_model
-
     n = len(dataset)
     if n < 10:
         raise DataError(f"{dataset.name}: an audit needs at least 10 rows; got {n}.")
@@ -186,18 +224,17 @@ def audit(
             f"The 'representation' parameter of audit must be one of {list(REPRESENTATIONS)}. "
             f"Got {representation!r} instead."
         )
-    spec = default_model(dataset.kind) if model is None else model
-    spec_name = spec if isinstance(spec, str) else type(spec).__name__
-    torch_params = dict(torch_params or {})
+    from sklearn.base import clone
+
+    from poisonlab.models import describe_model, resolve_model
+
+    spec = resolve_model(model, dataset.kind, random_state=random_state, **dict(torch_params or {}))
+    spec_name = describe_model(default_model(dataset.kind) if model is None else model)
 
     def fresh() -> Any:
-        if isinstance(spec, str):
-            return make_model(spec, random_state=random_state, **(torch_params if spec in ("cnn", "torch-mlp") else {}))
-        from sklearn.base import clone
-
         return clone(spec)
 
-    is_torch = isinstance(spec, str) and spec in ("cnn", "torch-mlp")
+    is_torch = type(spec).__name__ == "TorchClassifier"
     folds = n_folds if n_folds is not None else (3 if is_torch or n > 20000 else 5)
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ParameterError(f"The 'n_folds' parameter of audit must be an int >= 2. Got {folds!r} instead.")
@@ -258,7 +295,9 @@ def default_model(kind: str) -> str:
     Text gets logistic regression rather than naive Bayes because its per-feature contributions
     carry what it learned (a trigger's weight); see the representation table in the README.
     """
-    return {"text": "logreg-text", "image": "cnn", "tabular": "logreg"}[kind]
+    from poisonlab.models import default_spec
+
+    return default_spec(kind)
 
 
 def _check_detectors(detectors: tuple[str, ...] | None, kind: str) -> tuple[str, ...]:

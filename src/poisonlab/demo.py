@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from poisonlab import __version__
 from poisonlab.attacks import LabelFlipAttack
 from poisonlab.data import load_dataset
 from poisonlab.data.dataset import Dataset
@@ -28,6 +27,7 @@ from poisonlab.exceptions import ParameterError
 from poisonlab.measure.budget import minimum_budget
 from poisonlab.measure.metrics import bootstrap_rate, spread
 from poisonlab.measure.runners import RetrainRunner, TextRunner, TriggerConfig, make_runner
+from poisonlab.version import __version__
 
 Progress = Callable[[str], None]
 

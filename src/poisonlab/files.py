@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +265,12 @@ def _swap(tmp: Path, out: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+def saved_as_result_set(out_dir: str | Path, command: str,
+                        write: Callable[[Path], dict[str, Path]]) -> dict[str, Path]:
+    """Run ``write`` on a temporary folder and swap it in as ``out_dir`` whole, as the command
+    line does (:func:`poisonlab.files.result_set`): the paths returned are the final ones."""
+    out = Path(out_dir)
+    with result_set(out, command) as tmp:
+        written = write(tmp)
+    return {k: out / Path(p).relative_to(tmp) for k, p in written.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,9 @@ from poisonlab.exceptions import DataError
 from poisonlab.provenance import RowStream, create_manifest
 
 
-def _write_all_formats(tmp_path: Path) -> dict[str, Path]:
+def _write_all_formats(tmp_path: Path, fmt: str) -> dict[str, Path]:
+    """The same rows as CSV, TSV and JSONL; as Parquet too when ``fmt`` asks for it (skipped
+    without pyarrow, the ``parquet`` extra)."""
     rows = mail_rows(10)
     rows.insert(4, ["m900", 'quoted, "comma"\nand a newline', "ham", "feed-0", "ann-0"])
     paths = {"csv": write_csv(tmp_path / "d.csv", MAIL_HEADER, rows)}
@@ -28,9 +31,10 @@ def _write_all_formats(tmp_path: Path) -> dict[str, Path]:
     jsonl.write_text("\n\n".join(json.dumps(dict(zip(MAIL_HEADER, r, strict=True))) for r in rows),
                      encoding="utf-8")
     paths["jsonl"] = jsonl
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    if fmt != "parquet":
+        return paths
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
     table = pa.table({h: [r[k] for r in rows] for k, h in enumerate(MAIL_HEADER)})
     pq.write_table(table, tmp_path / "d.parquet", row_group_size=4)
     paths["parquet"] = tmp_path / "d.parquet"
@@ -39,7 +43,7 @@ def _write_all_formats(tmp_path: Path) -> dict[str, Path]:
 
 @pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "parquet"])
 def test_rows_match_load_dataset(tmp_path: Path, fmt: str) -> None:
-    path = _write_all_formats(tmp_path)[fmt]
+    path = _write_all_formats(tmp_path, fmt)[fmt]
     columns = Columns(source="source", labeler="labeler")
     ds = load_dataset(path, columns)
     stream = RowStream(path, columns)
@@ -52,6 +56,16 @@ def test_rows_match_load_dataset(tmp_path: Path, fmt: str) -> None:
     assert [r[4] for r in rows] == list(ds.labeler)  # type: ignore[arg-type]
     # and a manifest of the file equals a manifest of the dataset loaded from it
     assert create_manifest(path, columns).merkle_root == create_manifest(ds).merkle_root
+
+
+def test_text_formats_need_no_pyarrow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # None in sys.modules makes `import pyarrow` raise ImportError, as on an install without
+    # the parquet extra: the CSV/TSV/JSONL cases still run, the Parquet case skips.
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    assert sorted(_write_all_formats(tmp_path, "csv")) == ["csv", "jsonl", "tsv"]
+    with pytest.raises(pytest.skip.Exception):
+        _write_all_formats(tmp_path, "parquet")
 
 
 def test_tabular_and_numeric_labels_match_load_dataset(tmp_path: Path) -> None:

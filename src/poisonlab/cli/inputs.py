@@ -18,6 +18,7 @@ from poisonlab.cli.common import (
     warn,
 )
 from poisonlab.exceptions import ParameterError
+from poisonlab.models import SPEC_TABLE
 
 MODEL_OPTION = typer.Option(
     None, "--model",
@@ -30,8 +31,7 @@ SOURCE_COL_OPTION = typer.Option(None, "--source-col",
 LABELER_COL_OPTION = typer.Option(None, "--labeler-col",
                                   help="Column naming each row's labeler (default: 'labeler' if present).")
 
-KIND_OF_SPEC = {"nb-text": ("text",), "logreg-text": ("text",), "logreg": ("tabular", "image"),
-                "mlp": ("tabular", "image"), "cnn": ("image",), "torch-mlp": ("image",)}
+KIND_OF_SPEC = {name: spec.kinds for name, spec in SPEC_TABLE.items()}
 
 TRUST_PICKLE_OPTION = typer.Option(
     False, "--trust-pickle",

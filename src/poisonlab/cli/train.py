@@ -69,9 +69,9 @@ def train(
         out_console.print(f"Saved {spec} to {path} (training accuracy {pct(acc)}).", markup=False)
 
 def _check_model_fits(spec: str, kind: str) -> None:
-    from poisonlab.models import TABULAR_SPECS, TEXT_SPECS, TORCH_SPECS
+    from poisonlab.models import specs_for
 
-    allowed = {"text": TEXT_SPECS, "image": TORCH_SPECS + TABULAR_SPECS, "tabular": TABULAR_SPECS}[kind]
+    allowed = specs_for(kind)
     if spec not in allowed:
         raise ParameterError(f"Model {spec!r} does not take {kind} data; use one of {list(allowed)}.")
 

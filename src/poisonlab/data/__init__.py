@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,18 +27,46 @@ __all__ = [
 
 
 def load_dataset(
-    spec: str | Path,
+    spec: str | Path | Any,
     columns: Columns | None = None,
     *,
     data_dir: str | Path | None = None,
 ) -> Dataset:
-    """Load a named corpus (``spamassassin``, ``digits``, ``mnist``) or a file or folder.
+    """Load a named corpus, a file or folder, or a table already in memory.
 
-    Files: ``.csv``/``.tsv``/``.jsonl``/``.parquet`` (text or tabular columns), ``.npz`` images, or
-    a folder of ``<class>/<image>`` files. A folder written by ``poisonlab attack`` loads its data.
+    Parameters
+    ----------
+    spec : str, Path, pandas.DataFrame or mapping of column name to values
+        A named corpus (``spamassassin``, ``digits``, ``mnist``); a file: ``.csv``/``.tsv``/
+        ``.jsonl``/``.parquet`` (text or tabular columns), ``.npz`` images; a folder of
+        ``<class>/<image>`` files or one written by ``poisonlab attack``; or a DataFrame (or a
+        dict of equal-length columns), read like a table file: a label column, then a text
+        column or numeric feature columns, optional id, source and labeler columns.
+    columns : Columns, optional
+        Which columns play which role (default: the usual names, as for files).
+    data_dir : str or Path, optional
+        Where named corpora are cached.
+
+    Returns
+    -------
+    Dataset
+
+    References
+    ----------
+    .. [1] McKinney, "Data Structures for Statistical Computing in Python", SciPy 2010 (pandas).
+       https://doi.org/10.25080/Majora-92bf1922-00a
     """
     from poisonlab.data import corpora
 
+    table = _in_memory_table(spec)
+    if table is not None:
+        from poisonlab.data.readers import table_to_dataset
+
+        where = "the DataFrame" if hasattr(spec, "columns") else "the table"
+        return table_to_dataset(table, columns or Columns(), where=where, name="dataframe")
+    if not isinstance(spec, (str, Path)):
+        raise DataError(f"load_dataset takes a corpus name, a path or a DataFrame; got a "
+                        f"{type(spec).__name__}.")
     name = str(spec)
     if name == "spamassassin":
         return corpora.load_spamassassin(data_dir)
@@ -57,6 +87,25 @@ def load_dataset(
     if path.suffix.lower() == ".npz":
         return read_npz(path)
     return read_table_file(path, columns)
+
+
+def _in_memory_table(spec: Any) -> dict[str, list[object]] | None:
+    """The columns of a DataFrame or a mapping of columns, as lists (None for anything else)."""
+    if isinstance(spec, Mapping):
+        return {str(k): list(v) for k, v in spec.items()}
+    if type(spec).__name__ == "DataFrame" and hasattr(spec, "columns") and hasattr(spec, "to_dict"):
+        out: dict[str, list[object]] = {}
+        for col in spec.columns:
+            values = spec[col].tolist()
+            out[str(col)] = [None if _missing(v) else v for v in values]
+        if len(out) != len(spec.columns):
+            raise DataError("The DataFrame has two columns with the same name.")
+        return out
+    return None
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def save_dataset(dataset: Dataset, path: str | Path) -> Path:

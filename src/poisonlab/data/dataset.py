@@ -25,11 +25,30 @@ class Dataset:
 
     Instances are immutable by convention: methods return new datasets and never write into the
     arrays of ``self``.
+
+    Parameters
+    ----------
+    X : array-like
+        Numeric rows N×D, images N×H×W×C, or text (a list or array of ``str``, stored as an
+        object array).
+    y : array-like
+        N labels: integers in ``range(len(classes))``, or class names (strings). Without
+        ``classes``, names are sorted alphabetically and integers numerically, as
+        :func:`encode_labels` does for files.
+    classes : sequence of str, optional
+        Class names; ``classes[y[i]]`` names row ``i``'s label. With string labels, every label
+        must be one of them, and their order sets the integer labels.
+
+    References
+    ----------
+    .. [1] Northcutt, Athalye and Mueller, "Pervasive Label Errors in Test Sets Destabilize
+       Machine Learning Benchmarks", NeurIPS 2021 (datasets with named classes and stable ids).
+       https://arxiv.org/abs/2103.14749
     """
 
     X: np.ndarray
     y: np.ndarray
-    classes: tuple[str, ...]
+    classes: tuple[str, ...] = None  # type: ignore[assignment]  # from y when not given
     ids: np.ndarray = None  # type: ignore[assignment]  # "0".."N-1" when not given
     source: np.ndarray | None = None
     labeler: np.ndarray | None = None
@@ -37,14 +56,28 @@ class Dataset:
     name: str = "dataset"
 
     def __post_init__(self) -> None:
-        n = len(self.X)
+        X = self.X
+        if not isinstance(X, np.ndarray):
+            if hasattr(X, "toarray"):
+                raise DataError(f"{self.name}: X is a sparse matrix; pass X.toarray(), or pass it to "
+                                "poisonlab.audit/scan/check, which densify it.")
+            X = np.asarray(X, dtype=object if _all_strings(X) else None)
+        if X.dtype.kind == "U":
+            X = X.astype(object)
+        object.__setattr__(self, "X", X)
+        n = len(X)
         y = np.asarray(self.y)
         if y.ndim != 1:
             raise DataError(f"{self.name}: y must be one-dimensional, got shape {y.shape}.")
         if len(y) != n:
             raise DataError(f"{self.name}: X has {n} rows but y has {len(y)}.")
+        if y.dtype == bool:
+            y = y.astype(np.int64)
         if y.size and not np.issubdtype(y.dtype, np.integer):
-            raise DataError(f"{self.name}: y must hold integer labels, got dtype {y.dtype}.")
+            y = self._label_codes(y)
+        elif self.classes is None:
+            top = int(y.max()) + 1 if y.size else 0
+            object.__setattr__(self, "classes", tuple(str(k) for k in range(top)))
         object.__setattr__(self, "y", y.astype(np.int64, copy=False))
         if y.size and (y.min() < 0 or y.max() >= len(self.classes)):
             raise DataError(
@@ -66,6 +99,30 @@ class Dataset:
                     raise DataError(f"{self.name}: X has {n} rows but {col} has {len(value)}.")
                 object.__setattr__(self, col, value)
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
+
+    def _label_codes(self, y: np.ndarray) -> np.ndarray:
+        """Integer labels for class names (or integral floats), setting ``classes`` if missing."""
+        if y.dtype.kind in "fc":
+            bad = ~np.isfinite(y) | (y != np.round(y)) if y.dtype.kind == "f" else np.ones(len(y), bool)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise DataError(f"{self.name}: y must hold class names or integers; row {i} has "
+                                f"{y[i].item()!r} ({int(bad.sum())} rows in all).")
+            y = y.astype(np.int64)
+            if self.classes is None:
+                top = int(y.max()) + 1
+                object.__setattr__(self, "classes", tuple(str(k) for k in range(top)))
+            return y
+        if self.classes is None:
+            codes, classes = encode_labels(list(y), where=f"{self.name}: y")
+            object.__setattr__(self, "classes", classes)
+            return codes
+        names = [str(c) for c in self.classes]
+        lookup = {c: i for i, c in enumerate(names)}
+        unknown = sorted({str(v) for v in y} - set(lookup))
+        if unknown:
+            raise DataError(f"{self.name}: labels {unknown[:5]} are not among the classes {names}.")
+        return np.array([lookup[str(v)] for v in y], dtype=np.int64)
 
     # ------------------------------------------------------------------ shape and kind
     def __len__(self) -> int:
@@ -139,6 +196,12 @@ class Dataset:
         counts = np.bincount(self.y, minlength=self.n_classes)
         per_class = ", ".join(f"{c}={n}" for c, n in zip(self.classes, counts, strict=True))
         return f"Dataset({self.name!r}, kind={self.kind}, N={len(self)}, {per_class})"
+
+
+def _all_strings(values: object) -> bool:
+    if not isinstance(values, (list, tuple)):
+        return False
+    return len(values) > 0 and all(isinstance(v, str) for v in values)
 
 
 def default_ids(n: int) -> np.ndarray:

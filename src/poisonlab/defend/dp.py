@@ -413,7 +413,7 @@ def defend_dp(train: Dataset, *, model: Any = None, test: Dataset | None = None,
               progress: Progress | None = None, **options: Any) -> DefenseResult:
     """Train a differentially private model on ``train``; report (epsilon, delta) and measure it.
 
-    ``model``: a spec name (default: ``cnn`` for images, ``nb-text`` for text, ``logreg`` for
+    ``model``: a spec name (default: ``cnn`` for images, ``logreg-text`` for text, ``logreg`` for
     tables; any non-torch spec gets the DP logistic regression). Options: ``epsilon`` (3.0;
     ``math.inf`` trains the same model without noise, as a reference: ``"private": false``),
     ``delta`` (1e-5 or less), and for DP-SGD ``max_grad_norm`` (1.0), ``epochs`` (15),

@@ -160,10 +160,11 @@ def median_certified_radius(radius: np.ndarray, correct: np.ndarray) -> int | No
 def _resolve_model(model: Any, X: np.ndarray) -> Any:
     """A spec name, or an unfitted model object (a raw scikit-learn estimator gets wrapped)."""
     if model is None:
+        from poisonlab.models import MEMBER_SPECS
+
+        # Base model per partition: see MEMBER_SPECS (images get logreg, text nb-text).
         X = np.asarray(X)
-        # Base model per partition: a CNN on ~50 rows reached 52% against 58% for logistic
-        # regression (mnist, k=80; measured), and takes 4x longer, so images default to logreg.
-        return "nb-text" if X.dtype == object else "logreg"
+        return MEMBER_SPECS["text" if X.dtype == object else "image" if X.ndim == 4 else "tabular"]
     if isinstance(model, str):
         from poisonlab.models import SPECS
 

@@ -53,7 +53,7 @@ def sanitize(
     :class:`~poisonlab.attacks.PoisonedDataset` of ``dataset``) attack success: the share of
     triggered test rows outside the target class that the model puts in it.
     """
-    from poisonlab.models import make_model
+    from sklearn.base import clone
 
     result = audit_result if audit_result is not None else audit(
         dataset, model=model, random_state=random_state, progress=progress,
@@ -61,14 +61,12 @@ def sanitize(
     keep = ~result.flags
     if keep.sum() == 0:
         raise DataError(f"{dataset.name}: the audit flagged every row; nothing is left to train on.")
-    spec = result.model_spec
     t = time.perf_counter()
     if progress is not None:
         progress("retraining on the kept rows", 0, 1)
     kept = dataset.subset(np.flatnonzero(keep))
-    params = dict(torch_params or {}) if spec in ("cnn", "torch-mlp") else {}
-    retrained = make_model(spec, random_state=random_state, **params).fit(
-        kept.X, kept.y, n_classes=dataset.n_classes)
+    # The audit's model, unfitted: the same spec, estimator or module with the same settings.
+    retrained = clone(result.model).fit(kept.X, kept.y, n_classes=dataset.n_classes)
     metrics: dict[str, Any] = {
         "n_rows": len(dataset), "n_removed": int(result.flags.sum()), "n_kept": int(keep.sum()),
         "retrain_seconds": round(time.perf_counter() - t, 2),

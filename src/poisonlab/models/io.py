@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from poisonlab import __version__
 from poisonlab.exceptions import ModelError, UntrustedModelError
+from poisonlab.version import __version__
 
 FORMAT = "poisonlab-model"
 FORMAT_VERSION = 1

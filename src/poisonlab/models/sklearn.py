@@ -12,11 +12,13 @@ from sklearn.pipeline import Pipeline
 from poisonlab.exceptions import NotFittedError
 
 
-def as_matrix(X: np.ndarray) -> np.ndarray:
-    """Text stays a 1-D object array; images and tables become 2-D float rows."""
-    X = np.asarray(X)
-    if X.dtype == object:
+def as_matrix(X: Any) -> Any:
+    """Text stays a 1-D object array; images and tables become 2-D rows; sparse rows stay sparse."""
+    if sp.issparse(X):
         return X
+    X = np.asarray(X)
+    if X.dtype == object or X.dtype.kind == "U":
+        return X.astype(object)
     return X.reshape(len(X), -1)
 
 
@@ -26,6 +28,22 @@ class SklearnModel(ClassifierMixin, BaseEstimator):
     ``fit`` clones ``estimator`` (the given one is never changed), flattens images to rows, and
     records ``n_classes_``; ``predict_proba`` always returns ``n_classes_`` columns, even when a
     class was absent from the training rows; ``features`` returns what the final step sees.
+
+    An ``estimator`` that is fitted already predicts without ``fit``: the first prediction adopts
+    it as ``estimator_`` (not a copy), with one column per entry of its ``classes_`` in that order
+    (string class names included; names other than ``0..K-1`` are kept in ``class_names_``).
+
+    Parameters
+    ----------
+    estimator : scikit-learn classifier or Pipeline
+        Anything with ``fit`` and ``predict_proba``.
+    spec : str, optional
+        The built-in spec name this estimator came from, recorded in reports.
+
+    References
+    ----------
+    .. [1] Buitinck et al., "API design for machine learning software: experiences from the
+       scikit-learn project", 2013. https://arxiv.org/abs/1309.0238
     """
 
     def __init__(self, *, estimator: Any = None, spec: str | None = None) -> None:
@@ -41,15 +59,28 @@ class SklearnModel(ClassifierMixin, BaseEstimator):
         return self
 
     def _check(self) -> None:
-        if not hasattr(self, "estimator_"):
+        if hasattr(self, "estimator_"):
+            return
+        from poisonlab.models import is_fitted
+
+        if self.estimator is None or not is_fitted(self.estimator):
             raise NotFittedError("This model is not fitted yet: call fit first.")
+        labels = np.asarray(getattr(self.estimator, "classes_", []))
+        if not len(labels):
+            raise NotFittedError(f"The fitted {type(self.estimator).__name__} has no classes_: "
+                                 "call fit on this wrapper instead.")
+        self.estimator_ = self.estimator
+        self.n_classes_ = len(labels)
+        self.classes_ = np.arange(self.n_classes_)
+        if not np.array_equal(labels, np.arange(len(labels))):
+            self.class_names_ = tuple(str(c) for c in labels)  # names (or shifted numbers) it was fit on
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         self._check()
-        proba = self.estimator_.predict_proba(as_matrix(X))
-        seen = np.asarray(self.estimator_.classes_, dtype=np.int64)
-        if len(seen) == self.n_classes_:
+        proba = np.asarray(self.estimator_.predict_proba(as_matrix(X)))
+        if proba.shape[1] == self.n_classes_:
             return proba
+        seen = np.asarray(self.estimator_.classes_, dtype=np.int64)
         full = np.zeros((len(proba), self.n_classes_))
         full[:, seen] = proba
         return full

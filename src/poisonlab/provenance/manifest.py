@@ -193,7 +193,7 @@ def create_manifest(
     the size of the text. Columns are picked as :func:`poisonlab.data.load_dataset` picks them.
     Sign the result with :func:`poisonlab.provenance.sign_manifest`.
     """
-    from poisonlab import __version__
+    from poisonlab.version import __version__
 
     check_digest_size(digest_size)
     stream = RowStream(data, columns)

@@ -11,7 +11,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from poisonlab import __version__
+from poisonlab.version import __version__
 
 TEMPLATES = Path(__file__).parent / "templates"
 
