@@ -1,10 +1,10 @@
 """Saving and loading models without running code from the file.
 
-* scikit-learn models go to ``.skops`` files. Loading lists the types the file holds and refuses,
-  before anything is constructed, any that is outside :data:`ALLOWED_PREFIXES`, any builtin
-  outside :data:`SAFE_BUILTINS`, and anything that is not a class at all (a function such as
-  ``builtins.eval`` or ``numpy.load`` stored as a parameter would run on your data): the message
-  names each refused type and shows the allow-list.
+* scikit-learn models go to ``.skops`` files. Loading reads the file's schema first and refuses,
+  before anything is constructed, every type outside an explicit allow-list of what a fitted
+  scikit-learn model holds (:mod:`poisonlab.models.allowlist`): ``numpy.memmap``, ``numpy.load``,
+  ``builtins.eval``, ``os.system`` and everything else not listed. The message names each
+  refused type.
 * PyTorch models go to ``.safetensors`` files: tensors only, with the architecture spec as JSON
   metadata; ``.pt`` files are read with ``torch.load(weights_only=True)``.
 * Pickle and joblib files run code when loaded; they are read only with ``trust_pickle=True``.
@@ -25,15 +25,12 @@ import numpy as np
 
 from poisonlab import __version__
 from poisonlab.exceptions import ModelError, UntrustedModelError
+from poisonlab.models.allowlist import SAFE_BUILTINS as SAFE_BUILTINS  # re-exported
+from poisonlab.models.allowlist import audit_skops
+from poisonlab.models.allowlist import refusal_reason as refusal_reason  # re-exported
 
 FORMAT = "poisonlab-model"
 FORMAT_VERSION = 1
-# Classes from these packages may appear in a scikit-learn model file.
-ALLOWED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.", "builtins.", "collections.",
-                    "poisonlab.models.sklearn.SklearnModel")
-# Of the builtins, only plain containers and scalars.
-SAFE_BUILTINS = frozenset({"dict", "list", "tuple", "set", "frozenset", "str", "bytes", "int",
-                           "float", "complex", "bool", "slice", "NoneType"})
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
 
 
@@ -110,56 +107,12 @@ def _load_skops(path: Path) -> SavedModel:
     if not zipfile.is_zipfile(path):
         raise ModelError(f"{path}: not a skops file ({_looks_like(path)}; a skops file is a zip "
                          "archive).")
-    try:
-        found = sio.get_untrusted_types(file=path)
-    except Exception as exc:  # skops raises a variety of errors for a damaged file
-        raise ModelError(f"{path}: not a readable skops file ({_looks_like(path)}: "
-                         f"{_first_line(exc)}).") from None
-    refused = {t: why for t in sorted(found) if (why := refusal_reason(t))}
-    if refused:
-        listed = "; ".join(f"{t} ({why})" for t, why in refused.items())
-        raise UntrustedModelError(
-            f"{path}: refusing to load {len(refused)} type(s): {listed}. Allowed: classes from "
-            f"{', '.join(p.rstrip('.') for p in ALLOWED_PREFIXES)}, and the builtins "
-            f"{', '.join(sorted(SAFE_BUILTINS))}."
-        )
+    found = audit_skops(path)  # refuses anything outside the allow-list before skops reads a node
     try:
         obj = sio.load(path, trusted=found)
-    except Exception as exc:
+    except Exception as exc:  # skops raises a variety of errors for a damaged file
         raise ModelError(f"{path}: the skops file could not be loaded ({_first_line(exc)}).") from None
     return _wrap_sklearn(obj, path)
-
-
-def refusal_reason(type_name: str) -> str | None:
-    """Why ``type_name`` (as skops lists it) may not be loaded, or None when it may.
-
-    Names outside the allow-list are refused unread. Names inside it are looked up (importing only
-    scikit-learn, NumPy, SciPy or the standard library) and refused unless they name a class:
-    skops stores functions by name, and a function kept as a parameter runs on your data.
-    """
-    import importlib
-
-    if not type_name.startswith(ALLOWED_PREFIXES):
-        return "outside the allow-list"
-    module_name, _, attr = type_name.rpartition(".")
-    if module_name == "builtins":
-        return None if attr in SAFE_BUILTINS else "a builtin outside the safe list"
-    obj: Any = None
-    parts = type_name.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        try:
-            for name in parts[cut:]:
-                obj = getattr(obj, name)
-        except AttributeError:
-            return "not found in the installed packages"
-        break
-    else:
-        return "not found in the installed packages"
-    return None if isinstance(obj, type) else "a function, not a class"
 
 
 def _first_line(exc: BaseException) -> str:
