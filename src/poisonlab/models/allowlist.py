@@ -81,6 +81,14 @@ SKLEARN_INTERNALS = (
     "sklearn._loss._loss.CyHalfTweedieLossIdentity",
     "poisonlab.models.sklearn.SklearnModel",
 )
+# The distances a fitted neighbors tree keeps (not PyFuncDistance, which calls a function).
+DISTANCE_METRICS = tuple(
+    f"sklearn.metrics._dist_metrics.{name}Distance{bits}"
+    for name in ("Euclidean", "SEuclidean", "Manhattan", "Chebyshev", "Minkowski", "Mahalanobis",
+                 "Hamming", "Canberra", "BrayCurtis", "Jaccard", "Matching", "Dice", "Kulsinski",
+                 "RogersTanimoto", "RussellRao", "SokalMichener", "SokalSneath", "Haversine")
+    for bits in (32, 64)
+)
 # numpy's scalar types as skops names them ("numpy.float64"), and arrays, dtypes, RandomState.
 NUMPY_TYPES = (
     "numpy.ndarray", "numpy.dtype", "numpy.random.mtrand.RandomState",
@@ -115,7 +123,8 @@ def allowed_types() -> frozenset[str]:
         sp.csr_matrix, sp.csc_matrix, sp.coo_matrix, sp.bsr_matrix, sp.dia_matrix,
         sp.csr_array, sp.csc_array, sp.coo_array, sp.bsr_array, sp.dia_array)}
     builtins = {f"builtins.{name}" for name in SAFE_BUILTINS}
-    return frozenset(estimators | sparse | builtins | set(SKLEARN_INTERNALS) | set(NUMPY_TYPES))
+    return frozenset(estimators | sparse | builtins | set(SKLEARN_INTERNALS)
+                     | set(DISTANCE_METRICS) | set(NUMPY_TYPES))
 
 
 @functools.lru_cache(maxsize=1)
