@@ -86,7 +86,7 @@ def load_model(path: str | Path, *, trust_pickle: bool = False) -> SavedModel:
         raise ModelError(f"{path}: no such model file.")
     if path.is_dir():
         # An ensemble written by `poisonlab defend --method partition|bagging`.
-        from poisonlab.defend.partition import load_ensemble
+        from poisonlab.models.ensemble import load_ensemble
 
         ensemble: SavedModel = load_ensemble(path)
         return ensemble
