@@ -44,8 +44,42 @@ class SavedModel:
     path: Path
 
 
+def check_can_save(model: Any) -> None:
+    """Raise :class:`MissingExtraError` now if a model of this kind could not be saved later.
+
+    ``model`` is a built-in spec name (``"cnn"``, ``"nb-text"``, ...), ``None`` for a
+    scikit-learn default, or a model object. Torch models are saved as ``.safetensors`` and need
+    torch and the ``safetensors`` package; scikit-learn models need ``skops``. Call it before
+    training for minutes: a missing package otherwise surfaces only when the work is saved.
+    """
+    import importlib
+
+    from poisonlab.exceptions import MissingExtraError, require
+
+    if _is_torch_model(model):
+        require("torch", "torch")
+        require("safetensors", "torch")
+        return
+    try:
+        importlib.import_module("skops.io")
+    except ImportError as exc:
+        raise MissingExtraError("Saving a scikit-learn model needs the 'skops' package, a poisonlab "
+                                "dependency: pip install skops") from exc
+
+
+def _is_torch_model(model: Any) -> bool:
+    from poisonlab.models import TORCH_SPECS
+
+    if isinstance(model, (str, Path)):  # a spec name, or a model file to start from
+        return str(model) in TORCH_SPECS or str(model).lower().endswith((".safetensors", ".pt", ".pth"))
+    if hasattr(model, "net_"):
+        return True
+    return type(model).__name__ == "TorchClassifier" or getattr(model, "arch", None) in ("cnn", "mlp")
+
+
 def save_model(model: Any, path: str | Path, *, classes: tuple[str, ...], spec: str | None) -> Path:
     """Write a fitted model; the suffix is added when missing (``.skops`` or ``.safetensors``)."""
+    check_can_save(model)
     path = Path(path)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "poisonlab": __version__,
             "classes": list(classes), "spec": spec}
