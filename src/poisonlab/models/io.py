@@ -28,6 +28,7 @@ from poisonlab.exceptions import ModelError, PoisonlabError, UntrustedModelError
 from poisonlab.models.allowlist import SAFE_BUILTINS as SAFE_BUILTINS  # re-exported
 from poisonlab.models.allowlist import audit_skops
 from poisonlab.models.allowlist import refusal_reason as refusal_reason  # re-exported
+from poisonlab.models.structure import check_structure
 
 FORMAT = "poisonlab-model"
 FORMAT_VERSION = 1
@@ -150,6 +151,7 @@ def _load_skops(path: Path) -> SavedModel:
         obj = sio.load(path, trusted=found)
     except Exception as exc:  # skops raises a variety of errors for a damaged file
         raise ModelError(f"{path}: the skops file could not be loaded ({_first_line(exc)}).") from None
+    check_structure(obj, path)  # tree indices in range before the model predicts
     return _wrap_sklearn(obj, path)
 
 
@@ -314,13 +316,20 @@ def _check_torch_spec(meta: dict[str, Any], path: Path) -> None:
         raise ModelError(f"{path}: its training parameters are not a mapping.")
     from poisonlab.models.torch import TorchClassifier
 
-    known = TorchClassifier().get_params()
+    # A defense's own settings (DP-SGD's epsilon, delta) are kept beside the classifier's; only the
+    # classifier's are used when loading, and every one must be a short name with a scalar value.
+    if len(params) > 100:
+        raise ModelError(f"{path}: its metadata has {len(params)} training parameters; refusing more than 100.")
     for name, value in params.items():
-        if name not in known:
-            raise ModelError(f"{path}: unknown training parameter {name!r} in its metadata.")
+        if not name.isidentifier() or len(name) > 64:
+            raise ModelError(f"{path}: training parameter name {name[:64]!r} is not a short identifier.")
         if not isinstance(value, (int, float, str, bool, type(None))) or (
                 isinstance(value, str) and len(value) > 100):
             raise ModelError(f"{path}: training parameter {name!r} has a value of the wrong kind.")
+    known = TorchClassifier().get_params()
+    for name in ("max_epochs", "batch_size"):
+        if name in params and name in known and not _is_int(params[name], 1, 1 << 31):
+            raise ModelError(f"{path}: training parameter {name!r} is {params[name]!r}; expected an int >= 1.")
     device = params.get("device", "auto")
     if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda", "mps")
                                            or (device.startswith("cuda:") and device[5:].isdigit())):
