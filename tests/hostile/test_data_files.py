@@ -105,3 +105,39 @@ def test_a_csv_with_one_huge_field_loads(tmp_path: Path) -> None:
     ds = load_dataset(str(path))
     assert len(ds) == 2
     assert len(ds.X[0]) == 2_000_000
+
+
+def test_a_damaged_corpus_cache_is_read_again_not_a_traceback(tmp_path: Path) -> None:
+    import gzip
+
+    from poisonlab.data import corpora
+
+    n = sum(corpora.EXPECTED_COUNTS.values())
+    wrong_shape = tmp_path / "wrong.jsonl.gz"
+    wrong_shape.write_bytes(gzip.compress(b"[1, 2]\n" * n))
+    assert corpora._read_cache(wrong_shape) is None
+    raw = bytearray(gzip.compress(b'{"id": "x", "text": "y", "group": "ham"}\n' * n))
+    for i in range(20, len(raw) - 20, 97):
+        raw[i] ^= 0x5A
+    damaged = tmp_path / "damaged.jsonl.gz"
+    damaged.write_bytes(bytes(raw))
+    assert corpora._read_cache(damaged) is None
+
+
+def test_a_damaged_corpus_archive_is_one_line(tmp_path: Path) -> None:
+    import tarfile
+
+    from poisonlab.data import corpora
+
+    archive = tmp_path / "20030228_easy_ham.tar.gz"
+    member = tmp_path / "00001.7c53336b37003a9286aba55d2945844c"
+    member.write_bytes(b"From: a@b\n\nhello " * 5000)
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(member, arcname="easy_ham/" + member.name)
+    raw = bytearray(archive.read_bytes())
+    for i in range(len(raw) // 3, len(raw) - 20, 41):
+        raw[i] ^= 0x5A
+    archive.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="not a readable archive") as info:
+        list(corpora._messages_in_tar(archive))
+    assert "\n" not in str(info.value)
