@@ -54,7 +54,7 @@ def read_ensemble_folder(path: str | Path) -> EnsembleFolder:
         raise ModelError(f"{manifest_path}: not readable JSON ({str(exc).splitlines()[0]}).") from None
     if not isinstance(manifest, dict) or manifest.get("format") != ENSEMBLE_FORMAT:
         raise ModelError(f"{manifest_path}: not a poisonlab ensemble manifest.")
-    version = manifest.get("format_version")
+    version: Any = manifest.get("format_version")
     if not _is_int(version, 0, 1 << 31):
         raise ModelError(f"{manifest_path}: its format_version {version!r} is not a number.")
     if version > ENSEMBLE_FORMAT_VERSION:
@@ -65,7 +65,7 @@ def read_ensemble_folder(path: str | Path) -> EnsembleFolder:
     classes = manifest.get("classes")
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         raise ModelError(f"{manifest_path}: malformed manifest ('classes' must be a list of names).")
-    n_classes = manifest.get("n_classes")
+    n_classes: Any = manifest.get("n_classes")
     if not _is_int(n_classes, 1, len(classes)):
         raise ModelError(f"{manifest_path}: malformed manifest (n_classes {n_classes!r} for "
                          f"{len(classes)} class names).")
@@ -141,7 +141,7 @@ def _is_int(value: Any, low: int, high: int) -> bool:
 
 
 def _count(manifest: dict[str, Any], key: str, *, low: int = 1) -> int:
-    value = manifest.get(key)
+    value: Any = manifest.get(key)
     if not _is_int(value, low, MAX_MEMBERS if low else 1 << 62):
         raise ValueError(f"{key!r} is {value!r}")
     return int(value)

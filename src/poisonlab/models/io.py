@@ -262,7 +262,7 @@ def _meta(raw: Any, path: Path, *, torch: bool = False) -> dict[str, Any]:
         raise ModelError(f"{path}: its poisonlab metadata is not valid JSON.") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelError(f"{path}: not a poisonlab model file.")
-    version = meta.get("format_version")
+    version: Any = meta.get("format_version")
     if not _is_int(version, 0, 1 << 31):
         raise ModelError(f"{path}: its model format version {version!r} is not a number.")
     if version > FORMAT_VERSION:
