@@ -260,7 +260,7 @@ def _nodes(schema: dict[str, Any], path: Path) -> Iterator[tuple[str, str, str |
     while stack:
         item = stack.pop()
         if isinstance(item, list):
-            stack.extend(item)
+            stack.extend(v for v in item if isinstance(v, (dict, list)))
             continue
         if not isinstance(item, dict):
             continue
@@ -275,7 +275,7 @@ def _nodes(schema: dict[str, Any], path: Path) -> Iterator[tuple[str, str, str |
                 yield str(loader), f"{module}.{cls}", member if isinstance(member, str) else None
                 if loader == "RandomGeneratorNode":
                     yield "bit generator", f"numpy.random.{_bit_generator_name(item, path)}", None
-        stack.extend(v for k, v in item.items() if k not in ("__loader__", "__module__", "__class__"))
+        stack.extend(v for v in item.values() if isinstance(v, (dict, list)))
 
 
 def _bit_generator_name(node: dict[str, Any], path: Path) -> str:
