@@ -46,12 +46,13 @@ def train(
     """Train a model on DATA and save it in a safe format (skops or safetensors, never pickle)."""
     from poisonlab.data import load_dataset
     from poisonlab.models import TORCH_SPECS, default_spec, make_model
-    from poisonlab.models.io import save_model
+    from poisonlab.models.io import check_can_save, save_model
 
     check_parent(out)
     ds = load_dataset(data, columns_from(text_col, label_col, feature_cols), data_dir=data_dir)
     spec = model if model is not None else default_spec(ds.kind)
     _check_model_fits(spec, ds.kind)
+    check_can_save(spec)  # a missing package is found before minutes of training, not after
     params: dict[str, Any] = {}
     if epochs is not None:
         if spec not in TORCH_SPECS:

@@ -28,6 +28,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
@@ -124,8 +125,9 @@ def _messages_in_tar(path: Path) -> Iterator[tuple[str, bytes]]:
                 if handle is None:
                     continue
                 yield _checked(f"{group}/{name.removesuffix('.txt')}", handle.read())
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise DataError(f"{path}: not a readable archive ({exc}).") from None
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: not a readable archive ({reason}).") from None
 
 
 def _group_of(folder: str) -> str:
@@ -299,10 +301,13 @@ def _read_cache(path: Path) -> list[dict[str, str]] | None:
     try:
         with gzip.open(path, "rt", encoding="utf-8") as handle:
             records = [json.loads(line) for line in handle]
-    except (OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError):
+    except (OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError, zlib.error, RecursionError):
         return None
     if len(records) < sum(EXPECTED_COUNTS.values()):
         return None
+    if not all(isinstance(r, dict) and {"id", "text", "group"} <= set(r)
+               and all(isinstance(v, str) for v in r.values()) for r in records):
+        return None  # not what _write_cache writes: read the corpus again
     return records
 
 

@@ -10,6 +10,8 @@ import csv
 import json
 import math
 import sys
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,12 +65,15 @@ def _read_delimited(path: Path, delimiter: str) -> dict[str, list[object]]:
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle, delimiter=delimiter)
-            header = next(reader, None)
+            # blank lines before the header are skipped; a file of nothing else is empty
+            header = next((r for r in reader if any(c.strip() for c in r)), None)
             if header is None:
-                raise DataError(f"{path}: the file is empty.")
+                raise DataError(f"{path}: the file is empty (no header, no rows).")
             header = [h.strip() for h in header]
             if header and header[0].startswith("\ufeff"):
                 header[0] = header[0][1:]
+            if any("\x00" in h for h in header):
+                raise DataError(f"{path}: the header holds a NUL byte; this looks like a binary file, not text.")
             _check_header(header, path)
             table: dict[str, list[object]] = {h: [] for h in header}
             for lineno, record in enumerate(reader, start=2):
@@ -79,6 +84,9 @@ def _read_delimited(path: Path, delimiter: str) -> dict[str, list[object]]:
                         f"{path}: record {lineno - 1} has {len(record)} fields but the header "
                         f"has {len(header)}."
                     )
+                if any("\x00" in v for v in record):
+                    raise DataError(f"{path}: record {lineno - 1} holds a NUL byte; this looks like a "
+                                    "binary file, not text.")
                 for h, v in zip(header, record, strict=True):
                     table[h].append(v)
     except UnicodeDecodeError as exc:
@@ -107,10 +115,14 @@ def _read_jsonl(path: Path) -> dict[str, list[object]]:
             for lineno, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
+                line = line.rstrip("\r\n")
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}: line {lineno} is not valid JSON ({exc.msg}).") from None
+                    raise DataError(
+                        f"{path}: line {lineno} is not valid JSON ({exc.msg} at column {exc.colno}): "
+                        f"{_snippet(line, exc.pos)}."
+                    ) from None
                 if not isinstance(obj, dict):
                     raise DataError(f"{path}: line {lineno} is not a JSON object.")
                 for key in obj:
@@ -120,10 +132,20 @@ def _read_jsonl(path: Path) -> dict[str, list[object]]:
                     col.append(obj.get(key))
                 n += 1
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (offset {exc.start}); re-encode it as UTF-8.") from None
+        raise DataError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+            "re-encode it as UTF-8."
+        ) from None
     if n == 0:
-        raise DataError(f"{path}: the file is empty.")
+        raise DataError(f"{path}: the file is empty (no JSON objects, one a line).")
     return table
+
+
+def _snippet(text: str, at: int, width: int = 60) -> str:
+    """``text`` around offset ``at``, quoted on one line, with ... where it was shortened."""
+    start = max(0, min(at, len(text)) - width // 2)
+    piece = text[start:start + width]
+    return ("..." if start else "") + repr(piece) + ("..." if start + width < len(text) else "")
 
 
 def _read_parquet(path: Path) -> dict[str, list[object]]:
@@ -135,7 +157,7 @@ def _read_parquet(path: Path) -> dict[str, list[object]]:
     try:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
-        raise DataError(f"{path}: not a readable Parquet file ({exc}).") from None
+        raise DataError(f"{path}: not a readable Parquet file ({_first_line(exc)}).") from None
     return {name: table.column(name).to_pylist() for name in table.column_names}
 
 
@@ -169,8 +191,10 @@ def table_to_dataset(
 ) -> Dataset:
     """Turn named columns into a dataset: pick the label, text or feature columns and check them."""
     names = list(table)
-    if not names or not table[names[0]]:
-        raise DataError(f"{where}: the file has a header but no rows.")
+    if not names:
+        raise DataError(f"{where}: the file is empty (no columns).")
+    if not table[names[0]]:
+        raise DataError(f"{where}: the file has a header ({', '.join(map(repr, names[:8]))}) but no rows.")
 
     def pick(given: str | None, usual: Sequence[str], role: str, flag: str) -> str | None:
         return pick_column(names, given, usual, role, flag, where)
@@ -253,7 +277,17 @@ def read_npz(path: str | Path) -> Dataset:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file.")
+    if path.is_dir():
+        raise DataError(f"{path}: a folder, not an NPZ file.")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty (0 bytes); an NPZ is a zip archive of .npy arrays "
+                        "'X' and 'y' (numpy.savez).")
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not an NPZ archive (truncated, damaged, or another format); an NPZ is "
+                        "a zip archive of .npy arrays 'X' and 'y' (numpy.savez).")
     try:
+        with zipfile.ZipFile(path) as members:
+            _check_npz_members(path, members)
         with np.load(path, allow_pickle=False) as archive:
             keys = set(archive.files)
             for key in ("X", "y"):
@@ -266,18 +300,24 @@ def read_npz(path: str | Path) -> Dataset:
             y_raw = archive["y"]
             ids = archive["ids"].astype(str).astype(object) if "ids" in keys else None
             classes = tuple(archive["classes"].astype(str)) if "classes" in keys else None
-    except (ValueError, OSError) as exc:
-        raise DataError(f"{path}: not a readable NPZ archive without pickles ({exc}).") from None
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError, RuntimeError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DataError(f"{path}: a damaged NPZ archive ({_first_line(exc)}).") from None
     if X.ndim not in (3, 4):
         raise DataError(
             f"{path}: X has shape {X.shape}; images must be N×H×W or N×H×W×C."
         )
     if X.ndim == 4 and X.shape[-1] not in (1, 3, 4):
         raise DataError(f"{path}: X has {X.shape[-1]} channels in its last axis; expected 1, 3 or 4.")
+    if X.size == 0:
+        raise DataError(f"{path}: X has shape {X.shape}: no pixels, so no images to read.")
+    if ids is not None and ids.shape != (len(X),):
+        raise DataError(f"{path}: X has {len(X)} rows but ids has shape {ids.shape}.")
     if y_raw.ndim != 1 or len(y_raw) != len(X):
         raise DataError(f"{path}: X has {len(X)} rows but y has shape {y_raw.shape}.")
-    if not np.issubdtype(X.dtype, np.number):
-        raise DataError(f"{path}: X has dtype {X.dtype}; images must be numeric.")
+    if X.dtype.kind not in "uif":
+        raise DataError(f"{path}: X has dtype {X.dtype}; images must be integer or float pixels.")
     if np.issubdtype(X.dtype, np.floating) and not np.isfinite(X).all():
         raise DataError(f"{path}: X holds NaN or infinite pixel values.")
     images = to_unit_images(X)
@@ -287,6 +327,40 @@ def read_npz(path: str | Path) -> Dataset:
         y, classes = encode_labels(list(y_raw), where=f"{path}: y")
     return Dataset(X=images, y=y, classes=classes,
                    ids=ids if ids is not None else default_ids(len(images)), name=path.stem)
+
+
+def _check_npz_members(path: Path, archive: zipfile.ZipFile) -> None:
+    """Refuse object arrays and arrays whose header claims more data than their member holds.
+
+    Only the .npy headers are read: numpy would allocate the claimed size before reading the data.
+    """
+    from numpy.lib import format as npy
+
+    for info in archive.infolist():
+        if not info.filename.endswith(".npy"):
+            continue
+        key = info.filename[:-4]
+        with archive.open(info) as handle:
+            version = npy.read_magic(handle)
+            if version == (1, 0):
+                shape, _, dtype = npy.read_array_header_1_0(handle)
+            elif version in ((2, 0), (3, 0)):
+                shape, _, dtype = npy.read_array_header_2_0(handle)
+            else:
+                raise ValueError(f"array {key!r} has .npy format version {version}")
+        if dtype.hasobject:
+            raise DataError(f"{path}: array {key!r} holds Python objects (a pickle); poisonlab reads NPZ "
+                            "files without pickles: save X as numbers and y, ids, classes as numbers "
+                            "or strings.")
+        claimed = math.prod(shape) * dtype.itemsize
+        if claimed > info.file_size:
+            raise DataError(f"{path}: array {key!r} claims shape {tuple(shape)} ({claimed} bytes) but "
+                            f"its member holds {info.file_size} bytes; the archive is damaged.")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def to_unit_images(X: np.ndarray) -> np.ndarray:

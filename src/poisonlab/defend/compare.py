@@ -183,6 +183,9 @@ def run_request(request: Any, defend: Callable[..., DefenseResult], allowed: Seq
     ``write_extra(result, train, out)`` writes a method's own files (the training rows it was
     given, after any hold-out).
     """
+    from poisonlab.models import default_spec
+    from poisonlab.models.io import check_can_save
+
     train, truth, test = request.dataset, request.ground_truth, request.test
     held_out = False
     if truth is not None and test is None:
@@ -191,6 +194,16 @@ def run_request(request: Any, defend: Callable[..., DefenseResult], allowed: Seq
     options = {k: v for k, v in request.options.items()
                if k not in CLI_SHARED_OPTIONS and v is not None}
     check_options(defend.__name__.replace("defend_", ""), options, allowed)
+    # what saving will need, checked before training rather than after: ensembles default to
+    # scikit-learn members (partition._resolve_model), the other defenses to the data kind's spec
+    if request.model is not None:
+        check_can_save(request.model)
+    elif defend.__name__ in ("defend_partition", "defend_bagging"):
+        from poisonlab.defend.partition import _resolve_model
+
+        check_can_save(_resolve_model(None, train.X))
+    else:
+        check_can_save(default_spec(train.kind))
     result = defend(train, model=request.model, test=test, ground_truth=truth,
                     random_state=request.random_state, progress=request.progress, **options)
     if held_out:

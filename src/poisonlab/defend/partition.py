@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -45,13 +44,12 @@ from poisonlab.defend.compare import (
     run_request,
 )
 from poisonlab.exceptions import ModelError, NotFittedError, ParameterError, check_param
+from poisonlab.models.ensemble import ENSEMBLE_FORMAT, ENSEMBLE_FORMAT_VERSION, MANIFEST_NAME
+from poisonlab.models.ensemble import MEMBER_FILE as _MEMBER_FILE
+from poisonlab.models.ensemble import load_ensemble as load_ensemble  # read by models.ensemble
 
-ENSEMBLE_FORMAT = "poisonlab-ensemble"
-ENSEMBLE_FORMAT_VERSION = 1
-MANIFEST_NAME = "ensemble.json"
 HASH_NAME = "blake2b-64 of the provenance content digest (poisonlab.provenance.hashing), keyed by hash_seed"
 TIE_BREAK = "smallest class index"
-_MEMBER_FILE = re.compile(r"^member-\d{1,7}\.(skops|safetensors)$")
 _PERSON = b"poisonlab.dpa"
 OPTIONS = ("n_partitions", "hash_seed", "n_jobs", "scheduler", "model_params", "radii")
 
@@ -489,66 +487,6 @@ def save_members(ensemble: Any, path: Path, *, classes: tuple[str, ...], method:
     tmp.write_text(json.dumps(manifest, indent=1))
     tmp.replace(path / MANIFEST_NAME)
     return path
-
-
-def load_ensemble(path: str | Path) -> Any:
-    """Read an ensemble folder written by ``save`` (partition or bagging) without running code.
-
-    Returns a :class:`poisonlab.models.io.SavedModel` whose ``model`` predicts like the saved one
-    (and, for a partition ensemble, certifies). Member files are read with
-    :func:`poisonlab.models.io.load_model` (skops allow-list, safetensors); only files named
-    ``member-NNNN.skops|safetensors`` inside the folder are opened.
-    """
-    from poisonlab.models.io import SavedModel, load_model
-
-    path = Path(path)
-    manifest_path = path / MANIFEST_NAME
-    if not manifest_path.is_file():
-        raise ModelError(f"{path}: not an ensemble folder (no {MANIFEST_NAME}).")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{manifest_path}: not readable JSON ({exc}).") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != ENSEMBLE_FORMAT:
-        raise ModelError(f"{manifest_path}: not a poisonlab ensemble manifest.")
-    if int(manifest.get("format_version", 0)) > ENSEMBLE_FORMAT_VERSION:
-        raise ModelError(f"{manifest_path}: written by a newer poisonlab; upgrade to read it.")
-    method = manifest.get("method")
-    members: list[Any] = []
-    try:
-        classes = tuple(str(c) for c in manifest["classes"])
-        n_classes = int(manifest["n_classes"])
-        for name in manifest["members"]:
-            if name is None:
-                members.append(None)
-                continue
-            if not isinstance(name, str) or not _MEMBER_FILE.match(name):
-                raise ModelError(f"{manifest_path}: refusing member file name {name!r}.")
-            members.append(load_model(path / name).model)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"{manifest_path}: malformed manifest ({exc}).") from None
-    if method == "partition":
-        model: Any = PartitionEnsemble(n_partitions=int(manifest["n_partitions"]),
-                                       hash_seed=int(manifest["hash_seed"]),
-                                       model=manifest.get("spec"),
-                                       random_state=manifest.get("random_state"))
-        if len(members) != model.n_partitions:
-            raise ModelError(f"{manifest_path}: lists {len(members)} members for "
-                             f"{model.n_partitions} partitions.")
-        model.partition_sizes_ = np.asarray(manifest.get("partition_sizes") or [], dtype=np.int64)
-    elif method == "bagging":
-        from poisonlab.defend.bagging import BaggingEnsemble
-
-        model = BaggingEnsemble(n_estimators=len(members), model=manifest.get("spec"),
-                                threshold=float(manifest.get("threshold", 0.5)))
-        model.input_threshold_ = float(manifest.get("input_threshold", model.threshold))
-    else:
-        raise ModelError(f"{manifest_path}: unknown ensemble method {method!r}.")
-    model.members_ = members
-    model.n_classes_ = n_classes
-    model.classes_ = np.arange(n_classes)
-    model.spec_ = manifest.get("spec")
-    return SavedModel(model, classes, f"{method}:{manifest.get('spec')}", path)
 
 
 # ---------------------------------------------------------------------------------- the defense

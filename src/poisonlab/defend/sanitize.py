@@ -104,13 +104,15 @@ def defend_sanitize(train: Dataset, *, model: str | None = None, test: Dataset |
 def run(request: DefendRequest) -> dict[str, Any]:
     """``poisonlab defend --method sanitize``: sanitize, retrain, save the model and a summary."""
     from poisonlab.files import final_path, write_json
-    from poisonlab.models.io import save_model
+    from poisonlab.models import default_spec
+    from poisonlab.models.io import check_can_save, save_model
 
     dataset, gt, test = request.dataset, request.ground_truth, request.test
     heldout = False
     if gt is not None and test is None:
         dataset, gt, test = hold_out_clean_rows(dataset, gt, random_state=request.random_state)
         heldout = True
+    check_can_save(request.model or default_spec(dataset.kind))  # before training, not after
     res = sanitize(dataset, model=request.model, test=test, ground_truth=gt,
                    random_state=request.random_state, progress=request.progress,
                    torch_params=request.options.get("torch_params"))

@@ -1,10 +1,10 @@
 """Saving and loading models without running code from the file.
 
-* scikit-learn models go to ``.skops`` files. Loading lists the types the file holds and refuses,
-  before anything is constructed, any that is outside :data:`ALLOWED_PREFIXES`, any builtin
-  outside :data:`SAFE_BUILTINS`, and anything that is not a class at all (a function such as
-  ``builtins.eval`` or ``numpy.load`` stored as a parameter would run on your data): the message
-  names each refused type and shows the allow-list.
+* scikit-learn models go to ``.skops`` files. Loading reads the file's schema first and refuses,
+  before anything is constructed, every type outside an explicit allow-list of what a fitted
+  scikit-learn model holds (:mod:`poisonlab.models.allowlist`): ``numpy.memmap``, ``numpy.load``,
+  ``builtins.eval``, ``os.system`` and everything else not listed. The message names each
+  refused type.
 * PyTorch models go to ``.safetensors`` files: tensors only, with the architecture spec as JSON
   metadata; ``.pt`` files are read with ``torch.load(weights_only=True)``.
 * Pickle and joblib files run code when loaded; they are read only with ``trust_pickle=True``.
@@ -23,17 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from poisonlab.exceptions import ModelError, UntrustedModelError
+from poisonlab.exceptions import ModelError, PoisonlabError, UntrustedModelError
+from poisonlab.models.allowlist import SAFE_BUILTINS as SAFE_BUILTINS  # re-exported
+from poisonlab.models.allowlist import audit_skops
+from poisonlab.models.allowlist import refusal_reason as refusal_reason  # re-exported
+from poisonlab.models.structure import check_structure
 from poisonlab.version import __version__
 
 FORMAT = "poisonlab-model"
 FORMAT_VERSION = 1
-# Classes from these packages may appear in a scikit-learn model file.
-ALLOWED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.", "builtins.", "collections.",
-                    "poisonlab.models.sklearn.SklearnModel")
-# Of the builtins, only plain containers and scalars.
-SAFE_BUILTINS = frozenset({"dict", "list", "tuple", "set", "frozenset", "str", "bytes", "int",
-                           "float", "complex", "bool", "slice", "NoneType"})
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
 
 
@@ -47,8 +45,42 @@ class SavedModel:
     path: Path
 
 
+def check_can_save(model: Any) -> None:
+    """Raise :class:`MissingExtraError` now if a model of this kind could not be saved later.
+
+    ``model`` is a built-in spec name (``"cnn"``, ``"nb-text"``, ...), ``None`` for a
+    scikit-learn default, or a model object. Torch models are saved as ``.safetensors`` and need
+    torch and the ``safetensors`` package; scikit-learn models need ``skops``. Call it before
+    training for minutes: a missing package otherwise surfaces only when the work is saved.
+    """
+    import importlib
+
+    from poisonlab.exceptions import MissingExtraError, require
+
+    if _is_torch_model(model):
+        require("torch", "torch")
+        require("safetensors", "torch")
+        return
+    try:
+        importlib.import_module("skops.io")
+    except ImportError as exc:
+        raise MissingExtraError("Saving a scikit-learn model needs the 'skops' package, a poisonlab "
+                                "dependency: pip install skops") from exc
+
+
+def _is_torch_model(model: Any) -> bool:
+    from poisonlab.models import TORCH_SPECS
+
+    if isinstance(model, (str, Path)):  # a spec name, or a model file to start from
+        return str(model) in TORCH_SPECS or str(model).lower().endswith((".safetensors", ".pt", ".pth"))
+    if hasattr(model, "net_"):
+        return True
+    return type(model).__name__ == "TorchClassifier" or getattr(model, "arch", None) in ("cnn", "mlp")
+
+
 def save_model(model: Any, path: str | Path, *, classes: tuple[str, ...], spec: str | None) -> Path:
     """Write a fitted model; the suffix is added when missing (``.skops`` or ``.safetensors``)."""
+    check_can_save(model)
     path = Path(path)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "poisonlab": __version__,
             "classes": list(classes), "spec": spec}
@@ -70,7 +102,11 @@ def save_model(model: Any, path: str | Path, *, classes: tuple[str, ...], spec: 
 
     if path.suffix != ".skops":
         path = path.with_name(path.name + ".skops")
-    estimator = getattr(model, "estimator_", model)
+    from poisonlab.models.sklearn import SklearnModel
+
+    # unwrap poisonlab's adapter only: a forest's or a bagging model's own estimator_ is its
+    # unfitted template, not the model
+    estimator = model.estimator_ if isinstance(model, SklearnModel) else model
     payload = {"meta": json.dumps(meta), "estimator": estimator}
     tmp = path.with_name(path.name + ".partial")
     sio.dump(payload, tmp)
@@ -85,7 +121,7 @@ def load_model(path: str | Path, *, trust_pickle: bool = False) -> SavedModel:
         raise ModelError(f"{path}: no such model file.")
     if path.is_dir():
         # An ensemble written by `poisonlab defend --method partition|bagging`.
-        from poisonlab.defend.partition import load_ensemble
+        from poisonlab.models.ensemble import load_ensemble
 
         ensemble: SavedModel = load_ensemble(path)
         return ensemble
@@ -110,56 +146,13 @@ def _load_skops(path: Path) -> SavedModel:
     if not zipfile.is_zipfile(path):
         raise ModelError(f"{path}: not a skops file ({_looks_like(path)}; a skops file is a zip "
                          "archive).")
-    try:
-        found = sio.get_untrusted_types(file=path)
-    except Exception as exc:  # skops raises a variety of errors for a damaged file
-        raise ModelError(f"{path}: not a readable skops file ({_looks_like(path)}: "
-                         f"{_first_line(exc)}).") from None
-    refused = {t: why for t in sorted(found) if (why := refusal_reason(t))}
-    if refused:
-        listed = "; ".join(f"{t} ({why})" for t, why in refused.items())
-        raise UntrustedModelError(
-            f"{path}: refusing to load {len(refused)} type(s): {listed}. Allowed: classes from "
-            f"{', '.join(p.rstrip('.') for p in ALLOWED_PREFIXES)}, and the builtins "
-            f"{', '.join(sorted(SAFE_BUILTINS))}."
-        )
+    found = audit_skops(path)  # refuses anything outside the allow-list before skops reads a node
     try:
         obj = sio.load(path, trusted=found)
-    except Exception as exc:
+    except Exception as exc:  # skops raises a variety of errors for a damaged file
         raise ModelError(f"{path}: the skops file could not be loaded ({_first_line(exc)}).") from None
+    check_structure(obj, path)  # tree indices in range before the model predicts
     return _wrap_sklearn(obj, path)
-
-
-def refusal_reason(type_name: str) -> str | None:
-    """Why ``type_name`` (as skops lists it) may not be loaded, or None when it may.
-
-    Names outside the allow-list are refused unread. Names inside it are looked up (importing only
-    scikit-learn, NumPy, SciPy or the standard library) and refused unless they name a class:
-    skops stores functions by name, and a function kept as a parameter runs on your data.
-    """
-    import importlib
-
-    if not type_name.startswith(ALLOWED_PREFIXES):
-        return "outside the allow-list"
-    module_name, _, attr = type_name.rpartition(".")
-    if module_name == "builtins":
-        return None if attr in SAFE_BUILTINS else "a builtin outside the safe list"
-    obj: Any = None
-    parts = type_name.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        try:
-            for name in parts[cut:]:
-                obj = getattr(obj, name)
-        except AttributeError:
-            return "not found in the installed packages"
-        break
-    else:
-        return "not found in the installed packages"
-    return None if isinstance(obj, type) else "a function, not a class"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -246,19 +239,117 @@ class _IndexedClasses:
         return getattr(self.estimator, name)
 
 
-def _meta(raw: str, path: Path) -> dict[str, Any]:
+# What the poisonlab metadata of a model file may hold, and the bounds on its values.
+META_KEYS = frozenset({"format", "format_version", "poisonlab", "classes", "spec", "torch", "params"})
+TORCH_SPEC_KEYS = frozenset({"arch", "input_shape", "n_classes"})
+MAX_META_CHARS = 1 << 20
+MAX_CLASSES = 100_000
+MAX_INPUT_SIDE = 4096
+MAX_INPUT_VALUES = 1 << 24  # C*H*W of one input
+MAX_HEADER_BYTES = 64 * 1024**2  # a safetensors header (the JSON before the tensors)
+
+
+def _meta(raw: Any, path: Path, *, torch: bool = False) -> dict[str, Any]:
+    """The poisonlab metadata of a model file, checked against its schema; one line when it is off."""
+    if not isinstance(raw, str):
+        raise ModelError(f"{path}: its poisonlab metadata is a {type(raw).__name__}, not JSON text.")
+    if len(raw) > MAX_META_CHARS:
+        raise ModelError(f"{path}: its poisonlab metadata is {len(raw)} characters; refusing more "
+                         f"than {MAX_META_CHARS}.")
     try:
         meta = json.loads(raw)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise ModelError(f"{path}: its poisonlab metadata is not valid JSON.") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelError(f"{path}: not a poisonlab model file.")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+    version: Any = meta.get("format_version")
+    if not _is_int(version, 0, 1 << 31):
+        raise ModelError(f"{path}: its model format version {version!r} is not a number.")
+    if version > FORMAT_VERSION:
         raise ModelError(
             f"{path}: written by a newer poisonlab (model format {meta['format_version']}); "
             "upgrade poisonlab to read it."
         )
+    unexpected = sorted(set(meta) - META_KEYS)
+    if unexpected:
+        raise ModelError(f"{path}: its poisonlab metadata has unexpected keys {unexpected}.")
+    classes = meta.get("classes")
+    if (not isinstance(classes, list) or not 1 <= len(classes) <= MAX_CLASSES
+            or not all(isinstance(c, str) and len(c) <= 1000 for c in classes)):
+        raise ModelError(f"{path}: its poisonlab metadata needs 'classes', a list of 1 to {MAX_CLASSES} "
+                         "names.")
+    if not (meta.get("spec") is None or (isinstance(meta["spec"], str) and len(meta["spec"]) <= 200)):
+        raise ModelError(f"{path}: its poisonlab metadata has a 'spec' that is not a short name.")
+    if torch:
+        _check_torch_spec(meta, path)
     return meta
+
+
+def _is_int(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _check_torch_spec(meta: dict[str, Any], path: Path) -> None:
+    from poisonlab.models.torch import ARCHITECTURES
+
+    spec = meta.get("torch")
+    if not isinstance(spec, dict):
+        raise ModelError(f"{path}: its poisonlab metadata has no architecture spec ('torch').")
+    unexpected = sorted(set(spec) - TORCH_SPEC_KEYS)
+    missing = sorted(TORCH_SPEC_KEYS - set(spec))
+    if unexpected or missing:
+        raise ModelError(f"{path}: its architecture spec must have exactly {sorted(TORCH_SPEC_KEYS)}; "
+                         f"missing {missing}, unexpected {unexpected}.")
+    if spec["arch"] not in ARCHITECTURES:
+        raise ModelError(f"{path}: unknown architecture {spec['arch']!r}; poisonlab builds {list(ARCHITECTURES)}.")
+    shape = spec["input_shape"]
+    if (not isinstance(shape, list) or len(shape) != 3
+            or not all(_is_int(s, 1, MAX_INPUT_SIDE) for s in shape)
+            or shape[0] * shape[1] * shape[2] > MAX_INPUT_VALUES):
+        raise ModelError(f"{path}: its input_shape {shape!r} is not 3 sizes (C, H, W) of 1 to "
+                         f"{MAX_INPUT_SIDE} with at most {MAX_INPUT_VALUES} values.")
+    if not _is_int(spec["n_classes"], 2, MAX_CLASSES) or spec["n_classes"] != len(meta["classes"]):
+        raise ModelError(f"{path}: its n_classes {spec['n_classes']!r} does not match its "
+                         f"{len(meta['classes'])} class names.")
+    params = meta.get("params", {})
+    if not isinstance(params, dict):
+        raise ModelError(f"{path}: its training parameters are not a mapping.")
+    from poisonlab.models.torch import TorchClassifier
+
+    # A defense's own settings (DP-SGD's epsilon, delta) are kept beside the classifier's; only the
+    # classifier's are used when loading, and every one must be a short name with a scalar value.
+    if len(params) > 100:
+        raise ModelError(f"{path}: its metadata has {len(params)} training parameters; refusing more than 100.")
+    for name, value in params.items():
+        if not name.isidentifier() or len(name) > 64:
+            raise ModelError(f"{path}: training parameter name {name[:64]!r} is not a short identifier.")
+        if not isinstance(value, (int, float, str, bool, type(None))) or (
+                isinstance(value, str) and len(value) > 100):
+            raise ModelError(f"{path}: training parameter {name!r} has a value of the wrong kind.")
+    known = TorchClassifier().get_params()
+    for name in ("max_epochs", "batch_size"):
+        if name in params and name in known and not _is_int(params[name], 1, 1 << 31):
+            raise ModelError(f"{path}: training parameter {name!r} is {params[name]!r}; expected an int >= 1.")
+    device = params.get("device", "auto")
+    if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda", "mps")
+                                           or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise ModelError(f"{path}: training parameter 'device' is {device!r}; expected auto, cpu or cuda.")
+
+
+def _safetensors_header_size(path: Path) -> int:
+    """The length of a safetensors file's JSON header, checked before the library reads it."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    if len(head) < 8:
+        raise ModelError(f"{path}: not a readable safetensors file ({_looks_like(path)}: shorter than "
+                         "its 8-byte header length).")
+    n = int.from_bytes(head, "little")
+    if n > MAX_HEADER_BYTES or n > size - 8:
+        raise ModelError(f"{path}: not a readable safetensors file ({_looks_like(path)}: its header "
+                         f"claims {n} bytes; the file has {size - 8} after the length and poisonlab "
+                         f"reads at most {MAX_HEADER_BYTES}).")
+    return n
 
 
 def _load_safetensors(path: Path) -> SavedModel:
@@ -267,6 +358,7 @@ def _load_safetensors(path: Path) -> SavedModel:
     require("torch", "torch")
     from safetensors import SafetensorError, safe_open
 
+    _safetensors_header_size(path)
     try:
         with safe_open(str(path), framework="pt") as handle:
             raw_meta = (handle.metadata() or {}).get("poisonlab")
@@ -279,7 +371,7 @@ def _load_safetensors(path: Path) -> SavedModel:
             f"{path}: the safetensors file has no poisonlab architecture spec; weights alone "
             "cannot be rebuilt into a model."
         )
-    return _rebuild_torch(_meta(raw_meta, path), state, path)
+    return _rebuild_torch(_meta(raw_meta, path, torch=True), state, path)
 
 
 def _load_torch_weights(path: Path) -> SavedModel:
@@ -295,25 +387,30 @@ def _load_torch_weights(path: Path) -> SavedModel:
             f"{path}: not a weights-only torch file ({_looks_like(path)}; torch refused it with "
             f"weights_only=True: {_first_line(exc)}). Save the state_dict, or use .safetensors."
         ) from None
-    if not isinstance(blob, dict) or "state_dict" not in blob or "poisonlab" not in blob:
+    if (not isinstance(blob, dict) or "state_dict" not in blob or "poisonlab" not in blob
+            or not isinstance(blob["state_dict"], dict)):
         raise ModelError(
             f"{path}: expected a dict with 'state_dict' and a 'poisonlab' architecture spec."
         )
-    return _rebuild_torch(_meta(blob["poisonlab"], path), blob["state_dict"], path)
+    return _rebuild_torch(_meta(blob["poisonlab"], path, torch=True), blob["state_dict"], path)
 
 
 def _rebuild_torch(meta: dict[str, Any], state: dict[str, Any], path: Path) -> SavedModel:
+    """The network the (checked) spec describes, with the file's tensors once each one matches."""
+    import torch
+
     from poisonlab.models.torch import TorchClassifier, build_network
 
-    spec = meta.get("torch") or {}
-    try:
-        shape = tuple(int(s) for s in spec["input_shape"])
-        net = build_network(str(spec["arch"]), shape, int(spec["n_classes"]))  # type: ignore[arg-type]
-        net.load_state_dict(state, strict=True)
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise ModelError(
-            f"{path}: the weights do not match the architecture spec ({str(exc).splitlines()[0]})."
-        ) from None
+    spec = meta["torch"]
+    shape = tuple(int(s) for s in spec["input_shape"])
+    with torch.device("meta"):  # shapes and dtypes only: nothing is allocated for a hostile spec
+        try:
+            expected = build_network(str(spec["arch"]), shape, int(spec["n_classes"])).state_dict()  # type: ignore[arg-type]
+        except PoisonlabError as exc:
+            raise ModelError(f"{path}: its architecture spec cannot be built ({exc})") from None
+    _check_tensors(expected, state, path)
+    net = build_network(str(spec["arch"]), shape, int(spec["n_classes"]))  # type: ignore[arg-type]
+    net.load_state_dict(state, strict=True)
     net.eval()
     params = {k: v for k, v in (meta.get("params") or {}).items()
               if k in TorchClassifier().get_params()}
@@ -323,6 +420,25 @@ def _rebuild_torch(meta: dict[str, Any], state: dict[str, Any], path: Path) -> S
     model.n_classes_ = int(spec["n_classes"])
     model.classes_ = np.arange(model.n_classes_)
     return SavedModel(model, tuple(meta["classes"]), meta.get("spec"), path)
+
+
+def _check_tensors(expected: dict[str, Any], state: dict[str, Any], path: Path) -> None:
+    import torch
+
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(str(k) for k in set(state) - set(expected))
+    if missing or unexpected:
+        raise ModelError(f"{path}: the weights do not match the architecture spec (missing "
+                         f"{missing[:5]}, unexpected {unexpected[:5]}).")
+    for name, want in expected.items():
+        got = state[name]
+        if not isinstance(got, torch.Tensor):
+            raise ModelError(f"{path}: weight {name!r} is a {type(got).__name__}, not a tensor.")
+        if tuple(got.shape) != tuple(want.shape) or got.dtype != want.dtype:
+            raise ModelError(
+                f"{path}: weight {name!r} is {got.dtype} {tuple(got.shape)}; the architecture spec "
+                f"needs {want.dtype} {tuple(want.shape)}."
+            )
 
 
 def _load_pickle(path: Path, trust_pickle: bool) -> SavedModel:
