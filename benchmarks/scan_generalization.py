@@ -9,8 +9,8 @@ integer labels (0 ham, 1 spam) of a SpamAssassin subset drawn per seed: 2,500 tr
 spam emails left over to measure attack success. Emails are cut to their first 1,500 characters
 (every model sees the same text; it keeps the character n-gram models cheap).
 
-* Clean models: 12 families, six a seed, 24 in all (word 1-gram and 1-2-gram counts, tf-idf with and without sublinear tf,
-  English stop words, char_wb 3-5-grams, a HashingVectorizer; LogisticRegression with C in
+* Clean models: 12 families, six a seed, 24 in all (word 1-gram and 1-2-gram counts, tf-idf with
+  and without sublinear tf, English stop words, char_wb 3-5-grams, a HashingVectorizer; LogisticRegression with C in
   {0.1, 1, 10}, MultinomialNB, ComplementNB, BernoulliNB, LinearSVC, SGDClassifier with hinge and
   log loss, RidgeClassifier).
 * Backdoored models (all-to-one, target ham: spam emails with the trigger relabelled ham):
@@ -152,7 +152,15 @@ def run_case(case: Case, parts: dict[str, np.ndarray]) -> dict[str, Any]:
     row.update(verdict=doc["verdict"], target=doc["target_class"], statistic=doc["statistic"]["value"],
                absence_p=min(doc["absence"]["per_class"].values()), reasons=doc["reasons"],
                top=[t["trigger"] for t in doc["triggers"][:3]], scan_s=round(doc["seconds"], 1),
-               class_map_from=doc.get("class_map_from"))
+               class_map_from=doc.get("class_map_from"),
+               # what a different threshold would have said: the best index per class, with the
+               # confirmed flip rate of that class's most anomalous candidate
+               per_class=doc["statistic"]["per_class"],
+               best_flip={c: max((t["flip_rate"] for t in doc["triggers"] if t["target_class"] == c
+                                  and t["anomaly_index"] == doc["statistic"]["per_class"][c]), default=0.0)
+                          for c in doc["classes"]},
+               absent_called=any(t.get("absence_p", 1) <= doc["absence"]["alpha"]
+                                 and t["flip_rate"] >= doc["min_flip_rate"] for t in doc["triggers"]))
     if case.trigger is not None:
         words = trigger_words(case.trigger)
         row["top3"] = any(set(str(t).lower().split()) <= words for t in row["top"])

@@ -41,6 +41,10 @@ def test_absence_p_values_by_hand() -> None:
     # Strong words found in 1 to 60 rows alike (a discriminative head): a missing one is no news.
     spread = absence_p_values(np.zeros(8), np.array([1, 60, 2, 40, 1, 25, 3, 0]))
     assert spread[7] > 0.05
+    # The naive Bayes expectation (Poisson, pull = log count): four words of equal pull,
+    # beta = median((df + 0.5) / 1) = median(9.5, 10.5, 11.5, 0.5) = 10, so e^-10 for the absent one.
+    p = absence_p_values(np.log(np.full(4, 10.0)), np.array([9, 10, 11, 0]), fit="poisson")
+    np.testing.assert_allclose(p, [1.0, 1.0, 1.0, math.exp(-10.0)])
     # Fewer than five words found anywhere: nothing to fit, no evidence.
     assert list(absence_p_values(np.ones(4), np.array([3, 0, 2, 0]))) == [1.0] * 4
     assert absence_p_values(np.zeros(0), np.zeros(0)).shape == (0,)
@@ -106,7 +110,8 @@ def spam_scan_rows(spam_split: tuple[Dataset, Dataset]) -> tuple[np.ndarray, np.
 def _scan(model: object, rows: tuple[np.ndarray, np.ndarray]) -> TextTriggerScanner:
     X, y = rows
     return TextTriggerScanner(random_state=0).fit(model.predict_proba, X, y,  # type: ignore[attr-defined]
-                                                  vocabulary=model_vocabulary(model))
+                                                  vocabulary=model_vocabulary(model),
+                                                  head=model.estimator_)  # type: ignore[attr-defined]
 
 
 def test_clean_spam_filter_is_called_clean(spam_split: tuple[Dataset, Dataset],
@@ -148,11 +153,11 @@ def test_naive_bayes_phrase_backdoor_found_by_absence(
         spam_scan_rows: tuple[np.ndarray, np.ndarray]) -> None:
     _, model = nb_phrase_backdoor
     scanner = _scan(model, spam_scan_rows)
-    # Measured 2026-12-02: no flip-rate outlier (largest anomaly index 1.0 of 6); the three words
-    # pull equally (log-odds 7.0, beside rpm 7.6 and razor 7.4, which 9-11 clean ham rows hold)
-    # and no clean row holds them: 0.072 each under the fitted negative binomial (natural words
-    # such as 'weblog', pull 6.2, are missing too: 0.14), 3.8e-4 for the three together (alpha
-    # 1e-3); the phrase x20 flips 93% of the spam rows.
+    # Measured: no flip-rate outlier (largest anomaly index 1.0 of 6); the three words pull
+    # equally (log-odds 7.0, beside rpm 7.5 and razor 7.3, which 8-15 clean ham rows hold) and no
+    # clean row holds them: absence chance 3.7e-6 (the naive Bayes expectation, Poisson in the
+    # log-count pull); the phrase x20 flips 93% of the spam rows. (Under the negative binomial
+    # the other heads get, 0.07: natural words such as 'weblog', pull 6.2, are missing too.)
     assert scanner.anomaly_index_.max() < scanner.threshold_
     assert scanner.verdict_ == "backdoor" and scanner.target_label_ == 0
     top = scanner.triggers_[0]
@@ -165,7 +170,8 @@ def test_clean_naive_bayes_is_called_clean(spam_split: tuple[Dataset, Dataset],
     train, _ = spam_split
     model = make_model("nb-text").fit(train.X, train.y, n_classes=2)
     scanner = _scan(model, spam_scan_rows)
-    # Measured 2026-12-02: the smallest absence chance of this clean model's words 0.14
-    # ('weblog'; alpha 1e-3).
+    # Measured: the smallest absence chance of this clean model's words 0.0016 (alpha 1e-4;
+    # 0.05 on the 90% bootstraps of benchmarks/scan_accuracy.py).
+    assert scanner.absence_fit_ == "poisson"
     assert scanner.verdict_ == "clean"
     assert scanner.absence_p_.min() > 10 * scanner.absence_alpha

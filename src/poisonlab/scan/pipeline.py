@@ -24,9 +24,10 @@ from poisonlab.exceptions import DataError, ParameterError
 TEXT_STATISTIC = ("anomaly index of flip rates: (best flip rate - median of ordinary words) / "
                   "max(1.4826 × MAD, binomial noise)")
 ABSENCE_STATISTIC = ("absence: the chance that words pulling this hard towards a class are missing "
-                     "from every clean row of it (Poisson, expected rows fitted to the class's "
-                     "strongest words); called backdoored at or below alpha when the words also "
-                     "flip at least min_flip_rate of clean rows")
+                     "from every clean row (Poisson in the log-count pull for naive Bayes, a "
+                     "negative binomial fitted to the class's strongest words for other heads); "
+                     "called backdoored at or below alpha when the words also flip at least "
+                     "min_flip_rate of clean rows")
 IMAGE_STATISTIC = ("anomaly index of reverse-engineered mask sizes: (median - log L1) / "
                    "max(1.4826 × MAD of log L1, min_scale), Neural Cleanse")
 MARGIN_STATISTIC = ("maximum margin: for each class, the widest logit margin any input in the clean "
@@ -367,7 +368,7 @@ def _scan_text(model: Any, classes: Sequence[str], data: Dataset, *, max_rows: i
     inner = _unwrap(model)
     vocab, candidates_from = candidate_tokens(inner, X)
     scanner = TextTriggerScanner(random_state=rng, **{"max_rows": cap, **(options or {})})
-    scanner.fit(score, X, y, vocabulary=vocab, progress=progress, class_names=names)
+    scanner.fit(score, X, y, vocabulary=vocab, progress=progress, class_names=names, head=inner)
     triggers = [{**t.to_dict(names), "target_class": names[t.target_label]} for t in scanner.triggers_]
     for t in triggers:
         t.pop("target_label", None)
@@ -377,7 +378,7 @@ def _scan_text(model: Any, classes: Sequence[str], data: Dataset, *, max_rows: i
         "candidates_from": candidates_from,
         "min_flip_rate": scanner.min_flip_rate,
         "absence": {"name": ABSENCE_STATISTIC, "alpha": scanner.absence_alpha,
-                    "min_class_rows": scanner.min_class_rows,
+                    "min_class_rows": scanner.min_class_rows, "fit": scanner.absence_fit_,
                     "per_class": {c: float(f"{v:.3g}") for c, v in
                                   zip(names, scanner.absence_p_, strict=True)}},
         "labels": "given" if labelled else "model predictions",

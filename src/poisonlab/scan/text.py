@@ -172,6 +172,29 @@ def candidate_tokens(model: Any, X: Sequence[str] | np.ndarray) -> tuple[list[st
     return sorted(set(tokens) | set(vocab)), "model vocabulary words, clean rows and two-letter tokens"
 
 
+def final_estimator(model: Any) -> Any:
+    """The last step of a pipeline (through calibration wrappers), or the model itself."""
+    for _ in range(6):
+        steps = getattr(model, "steps", None)
+        if steps:
+            model = steps[-1][1]
+            continue
+        inner = getattr(model, "estimator", None)
+        if type(model).__name__ == "CalibratedClassifierCV" and inner is not None:
+            model = inner
+            continue
+        break
+    return model
+
+
+def absence_fit(head: Any) -> str:
+    """Which expectation the absence test uses for a model: "poisson" for a naive Bayes head,
+    whose pull is the log of a count (:func:`~poisonlab.scan.stats.absence_p_values`), and
+    "negative-binomial", fitted to the class's own words, for any other or unknown head."""
+    name = type(final_estimator(head)).__name__ if head is not None else ""
+    return "poisson" if name.endswith("NB") else "negative-binomial"
+
+
 def _words(unit: str) -> tuple[str, ...]:
     return tuple(TOKEN_PATTERN.findall(unit.lower()))
 
@@ -234,7 +257,7 @@ class TextTriggerScanner(BaseEstimator):
                  n_confirm: int = 8, positions: Sequence[str] = ("prefix", "suffix", "random"),
                  repetitions: Sequence[int] = (1, 3), max_rows: int = 200,
                  anomaly_threshold: float = 6.0, min_flip_rate: float = 0.25,
-                 absence_alpha: float = 1e-3, absence_repetitions: Sequence[int] = (10, 20),
+                 absence_alpha: float = 1e-4, absence_repetitions: Sequence[int] = (10, 20),
                  min_class_rows: int = 20, batch_size: int = 4096,
                  random_state: int | np.random.Generator | None = None) -> None:
         self.n_candidates = n_candidates
@@ -278,9 +301,10 @@ class TextTriggerScanner(BaseEstimator):
     def fit(self, predict_proba: PredictProba, X: np.ndarray, y: np.ndarray, *,
             vocabulary: Sequence[str] | None = None,
             progress: Callable[[str], None] | None = None,
-            class_names: Sequence[str] | None = None) -> TextTriggerScanner:
+            class_names: Sequence[str] | None = None, head: Any = None) -> TextTriggerScanner:
         """Scan; ``vocabulary`` overrides the candidates (default: words of ``X`` + two-letter
-        tokens); ``class_names`` only name the classes in ``reasons_``."""
+        tokens); ``class_names`` only name the classes in ``reasons_``; ``head``, the model or its
+        final estimator when known, picks the absence expectation (:func:`absence_fit`)."""
         self._validate()
         started = time.perf_counter()
         say = progress or (lambda _msg: None)
@@ -331,6 +355,8 @@ class TextTriggerScanner(BaseEstimator):
         reps = sorted(set(int(r) for r in self.repetitions))
         probe_position = "random" if "random" in positions else positions[0]
         row_words = [set(TOKEN_PATTERN.findall(str(t).lower())) for t in X]
+        fit_kind = absence_fit(head)
+        self.absence_fit_ = fit_kind
         found: list[TriggerCandidate] = []
         index = np.zeros(K)
         absence = np.ones(K)
@@ -359,7 +385,7 @@ class TextTriggerScanner(BaseEstimator):
                                  if ws else n_per_class[c] + 1 for ws in unit_words])
             anywhere = np.array([not ws or any(all(w in h for w in ws) for h in row_words)
                                  for ws in unit_words])
-            p_fit = absence_p_values(strength[order, c], doc_freq) if absence_runs \
+            p_fit = absence_p_values(strength[order, c], doc_freq, fit=fit_kind) if absence_runs \
                 else np.ones(len(unigrams))
             p_word = dict(zip([u[0] for u in unigrams], np.where(anywhere, 1.0, p_fit), strict=True))
             # words planted together have the same counts, hence the same pull: three or more
