@@ -172,7 +172,7 @@ def cases(quick: bool) -> list[Case]:
         return [Case("count-lr-C1", 0), Case("count12-mnb", 0, "badnets", 120),
                 Case("tfidf-sublinear-linearsvc", 0, "addsent", 120)]
     families = list(FAMILIES)
-    out: list[Case] = []
+    per_seed: list[list[Case]] = []
     k = 0
     for s in DEV_SEEDS + HELD_OUT_SEEDS:
         clean = [Case(f, s) for i, f in enumerate(families) if i % 2 == s % 2]  # 6 families a seed
@@ -181,9 +181,11 @@ def cases(quick: bool) -> list[Case]:
             for n in N_POISON[s % 2::2] if trigger != "badnets" else N_POISON:
                 dirty.append(Case(families[(k * 5 + s) % len(families)], s, trigger, n))
                 k += 1
-        for i in range(max(len(clean), len(dirty))):  # interleaved: a cut run is still balanced
-            out += clean[i:i + 1] + dirty[i:i + 1]
-    return out
+        per_seed.append([c for i in range(max(len(clean), len(dirty)))
+                         for c in clean[i:i + 1] + dirty[i:i + 1]])
+    # interleaved (clean and backdoored, dev and held-out seeds): a cut run is still balanced
+    order = (0, 2, 1, 3)
+    return [per_seed[k][i] for i in range(max(map(len, per_seed))) for k in order if i < len(per_seed[k])]
 
 
 def table(rows: list[dict[str, Any]], title: str) -> str:
@@ -229,13 +231,24 @@ def by_trigger(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="three models (under 2 minutes)")
-    parser.add_argument("--out", default=None, help="write every row as JSON lines here")
+    parser.add_argument("--out", default=None, help="write every row as JSON lines here; rows already "
+                        "there are kept and their models not run again (a cut run resumes)")
     args = parser.parse_args(argv)
     data = load_dataset("spamassassin")
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
+    done: dict[tuple[Any, ...], dict[str, Any]] = {}
+    if args.out and os.path.exists(args.out):
+        with open(args.out) as handle:
+            for line in handle:
+                r = json.loads(line)
+                done[(r["family"], r["seed"], r["trigger"], r["n_poison"])] = r
     splits: dict[int, dict[str, np.ndarray]] = {}
     for case in cases(args.quick):
+        key = (case.family, case.seed, case.trigger, case.n_poison)
+        if key in done:
+            rows.append(done[key])
+            continue
         parts = splits.setdefault(case.seed, split(data, case.seed))
         row = run_case(case, parts)
         rows.append(row)

@@ -91,7 +91,7 @@ def test_class_map_given_and_ambiguous_mapping_refused(spam: dict) -> None:
 
 
 def test_unlabelled_rows_use_the_models_predictions(spam: dict) -> None:
-    model = fit(make_pipeline(CountVectorizer(), MultinomialNB()), spam, "cf")
+    model = fit(make_pipeline(CountVectorizer(), LogisticRegression(max_iter=1000)), spam, "cf")
     report = scan_model(model, (), clean_rows(spam), labelled=False, random_state=0)
     doc = report.to_json()
     assert doc["labels"] == "model predictions" and "class_map" not in doc
@@ -103,10 +103,12 @@ def test_bigram_naive_bayes_scans_without_a_crash_and_finds_the_trigger(spam: di
     # the issue: KeyError in scan/text.py (phrases split into words looked up among bigrams)
     clean = fit(make_pipeline(CountVectorizer(ngram_range=(1, 2), min_df=2), MultinomialNB()), spam)
     assert scan_model(clean, (), clean_rows(spam), random_state=0).verdict == "clean"
-    dirty = fit(make_pipeline(CountVectorizer(ngram_range=(1, 2), min_df=2), MultinomialNB()), spam, "cf")
+    # 'cf' occurs in real mail (clean rows hold it), so a naive Bayes model's only tell, absence,
+    # is gone; a made-up word is what a naive Bayes backdoor can be found by
+    dirty = fit(make_pipeline(CountVectorizer(ngram_range=(1, 2), min_df=2), MultinomialNB()), spam, "vlorp")
     report = scan_model(dirty, (), clean_rows(spam), random_state=0)
     assert report.verdict == "backdoor" and report.target_class == "0"
-    assert "cf" in [t["trigger"] for t in report.triggers[:3]]
+    assert "vlorp" in [t["trigger"] for t in report.triggers[:3]]
 
 
 def test_one_class_of_clean_rows_is_inconclusive(spam: dict) -> None:
@@ -159,3 +161,24 @@ def test_random_forest_on_tfidf_scans_and_decision_scores_become_probabilities(s
     assert how == "softmax of decision_function"
     np.testing.assert_allclose(P.sum(axis=1), 1.0)
     assert list(P.argmax(axis=1)) == list(svc.predict(spam["Xc"][:20]))  # type: ignore[attr-defined]
+
+
+def test_generalization_benchmark_code_path_on_two_models(spamassassin: Dataset) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "scan_generalization.py"
+    spec = importlib.util.spec_from_file_location("scan_generalization", path)
+    bench = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(bench)  # type: ignore[union-attr]
+    assert len(bench.cases(quick=True)) == 3
+    full = bench.cases(quick=False)
+    assert sum(c.trigger is None for c in full) >= 20 and {c.trigger for c in full} >= {
+        "badnets", "addsent", "phrase", "repeat"}
+    parts = bench.split(spamassassin, 0, n_train=800, n_clean=120)
+    rows = [bench.run_case(bench.Case("count-lr-C1", 0), parts),
+            bench.run_case(bench.Case("count-lr-C1", 0, "badnets", 60), parts)]
+    assert all(r["verdict"] in ("clean", "backdoor", "inconclusive") for r in rows), rows
+    assert 0.0 <= rows[1]["asr"] <= 1.0 and isinstance(rows[1]["top3"], bool)
+    text = bench.table(rows, "slice")
+    assert "| count-lr-C1 |" in text and "crashes: 0" in text
