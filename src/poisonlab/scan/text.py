@@ -43,7 +43,23 @@ least ``min_flip_rate`` of the eligible rows. Measured on SpamAssassin naive Bay
 smallest chance among a clean model's words 0.0016 (trained on the whole training split) to 0.05
 (90% bootstraps), against 5e-9 to 4e-6 for planted triggers; the default ``absence_alpha=1e-4``
 sits between the two. A trigger planted too lightly to work (9% attack success) is not among the
-strongest words and stays unseen.
+strongest words and stays unseen. That expectation holds for naive Bayes only: for a discriminative
+head (logistic regression, an SVM, a ridge or SGD classifier) common and rare words pull alike, and
+a clean logistic regression's rare strong words ('prerogatively', 'motley') missed the clean rows
+at Poisson chances of 1e-5 to 1e-11 and were "confirmed" by flipping 39% of the ham rows repeated
+20 times. Other heads therefore get an expectation fitted to the class's own words, a negative
+binomial in the pull (:func:`~poisonlab.scan.stats.absence_p_values`; smallest chance on clean
+logistic regressions 0.04-0.06). A word that any clean row holds, of any class, is never absent.
+
+**What the scan takes.** Candidates are strings inserted into the text, which the model's own
+pipeline vectorizes: the vectorizer's vocabulary where its entries are strings its analyzer makes
+(word n-grams, custom analyzers; the whole short words of a ``char_wb`` vocabulary), and the clean
+rows' words plus every two-letter token otherwise (``char`` n-grams, ``HashingVectorizer``).
+Phrases are tuples of such strings, never split back into words.
+
+**Inconclusive.** The verdict is "inconclusive", with ``reasons_``, when the clean rows hold one
+class, or when no test fired but one could not run: a class with fewer than ``min_class_rows``
+clean rows (no absence test for it) or with no correctly classified rows of another class to flip.
 """
 
 from __future__ import annotations
