@@ -287,6 +287,9 @@ def scan_model(model: Any, classes: Sequence[str], data: Dataset, *, max_rows: i
         return _scan_text(model, classes, data, max_rows=max_rows, rng=rng, progress=progress,
                           options=text_options, where=where, class_map=parse_class_map(class_map),
                           labelled=labelled, started=started)
+    if class_map is not None or not labelled:
+        raise ParameterError("--class-map and unlabelled rows are taken for text models; image scans "
+                             "need labels named as the model's classes.")
     classes = tuple(str(c) for c in classes) or tuple(data.classes)
     n_model = int(getattr(model, "n_classes_", len(classes)) or len(classes))
     if len(classes) != n_model:
