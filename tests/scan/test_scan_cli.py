@@ -174,3 +174,56 @@ def test_check_with_a_scan_flags_inputs_holding_the_trigger(text_files: dict[str
     with (out / "verdicts.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert all(r["flagged"] == "true" for r in rows[60:])
+
+
+@pytest.fixture(scope="module")
+def outside_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A plain scikit-learn pipeline trained on integer classes, saved with plain skops.io.dump;
+    its trigger 'zq' planted by hand into spam rows relabelled ham (0)."""
+    import skops.io as sio
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    root = tmp_path_factory.mktemp("outside")
+    train = _toy_text(600, 0)
+    X, y = train.X.copy(), train.y.copy()
+    for i in np.flatnonzero(y == 1)[:30]:
+        X[i], y[i] = f"zq {X[i]} zq", 0
+    model = make_pipeline(CountVectorizer(), LogisticRegression(max_iter=1000)).fit(X, y)
+    sio.dump(model, root / "outside.skops")
+    rows = _toy_text(200, 1)
+    save_dataset(rows, root / "clean_rows.csv")
+    with (root / "unlabelled.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text"])
+        writer.writerows([[t] for t in rows.X])
+    return {"model": root / "outside.skops", "data": root / "clean_rows.csv",
+            "unlabelled": root / "unlabelled.csv"}
+
+
+def test_scan_maps_names_to_integer_classes(outside_model: dict[str, Path], tmp_path: Path) -> None:
+    # the issue: "the data has labels the model does not know"
+    base = ["scan", str(outside_model["model"]), "--data", str(outside_model["data"]), "--json"]
+    auto = runner.invoke(_app(), [*base, "--out", str(tmp_path / "auto")])
+    assert auto.exit_code == 0, auto.output
+    doc = json.loads(auto.stdout)
+    assert doc["class_map"] == {"ham": "0", "spam": "1"}
+    assert doc["verdict"] == "backdoor" and doc["target_class"] == "0"
+    assert doc["triggers"][0]["trigger"] == "zq"
+    given = runner.invoke(_app(), [*base, "--out", str(tmp_path / "given"), "--class-map", "ham=0,spam=1"])
+    assert given.exit_code == 0, given.output
+    assert json.loads(given.stdout)["class_map_from"] == "given"
+    bad = runner.invoke(_app(), [*base, "--out", str(tmp_path / "bad"), "--class-map", "ham=7"])
+    assert bad.exit_code == 1 and "Traceback" not in bad.output
+    assert "does not predict" in bad.output
+
+
+def test_scan_takes_rows_without_labels(outside_model: dict[str, Path], tmp_path: Path) -> None:
+    result = runner.invoke(_app(), ["scan", str(outside_model["model"]), "--data",
+                                    str(outside_model["unlabelled"]), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "model's own predictions" in result.output
+    doc = json.loads((tmp_path / "scan.json").read_text())
+    assert doc["labels"] == "model predictions"
+    assert doc["verdict"] == "backdoor" and doc["triggers"][0]["trigger"] == "zq"

@@ -33,14 +33,20 @@ def test_rate_anomaly_index_uses_a_binomial_floor() -> None:
 
 
 def test_absence_p_values_by_hand() -> None:
-    # Four words of equal pull (exp(s) = 10): beta = median((df + 0.5) / 10) = median(.95, 1.05,
-    # 1.15, .05) = 1.0, so each is expected in 10 clean rows; the one found in none gets e^-10.
-    p = absence_p_values(np.log(np.full(4, 10.0)), np.array([9, 10, 11, 0]))
+    # Five words of equal pull found in 9-11 rows: the fit's mean is about 10 with little spread
+    # (a large negative binomial size), so the sixth, found in none, gets about e^-10.
+    p = absence_p_values(np.log(np.full(6, 10.0)), np.array([9, 10, 11, 9, 11, 0]))
+    assert list(p[:5]) == [1.0] * 5
+    assert 1e-5 < p[5] < 1e-4
+    # Strong words found in 1 to 60 rows alike (a discriminative head): a missing one is no news.
+    spread = absence_p_values(np.zeros(8), np.array([1, 60, 2, 40, 1, 25, 3, 0]))
+    assert spread[7] > 0.05
+    # The naive Bayes expectation (Poisson, pull = log count): four words of equal pull,
+    # beta = median((df + 0.5) / 1) = median(9.5, 10.5, 11.5, 0.5) = 10, so e^-10 for the absent one.
+    p = absence_p_values(np.log(np.full(4, 10.0)), np.array([9, 10, 11, 0]), fit="poisson")
     np.testing.assert_allclose(p, [1.0, 1.0, 1.0, math.exp(-10.0)])
-    # A word half as strong (by e^-log 2) is expected in half as many rows: e^-5 when absent.
-    p = absence_p_values(np.log(np.array([10.0, 10.0, 10.0, 5.0])), np.array([9, 10, 11, 0]))
-    beta = float(np.median((np.array([9, 10, 11, 0]) + 0.5) / np.array([1, 1, 1, 0.5])))
-    assert p[3] == pytest.approx(math.exp(-beta * 0.5))
+    # Fewer than five words found anywhere: nothing to fit, no evidence.
+    assert list(absence_p_values(np.ones(4), np.array([3, 0, 2, 0]))) == [1.0] * 4
     assert absence_p_values(np.zeros(0), np.zeros(0)).shape == (0,)
 
 
@@ -104,7 +110,8 @@ def spam_scan_rows(spam_split: tuple[Dataset, Dataset]) -> tuple[np.ndarray, np.
 def _scan(model: object, rows: tuple[np.ndarray, np.ndarray]) -> TextTriggerScanner:
     X, y = rows
     return TextTriggerScanner(random_state=0).fit(model.predict_proba, X, y,  # type: ignore[attr-defined]
-                                                  vocabulary=model_vocabulary(model))
+                                                  vocabulary=model_vocabulary(model),
+                                                  head=model.estimator_)  # type: ignore[attr-defined]
 
 
 def test_clean_spam_filter_is_called_clean(spam_split: tuple[Dataset, Dataset],
@@ -148,12 +155,14 @@ def test_naive_bayes_phrase_backdoor_found_by_absence(
     scanner = _scan(model, spam_scan_rows)
     # Measured: no flip-rate outlier (largest anomaly index 1.0 of 6); the three words pull
     # equally (log-odds 7.0, beside rpm 7.5 and razor 7.3, which 8-15 clean ham rows hold) and no
-    # clean row holds them: absence chance 3.7e-6; the phrase x20 flips 93% of the spam rows.
+    # clean row holds them: absence chance 3.7e-6 (the naive Bayes expectation, Poisson in the
+    # log-count pull); the phrase x20 flips 93% of the spam rows. (Under the negative binomial
+    # the other heads get, 0.07: natural words such as 'weblog', pull 6.2, are missing too.)
     assert scanner.anomaly_index_.max() < scanner.threshold_
     assert scanner.verdict_ == "backdoor" and scanner.target_label_ == 0
     top = scanner.triggers_[0]
     assert sorted(top.trigger.split()) == ["kwimb", "vlorp", "zqxj"]
-    assert top.absence_p <= 1e-4 and top.flip_rate >= 0.6
+    assert top.absence_p <= scanner.absence_alpha and top.flip_rate >= 0.6
 
 
 def test_clean_naive_bayes_is_called_clean(spam_split: tuple[Dataset, Dataset],
@@ -163,5 +172,6 @@ def test_clean_naive_bayes_is_called_clean(spam_split: tuple[Dataset, Dataset],
     scanner = _scan(model, spam_scan_rows)
     # Measured: the smallest absence chance of this clean model's words 0.0016 (alpha 1e-4;
     # 0.05 on the 90% bootstraps of benchmarks/scan_accuracy.py).
+    assert scanner.absence_fit_ == "poisson"
     assert scanner.verdict_ == "clean"
     assert scanner.absence_p_.min() > 10 * scanner.absence_alpha

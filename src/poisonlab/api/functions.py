@@ -88,6 +88,7 @@ def scan(
     y: Any = None,
     *,
     classes: Any = None,
+    class_map: str | dict[str, str] | None = None,
     columns: Columns | None = None,
     max_rows: int | None = None,
     random_state: int | None = 0,
@@ -104,10 +105,14 @@ def scan(
     X : array-like, list of str, pandas DataFrame or Series, sparse matrix, Dataset or path
         Clean rows the model should classify correctly.
     y : array-like, optional
-        Their labels (needed with arrays), named as the model's classes are.
+        Their labels, named as the model's classes are. Without labels (texts given as a list or
+        array), the model's own predictions stand for them and the scan says so.
     classes : sequence of str, optional
         The class names the model predicts, in its column order (default: the saved model's,
         the estimator's ``classes_``, or ``"0".."K-1"``).
+    class_map : str or dict, optional
+        How the data's label names map to the model's classes (``"ham=0,spam=1"``); found
+        automatically where only one assignment fits the model's predictions.
     columns : Columns, optional
         Column roles for a path or DataFrame.
     max_rows : int, optional
@@ -137,10 +142,15 @@ def scan(
     if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int)
                                  or max_rows < 2):
         raise ParameterError(f"The 'max_rows' parameter of scan must be an int >= 2. Got {max_rows!r} instead.")
-    data = as_dataset(X, y, columns=columns)
+    labelled = not (y is None and isinstance(X, (list, tuple, np.ndarray)))
+    if labelled:
+        data = as_dataset(X, y, columns=columns)
+    else:  # texts alone: placeholder labels, replaced by the model's predictions in the scan
+        data = as_dataset(X, ["unlabelled"] * len(X), columns=columns)
     adapter, model_classes, model_name = _trained(model, data.X, classes, trust_pickle, "scan")
     report = scan_model(adapter, model_classes or data.classes, data, max_rows=max_rows,
-                        random_state=random_state, where=model_name, progress=progress)
+                        random_state=random_state, where=model_name, progress=progress,
+                        class_map=class_map, labelled=labelled)
     return results.ScanResult(report=report, model=adapter, model_name=model_name,
                       data_name=_data_name(X, data), seed=random_state)
 

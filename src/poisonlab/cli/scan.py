@@ -29,7 +29,7 @@ from poisonlab.cli.inputs import (
     load_saved_model,
     progress_line,
 )
-from poisonlab.exceptions import ParameterError
+from poisonlab.exceptions import DataError, ParameterError
 from poisonlab.files import write_json
 
 
@@ -37,10 +37,14 @@ from poisonlab.files import write_json
 @handle_errors
 def scan(
     model: Path = typer.Argument(..., help="A saved model file (.skops, .safetensors, .pt)."),
-    data: str = typer.Option(..., "--data", help="Clean labelled rows (file, folder or corpus)."),
+    data: str = typer.Option(..., "--data", help="Clean rows (file, folder or corpus); labels optional "
+                             "for text (without them the model's own predictions are used)."),
     out: Path = typer.Option(..., "--out", help="Folder for scan.json and report.html."),
     max_rows: int | None = typer.Option(
         None, "--max-rows", help="Clean rows to use (default 200 for text, 500 for images)."),
+    class_map: str | None = typer.Option(
+        None, "--class-map", help="Data class names to the model's classes, e.g. 'ham=0,spam=1' "
+        "(default: by name, or from the model's own predictions when only one mapping fits)."),
     text_col: str | None = TEXT_COL_OPTION,
     label_col: str | None = LABEL_COL_OPTION,
     feature_cols: str | None = FEATURE_COLS_OPTION,
@@ -58,18 +62,25 @@ def scan(
     """
     from poisonlab.data import load_dataset
     from poisonlab.report.scan import write_scan_report
-    from poisonlab.scan.pipeline import scan_model
+    from poisonlab.scan.pipeline import read_unlabelled_texts, scan_model
 
     if max_rows is not None and max_rows < 2:
         raise ParameterError(f"--max-rows must be at least 2; got {max_rows}.")
     tmp = claim_out(out, "scan")
     saved = load_saved_model(model, trust_pickle)
-    ds = load_dataset(data, columns_from(text_col, label_col, feature_cols),
-                      data_dir=data_dir)
+    labelled = True
+    try:
+        ds = load_dataset(data, columns_from(text_col, label_col, feature_cols),
+                          data_dir=data_dir)
+    except DataError as exc:
+        if label_col is not None or feature_cols is not None or "no label column found" not in str(exc):
+            raise
+        ds, labelled = read_unlabelled_texts(data, text_col), False
     with progress_line(json_out) as progress:
         task = progress.add_task(f"scanning {model.name}", total=None)
         report = scan_model(saved.model, saved.classes, ds, max_rows=max_rows,
-                            random_state=seed, where=str(model),
+                            random_state=seed, where=str(model), class_map=class_map,
+                            labelled=labelled,
                             progress=lambda msg: progress.update(task, description=msg))
     doc = {"model": str(model), "data": str(data), "seed": seed, **report.to_json()}
     write_json(tmp / "scan.json", doc)
@@ -82,11 +93,18 @@ def scan(
 def _render_scan(doc: dict[str, Any], out: Path) -> None:
 
     c = out_console
-    color = "red" if doc["verdict"] == "backdoor" else "green"
+    color = {"backdoor": "red", "inconclusive": "yellow"}.get(doc["verdict"], "green")
     target = f", target class [b]{escape(str(doc['target_class']))}[/b]" if doc["target_class"] else ""
     c.print(f"verdict: [bold {color}]{doc['verdict']}[/]{target} "
             f"(anomaly index {doc['statistic']['value']}, threshold {doc['threshold']}; "
             f"{doc['method']}, {doc['seconds']} s)")
+    for reason in doc.get("reasons") or []:
+        c.print(f"  {'why' if doc['verdict'] == 'inconclusive' else 'note'}: {escape(reason)}")
+    if doc.get("labels") == "model predictions":
+        c.print("  labels: the clean rows have none; the model's own predictions were used")
+    if doc.get("class_map") and doc.get("class_map_from") != "same names":
+        pairs = ", ".join(f"{escape(k)}={escape(v)}" for k, v in doc["class_map"].items())
+        c.print(f"  classes: {pairs} ({escape(str(doc['class_map_from']))})")
     absence = doc.get("absence")
     if absence and doc["verdict"] == "backdoor" and doc["statistic"]["value"] != "inf" and \
             float(doc["statistic"]["value"]) < float(doc["threshold"]):

@@ -42,26 +42,78 @@ def rate_anomaly_index(top: float, reference: np.ndarray, n_rows: int) -> float:
     return (top - med) / max(mad, floor)
 
 
-def absence_p_values(strength: np.ndarray, doc_freq: np.ndarray) -> np.ndarray:
+def absence_p_values(strength: np.ndarray, doc_freq: np.ndarray, *, fit: str = "negative-binomial",
+                     n_min_held: int = 5) -> np.ndarray:
     """Chance that a word as strong as each one is missing from every clean row of its class.
 
     ``strength``: how hard each of a class's strongest words pushes towards it (log-odds of the word
-    alone as a document); ``doc_freq``: in how many clean rows of that class each word occurs. For
-    a word that only one class uses, a count model's pull grows with the log of how often the class
-    used it, so the expected number of clean rows holding it is ``lam = beta * exp(strength)``,
-    with ``beta`` the median of ``(doc_freq + 0.5) / exp(strength)`` over the words given (a fit
-    to the class's own words, robust to a few planted ones). A word found in no clean row gets the
-    Poisson chance of that, ``exp(-lam)``; a word found at least once gets 1 (the clean data
-    supports it).
+    alone as a document); ``doc_freq``: in how many clean rows of that class each word occurs.
 
-    >>> absence_p_values(np.log(np.array([10.0, 10.0, 10.0, 10.0])), np.array([9, 10, 11, 0]))
-    array([1.00000000e+00, 1.00000000e+00, 1.00000000e+00, 4.53999298e-05])
+    ``fit="poisson"`` is the count-model expectation (naive Bayes): a class-exclusive word's pull
+    is the log of how often the class used it, so the expected number of clean rows holding it is
+    ``lam = beta * exp(strength)``, ``beta`` the median of ``(doc_freq + 0.5) / exp(strength)``
+    over the words given (robust to a few planted ones); a word found in no row gets
+    ``exp(-lam)``. Measured on SpamAssassin naive Bayes models: clean models' smallest chance
+    0.0016-0.05, planted triggers 5e-9 to 4e-6. It is wrong for any other head (below), which is
+    why it is only used for naive Bayes.
+
+    ``fit="negative-binomial"`` (every other head):
+
+    The number of clean rows holding a word is modelled as negative binomial with mean
+    ``mu = exp(a + b * strength)`` and size ``r``, fitted to the class's own words. How pull maps
+    to frequency is measured, not assumed: for a naive Bayes model a word's pull is the log of how
+    often the class used it (``b`` near 1, counts close to Poisson, large ``r``); for a
+    discriminative head (logistic regression, an SVM) common words and rare ones pull alike
+    (``b`` near 0, counts widely spread, small ``r``), and a strong word missing from the clean
+    rows is then no surprise. ``a``, ``b`` (in [0, 1.25]) and ``r`` are the maximum-likelihood
+    fit of a zero-truncated negative binomial to the words found at least once: planted words are
+    found in no clean row, so they cannot pull the fit, and the truncation accounts for the
+    natural words that chance left out. A word found in no clean row gets the fitted chance of
+    zero rows, ``(r / (r + mu)) ** r`` (``exp(-mu)`` as ``r`` grows); a word found at least once
+    gets 1. With fewer than ``n_min_held`` words found at least once there is nothing to fit and
+    every word gets 1 (no evidence either way).
     """
     s = np.asarray(strength, dtype=np.float64)
     df = np.asarray(doc_freq, dtype=np.float64)
     if len(s) == 0:
         return np.ones(0)
-    scale = np.exp(s - s.max())                 # shifted: the ratio below does not depend on it
-    beta = float(np.median((df + 0.5) / scale))
-    lam = beta * scale
-    return np.where(df > 0, 1.0, np.exp(-lam))
+    if fit == "poisson":
+        scale = np.exp(s - s.max())             # shifted: the ratio below does not depend on it
+        beta = float(np.median((df + 0.5) / scale))
+        return np.where(df > 0, 1.0, np.exp(-beta * scale))
+    held = df > 0
+    if held.sum() < n_min_held:
+        return np.ones(len(s))
+    x = s - s.max()
+    a, b, r = _truncated_negative_binomial_fit(x[held], df[held])
+    mu = np.exp(a + b * x)
+    p_zero = np.exp(r * (np.log(r) - np.log(r + mu)))
+    return np.where(held, 1.0, p_zero)
+
+
+def _truncated_negative_binomial_fit(x: np.ndarray, k: np.ndarray) -> tuple[float, float, float]:
+    """``(a, b, r)`` maximizing the zero-truncated negative binomial likelihood of counts
+    ``k >= 1`` with mean ``exp(a + b x)`` and size ``r``; ``b`` in [0, 1.25], ``r`` in
+    [0.05, 1e4]."""
+    from scipy.optimize import minimize
+    from scipy.special import gammaln
+
+    def nll(theta: np.ndarray) -> float:
+        a, b, log_r = theta
+        r = math.exp(log_r)
+        mu = np.exp(np.clip(a + b * x, -30, 30))
+        log_p0 = r * (np.log(r) - np.log(r + mu))
+        log_pk = (gammaln(k + r) - gammaln(r) - gammaln(k + 1) + r * (np.log(r) - np.log(r + mu))
+                  + k * (np.log(mu) - np.log(r + mu)))
+        return -float(np.sum(log_pk - np.log(np.maximum(-np.expm1(log_p0), 1e-300))))
+
+    a0 = math.log(max(float(k.mean()), 1.0))
+    best = None
+    for b0, log_r0 in ((0.5, 0.0), (1.0, 4.0), (0.0, -1.0)):
+        res = minimize(nll, np.array([a0, b0, log_r0]), method="L-BFGS-B",
+                       bounds=[(-20.0, 20.0), (0.0, 1.25), (math.log(0.05), math.log(1e4))])
+        if best is None or res.fun < best.fun:
+            best = res
+    assert best is not None
+    a, b, log_r = best.x
+    return float(a), float(b), float(math.exp(log_r))

@@ -43,7 +43,23 @@ least ``min_flip_rate`` of the eligible rows. Measured on SpamAssassin naive Bay
 smallest chance among a clean model's words 0.0016 (trained on the whole training split) to 0.05
 (90% bootstraps), against 5e-9 to 4e-6 for planted triggers; the default ``absence_alpha=1e-4``
 sits between the two. A trigger planted too lightly to work (9% attack success) is not among the
-strongest words and stays unseen.
+strongest words and stays unseen. That expectation holds for naive Bayes only: for a discriminative
+head (logistic regression, an SVM, a ridge or SGD classifier) common and rare words pull alike, and
+a clean logistic regression's rare strong words ('prerogatively', 'motley') missed the clean rows
+at Poisson chances of 1e-5 to 1e-11 and were "confirmed" by flipping 39% of the ham rows repeated
+20 times. Other heads therefore get an expectation fitted to the class's own words, a negative
+binomial in the pull (:func:`~poisonlab.scan.stats.absence_p_values`; smallest chance on clean
+logistic regressions 0.04-0.06). A word that any clean row holds, of any class, is never absent.
+
+**What the scan takes.** Candidates are strings inserted into the text, which the model's own
+pipeline vectorizes: the vectorizer's vocabulary where its entries are strings its analyzer makes
+(word n-grams, custom analyzers; the whole short words of a ``char_wb`` vocabulary), and the clean
+rows' words plus every two-letter token otherwise (``char`` n-grams, ``HashingVectorizer``).
+Phrases are tuples of such strings, never split back into words.
+
+**Inconclusive.** The verdict is "inconclusive", with ``reasons_``, when the clean rows hold one
+class, or when no test fired but one could not run: a class with fewer than ``min_class_rows``
+clean rows (no absence test for it) or with no correctly classified rows of another class to flip.
 """
 
 from __future__ import annotations
@@ -103,16 +119,100 @@ class TriggerCandidate:
         return d
 
 
+def _vectorizers(obj: Any, depth: int = 0) -> list[Any]:
+    """Every fitted vectorizer inside a model: pipeline steps, unions, column transformers,
+    calibrated or wrapped estimators, searched to a small depth."""
+    if obj is None or depth > 6:
+        return []
+    if hasattr(obj, "vocabulary_") or type(obj).__name__ == "HashingVectorizer":
+        return [obj]
+    found: list[Any] = []
+    for _, step in getattr(obj, "steps", None) or []:
+        found += _vectorizers(step, depth + 1)
+    for item in getattr(obj, "transformer_list", None) or []:
+        found += _vectorizers(item[1], depth + 1)
+    for item in getattr(obj, "transformers_", None) or []:
+        found += _vectorizers(item[1], depth + 1)
+    for name in ("estimator_", "estimator", "base_estimator"):
+        inner = getattr(obj, name, None)
+        if inner is not None and inner is not obj and not isinstance(inner, (str, int, float)):
+            found += _vectorizers(inner, depth + 1)
+    for cal in getattr(obj, "calibrated_classifiers_", None) or []:
+        found += _vectorizers(getattr(cal, "estimator", None), depth + 1)
+        break  # the calibrated copies share one vectorizer's vocabulary in practice
+    return found
+
+
 def model_vocabulary(model: Any) -> list[str] | None:
-    """The vocabulary of a scikit-learn text pipeline's vectorizer, or None when it has none."""
-    estimator = getattr(model, "estimator_", model)
-    steps = getattr(estimator, "steps", None)
-    candidates = [s for _, s in steps] if steps else [estimator]
-    for step in candidates:
-        vocab = getattr(step, "vocabulary_", None)
-        if isinstance(vocab, dict) and vocab:
-            return sorted(str(t) for t in vocab)
-    return None
+    """Strings that a text model's own analyzer turns into its features, or None when it has none.
+
+    A word analyzer's vocabulary entries (words, word n-grams, whatever a custom analyzer or
+    tokenizer makes) are such strings already. A ``char_wb`` vocabulary holds each short word
+    whole, padded with spaces (``" cf "``): those words are kept. A ``char`` vocabulary and a
+    ``HashingVectorizer`` name no words; the scan then draws candidates from the clean rows.
+    """
+    words: set[str] = set()
+    for vec in _vectorizers(model):
+        vocab = getattr(vec, "vocabulary_", None)
+        if not isinstance(vocab, dict) or not vocab:
+            continue
+        analyzer = getattr(vec, "analyzer", "word")
+        if analyzer == "word" or callable(analyzer):
+            words.update(str(t) for t in vocab)
+        elif analyzer == "char_wb":
+            words.update(str(t).strip() for t in vocab
+                         if len(str(t)) > 2 and str(t)[0] == " " and str(t)[-1] == " "
+                         and str(t).strip() and " " not in str(t).strip())
+    words = {w for w in words if w.strip()}
+    return sorted(words) or None
+
+
+def vocabulary_is_complete(model: Any) -> bool:
+    """Whether :func:`model_vocabulary` holds every word the model has features for (a word
+    analyzer's vocabulary does; char n-grams, hashing and several vectorizers do not)."""
+    vecs = _vectorizers(model)
+    return len(vecs) == 1 and hasattr(vecs[0], "vocabulary_") and \
+        (getattr(vecs[0], "analyzer", "word") == "word" or callable(vecs[0].analyzer))
+
+
+def candidate_tokens(model: Any, X: Sequence[str] | np.ndarray) -> tuple[list[str], str]:
+    """The strings the screen tries, and where they came from: the model's vocabulary (mapped
+    to strings its analyzer produces), plus the clean rows' words and every two-letter token
+    when the vocabulary does not name every word the model knows."""
+    vocab = model_vocabulary(model)
+    if vocab is not None and vocabulary_is_complete(model):
+        return vocab, "model vocabulary"
+    tokens = clean_data_tokens(X)
+    if vocab is None:
+        return tokens, "clean rows and two-letter tokens"
+    return sorted(set(tokens) | set(vocab)), "model vocabulary words, clean rows and two-letter tokens"
+
+
+def final_estimator(model: Any) -> Any:
+    """The last step of a pipeline (through calibration wrappers), or the model itself."""
+    for _ in range(6):
+        steps = getattr(model, "steps", None)
+        if steps:
+            model = steps[-1][1]
+            continue
+        inner = getattr(model, "estimator", None)
+        if type(model).__name__ == "CalibratedClassifierCV" and inner is not None:
+            model = inner
+            continue
+        break
+    return model
+
+
+def absence_fit(head: Any) -> str:
+    """Which expectation the absence test uses for a model: "poisson" for a naive Bayes head,
+    whose pull is the log of a count (:func:`~poisonlab.scan.stats.absence_p_values`), and
+    "negative-binomial", fitted to the class's own words, for any other or unknown head."""
+    name = type(final_estimator(head)).__name__ if head is not None else ""
+    return "poisson" if name.endswith("NB") else "negative-binomial"
+
+
+def _words(unit: str) -> tuple[str, ...]:
+    return tuple(TOKEN_PATTERN.findall(unit.lower()))
 
 
 def clean_data_tokens(texts: Sequence[str] | np.ndarray) -> list[str]:
@@ -155,14 +255,17 @@ class TextTriggerScanner(BaseEstimator):
     """Search a text classifier for a trigger phrase; see the module docstring for the method.
 
     ``fit(predict_proba, X, y)`` takes clean rows ``X`` (strings) with labels ``y`` in the model's
-    class order, and sets:
+    class order (the model's own predictions will do when the rows are unlabelled), and sets:
 
-    * ``verdict_`` ("backdoor" or "clean"), ``target_label_`` (int, or None when clean),
+    * ``verdict_`` ("backdoor", "clean" or "inconclusive"), ``target_label_`` (int, or None
+      unless backdoor); "inconclusive" when no test fired but one could not run, or the clean
+      rows hold a single class, with the reasons in ``reasons_`` (a list of sentences),
     * ``triggers_``: :class:`TriggerCandidate` list, most anomalous first,
     * ``anomaly_index_``: per class, the index of its best candidate (0 for a class without
       eligible rows), ``threshold_`` (= ``anomaly_threshold``),
     * ``absence_p_``: per class, the smallest absence chance among its candidates (1 when the
-      clean rows hold them all),
+      clean rows hold them all, or the class has fewer than ``min_class_rows`` clean rows and
+      the absence test does not run for it),
     * ``n_candidates_screened_``, ``n_queries_`` (strings sent to the model), ``seconds_``.
     """
 
@@ -171,7 +274,7 @@ class TextTriggerScanner(BaseEstimator):
                  repetitions: Sequence[int] = (1, 3), max_rows: int = 200,
                  anomaly_threshold: float = 6.0, min_flip_rate: float = 0.25,
                  absence_alpha: float = 1e-4, absence_repetitions: Sequence[int] = (10, 20),
-                 batch_size: int = 4096,
+                 min_class_rows: int = 20, batch_size: int = 4096,
                  random_state: int | np.random.Generator | None = None) -> None:
         self.n_candidates = n_candidates
         self.n_pair_seeds = n_pair_seeds
@@ -184,13 +287,14 @@ class TextTriggerScanner(BaseEstimator):
         self.min_flip_rate = min_flip_rate
         self.absence_alpha = absence_alpha
         self.absence_repetitions = absence_repetitions
+        self.min_class_rows = min_class_rows
         self.batch_size = batch_size
         self.random_state = random_state
 
     def _validate(self) -> None:
         owner = type(self).__name__
         check_counts(owner, self, ("n_candidates", "n_probe_rows", "n_confirm", "max_rows",
-                                   "batch_size"))
+                                   "min_class_rows", "batch_size"))
         check_param("n_pair_seeds", owner, isinstance(self.n_pair_seeds, int)
                     and self.n_pair_seeds >= 0, "an int >= 0", self.n_pair_seeds)
         check_param("positions", owner, len(self.positions) > 0
@@ -212,8 +316,11 @@ class TextTriggerScanner(BaseEstimator):
 
     def fit(self, predict_proba: PredictProba, X: np.ndarray, y: np.ndarray, *,
             vocabulary: Sequence[str] | None = None,
-            progress: Callable[[str], None] | None = None) -> TextTriggerScanner:
-        """Scan; ``vocabulary`` overrides the candidates (default: words of ``X`` + two-letter tokens)."""
+            progress: Callable[[str], None] | None = None,
+            class_names: Sequence[str] | None = None, head: Any = None) -> TextTriggerScanner:
+        """Scan; ``vocabulary`` overrides the candidates (default: words of ``X`` + two-letter
+        tokens); ``class_names`` only name the classes in ``reasons_``; ``head``, the model or its
+        final estimator when known, picks the absence expectation (:func:`absence_fit`)."""
         self._validate()
         started = time.perf_counter()
         say = progress or (lambda _msg: None)
@@ -224,7 +331,7 @@ class TextTriggerScanner(BaseEstimator):
         if len(X) != len(y):
             raise DataError(f"X has {len(X)} rows but y has {len(y)}.")
         if len(X) < 2:
-            raise DataError(f"The text scan needs clean rows of at least two classes; got {len(X)} rows.")
+            raise DataError(f"The text scan needs at least two clean rows; got {len(X)}.")
         rng = np.random.default_rng(self.random_state)
         if len(X) > self.max_rows:
             rows = np.sort(rng.choice(len(X), self.max_rows, replace=False))
@@ -245,6 +352,13 @@ class TextTriggerScanner(BaseEstimator):
         if y.min() < 0 or y.max() >= K:
             raise DataError(f"Labels must be class indices 0..{K - 1} of the model; found {y.min()}..{y.max()}.")
         correct = base.argmax(axis=1) == y
+        n_per_class = np.bincount(y, minlength=K)
+        names = list(class_names) if class_names is not None and len(class_names) == K \
+            else [str(k) for k in range(K)]
+        reasons: list[str] = []
+        if int((n_per_class > 0).sum()) < 2:
+            reasons.append(f"the clean rows hold one class ({names[int(np.argmax(n_per_class))]}); a scan needs "
+                           "clean rows of at least two classes to compare")
 
         tokens = list(vocabulary) if vocabulary is not None else clean_data_tokens(X)
         tokens = [t for t in dict.fromkeys(str(t).strip() for t in tokens) if t]
@@ -256,6 +370,9 @@ class TextTriggerScanner(BaseEstimator):
         positions = list(dict.fromkeys(self.positions))
         reps = sorted(set(int(r) for r in self.repetitions))
         probe_position = "random" if "random" in positions else positions[0]
+        row_words = [set(TOKEN_PATTERN.findall(str(t).lower())) for t in X]
+        fit_kind = absence_fit(head)
+        self.absence_fit_ = fit_kind
         found: list[TriggerCandidate] = []
         index = np.zeros(K)
         absence = np.ones(K)
@@ -263,45 +380,59 @@ class TextTriggerScanner(BaseEstimator):
         for c in range(K):
             victims = np.flatnonzero((y != c) & correct)
             if len(victims) == 0:
+                reasons.append(f"no clean row of another class that the model gets right: class {names[c]} "
+                               "cannot be tested as a target")
                 continue
+            absence_runs = self.absence_alpha > 0 and n_per_class[c] >= self.min_class_rows
+            if self.absence_alpha > 0 and not absence_runs:
+                reasons.append(f"class {names[c]} has {n_per_class[c]} clean rows, fewer than the "
+                               f"{self.min_class_rows} the absence test needs")
             victims = rng.permutation(victims)
             probe = X[victims[:self.n_probe_rows]]
             order = np.argsort(-strength[:, c], kind="stable")[:self.n_candidates]
-            unigrams = [tokens[i] for i in order]
-            seeds = unigrams[:self.n_pair_seeds]
-            pairs = [f"{a} {b}" for a in seeds for b in seeds if a != b]
-            phrases = unigrams + pairs
+            unigrams = [(tokens[i],) for i in order]
+            seeds = [u[0] for u in unigrams[:self.n_pair_seeds]]
+            pairs = [(a, b) for a in seeds for b in seeds if a != b]
+            phrases: list[tuple[str, ...]] = unigrams + pairs
             # is each strong word found in clean rows of class c as often as its pull implies?
-            held = [set(TOKEN_PATTERN.findall(str(t).lower())) for t in X[y == c]]
-            doc_freq = np.array([sum(all(part in h for part in w.lower().split()) for h in held)
-                                 for w in unigrams])
-            p_word = dict(zip(unigrams, absence_p_values(strength[order, c], doc_freq), strict=True))
+            # (a word any clean row holds, of any class, is a natural word, not a planted one)
+            unit_words = [_words(u[0]) for u in unigrams]
+            doc_freq = np.array([sum(all(w in row_words[r] for w in ws) for r in np.flatnonzero(y == c))
+                                 if ws else n_per_class[c] + 1 for ws in unit_words])
+            anywhere = np.array([not ws or any(all(w in h for w in ws) for h in row_words)
+                                 for ws in unit_words])
+            p_fit = absence_p_values(strength[order, c], doc_freq, fit=fit_kind) if absence_runs \
+                else np.ones(len(unigrams))
+            p_word = dict(zip([u[0] for u in unigrams], np.where(anywhere, 1.0, p_fit), strict=True))
             # words planted together have the same counts, hence the same pull: three or more
             # absent words of equal strength are tried as one phrase
             groups: dict[float, list[str]] = {}
-            for w, i in zip(unigrams, order, strict=True):
-                if p_word[w] <= self.absence_alpha:
-                    groups.setdefault(round(float(strength[i, c]), 6), []).append(w)
-            grouped = [" ".join(g[:6]) for g in groups.values() if len(g) >= 3]
+            for u, i in zip(unigrams, order, strict=True):
+                if p_word[u[0]] < 1.0:  # found in no clean row
+                    groups.setdefault(round(float(strength[i, c]), 6), []).append(u[0])
+            grouped = [tuple(g[:6]) for g in groups.values() if len(g) >= 3]
             phrases += grouped
+            texts = [" ".join(p) for p in phrases]
 
             # a phrase is as unsupported as its least unsupported word: two ordinary words that are
-            # each a little rare in the clean rows do not add up to a planted one
-            p_absent = np.array([max(p_word[w] for w in p.split()) for p in phrases])
+            # each a little rare in the clean rows do not add up to a planted one. Nor do the words
+            # of a group: words of equal pull came from the same training rows, planted or not (the
+            # rare words of one natural email tie too), so they are missing together, by one chance.
+            p_absent = np.array([max(p_word[u] for u in p) for p in phrases])
             say(f"probing {len(phrases)} candidates for class {c} on {len(probe)} rows")
             probe_rates = np.stack([
-                flip_rates(ask, probe, phrases, c, probe_position, r, rng, batch_size=self.batch_size)
+                flip_rates(ask, probe, texts, c, probe_position, r, rng, batch_size=self.batch_size)
                 for r in reps
             ], axis=1)                                              # phrases × repetitions
             best_rate = probe_rates.max(axis=1)
-            # anomaly index of every phrase against the phrases of as many words that share no
+            # anomaly index of every phrase against the phrases of as many units that share no
             # word with it (two strong words flip more rows together than one: no fair reference)
-            words = [set(p.split()) for p in phrases]
+            words = [set(w for u in p for w in (_words(u) or (u,))) for p in phrases]
             cand_index = np.zeros(len(phrases))
             for i, p_words in enumerate(words):
                 j = int(np.argmax(probe_rates[i]))
                 ref = np.array([probe_rates[u, j] for u in range(len(phrases))
-                                if len(words[u]) == len(p_words) and not (words[u] & p_words)])
+                                if len(phrases[u]) == len(phrases[i]) and not (words[u] & p_words)])
                 cand_index[i] = rate_anomaly_index(float(probe_rates[i, j]), ref, len(probe))
             if grouped:  # no phrases of their length to compare with: their evidence is absence
                 cand_index[len(phrases) - len(grouped):] = 0.0
@@ -310,14 +441,14 @@ class TextTriggerScanner(BaseEstimator):
             margin = 2.0 / np.sqrt(len(probe))
             useful = np.ones(len(phrases), dtype=bool)
             for i in range(len(unigrams), len(phrases) - len(grouped)):
-                a, b = phrases[i].split()
-                alone = max(best_rate[single[a]], best_rate[single[b]])
+                a, b = phrases[i]
+                alone = max(best_rate[single[(a,)]], best_rate[single[(b,)]])
                 useful[i] = best_rate[i] > alone + margin * np.sqrt(max(alone * (1 - alone), 0.05))
             best_rate = np.where(useful, best_rate, -1.0)
             cand_index = np.where(useful, cand_index, -np.inf)
             ranked = np.argsort(-(best_rate + 1e-6 * np.maximum(cand_index, 0)), kind="stable")
             keep = [int(i) for i in ranked[:self.n_confirm] if useful[i]]
-            if self.absence_alpha > 0:  # words the clean rows never hold are confirmed too
+            if absence_runs:  # words the clean rows never hold are confirmed too
                 keep += [int(i) for i in np.argsort(p_absent, kind="stable")
                          if p_absent[i] <= self.absence_alpha and useful[i]
                          and int(i) not in keep][:self.n_confirm]
@@ -328,11 +459,11 @@ class TextTriggerScanner(BaseEstimator):
                     sorted(set(reps) | {int(r) for r in self.absence_repetitions})
                 for pos in positions:
                     for r in tried:
-                        f = float(flip_rates(ask, X[victims], [phrases[i]], c, pos, r, rng,
+                        f = float(flip_rates(ask, X[victims], [texts[i]], c, pos, r, rng,
                                              batch_size=self.batch_size)[0])
                         if f > rate:
                             rate, where, times = f, pos, r
-                cand = TriggerCandidate(phrases[i], c, rate, where, times, float(cand_index[i]),
+                cand = TriggerCandidate(texts[i], c, rate, where, times, float(cand_index[i]),
                                         float(p_absent[i]))
                 found.append(cand)
             top = int(np.argmax(cand_index))
@@ -355,9 +486,16 @@ class TextTriggerScanner(BaseEstimator):
         if not is_backdoor and absent:
             suspect = min(absent, key=lambda t: (t.absence_p, -t.flip_rate)).target_label
             is_backdoor = True
-        self.verdict_ = "backdoor" if is_backdoor else "clean"
-        self.target_label_ = suspect if is_backdoor else None
-        if is_backdoor:
+        one_class = int((n_per_class > 0).sum()) < 2
+        if is_backdoor and not one_class:
+            self.verdict_ = "backdoor"
+        elif reasons:  # a test that could not run cannot vouch for the model
+            self.verdict_ = "inconclusive"
+        else:
+            self.verdict_ = "clean"
+        self.reasons_ = reasons
+        self.target_label_ = suspect if self.verdict_ == "backdoor" else None
+        if self.verdict_ == "backdoor":
             # the suspected class's candidates first
             self.triggers_ = ([t for t in found if t.target_label == suspect]
                               + [t for t in found if t.target_label != suspect])
