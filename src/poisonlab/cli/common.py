@@ -21,7 +21,7 @@ from poisonlab.exceptions import ParameterError, PoisonlabError
 from poisonlab.files import dumps, result_set
 
 try:  # typer >= 0.26 carries its own copy of click
-    from typer.main import get_current_context
+    from typer.main import get_current_context  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - older typer uses click itself
     from click import get_current_context  # type: ignore[no-redef]
 

@@ -328,7 +328,7 @@ def run_parallel(tasks: list[Any], *, n_jobs: int | None, scheduler: Any,
         require("distributed", "dask")
         from distributed import Client
 
-        client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+        client = scheduler if isinstance(scheduler, Client) else Client(scheduler)  # type: ignore[no-untyped-call]
         backend = {"backend": "dask"}
     try:
         with parallel_config(**backend):
@@ -340,7 +340,7 @@ def run_parallel(tasks: list[Any], *, n_jobs: int | None, scheduler: Any,
                     progress(step, i, total)
     finally:
         if client is not None and client is not scheduler:
-            client.close()
+            client.close()  # type: ignore[no-untyped-call]
     return results
 
 

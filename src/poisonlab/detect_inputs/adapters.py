@@ -36,7 +36,7 @@ def predict_proba_function(model: Any, *, batch_size: int = FORWARD_BATCH
             try:
                 with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
                     warnings.simplefilter("ignore", DeprecationWarning)
-                    traced = torch.jit.trace(net, x[:2].clone(), check_trace=False)
+                    traced = torch.jit.trace(net, x[:2].clone(), check_trace=False)  # type: ignore[no-untyped-call]
                     compiled[key] = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
             except Exception:  # an architecture the tracer cannot follow: run it eagerly
                 compiled[key] = net

@@ -256,7 +256,7 @@ def _hash_rows(stream: RowStream, digest_size: int) -> Manifest:
 
 
 def _sorted_codes(
-    table: dict[str, int], codes: array, *, numeric: bool = False
+    table: dict[str, int], codes: array[int], *, numeric: bool = False
 ) -> tuple[tuple[str, ...], np.ndarray]:
     """Names in sorted order (integers numerically, as class names sort) and codes into them."""
     names = list(table)

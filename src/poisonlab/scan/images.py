@@ -261,7 +261,7 @@ class NeuralCleanseScanner(BaseEstimator):
             ce = F.cross_entropy(out, targets.repeat_interleave(B), reduction="none").view(K, B)
             cost = (ce.mean(dim=1) + lam * m.view(K, -1).mean(dim=1)).sum()
             opt.zero_grad()
-            cost.backward()
+            cost.backward()  # type: ignore[no-untyped-call]
             opt.step()
             if step % self.check_every and step != self.n_steps:
                 continue

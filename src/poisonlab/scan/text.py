@@ -393,7 +393,7 @@ class TextTriggerScanner(BaseEstimator):
             unigrams = [(tokens[i],) for i in order]
             seeds = [u[0] for u in unigrams[:self.n_pair_seeds]]
             pairs = [(a, b) for a in seeds for b in seeds if a != b]
-            phrases: list[tuple[str, ...]] = unigrams + pairs
+            phrases: list[tuple[str, ...]] = [*unigrams, *pairs]
             # is each strong word found in clean rows of class c as often as its pull implies?
             # (a word any clean row holds, of any class, is a natural word, not a planted one)
             unit_words = [_words(u[0]) for u in unigrams]
