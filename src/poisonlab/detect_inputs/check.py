@@ -4,7 +4,7 @@ Which test runs (``method="auto"``): images get STRIP and windowed STRIP; text a
 get the leave-out test (:mod:`poisonlab.detect_inputs.leave_out`), because STRIP's mixing keeps a
 text's or a row's own evidence beside the trigger and its entropy score is blind on two classes
 (9.4% of triggered emails and 0% of triggered table rows detected at 1% and 5% false rejection in
-``benchmarks/strip_vs_art.py``; the leave-out test 90% and 71% on the same inputs).
+``benchmarks/strip_vs_art.py``; the leave-out test 84.9% and 71.0% on the same inputs).
 ``method="strip"`` runs STRIP on any kind.
 
 Images get a second test beside STRIP, windowed STRIP (:mod:`poisonlab.detect_inputs.window`),

@@ -25,9 +25,12 @@ A clean email spreads its evidence over many words, so removing a sixteenth of t
 little; a triggered one loses its class with the run that holds the trigger. Removing groups
 instead of single words keeps the cost at ``n_groups * n_rounds`` predictions per input instead of
 one per distinct word (a long email has hundreds): removing each distinct word alone detected
-92.7% at 1% (AUROC 0.998) on the email above at 20 times the cost, and missed phrases. Runs of
-consecutive words did better than random groups of words on phrase triggers (AddSent's sentence:
-57% against 26% detected at 1%, ``benchmarks/check_generalization.py``'s dev half).
+92.7% at 1% (AUROC 0.998) on 150 of the emails above at about 20 times the cost, and cannot see
+a phrase whose words each matter little. Runs of consecutive words did better than random groups
+of words on phrase triggers (AddSent's sentence in a TF-IDF 1-2-gram model: 38.5% against 21.5%
+detected at 1%, ``benchmarks/check_generalization.py``'s dev half); on the email above they
+detect 84.9% (AUROC 0.994), 16 perturbed copies per input. ``n_groups`` = 16 was chosen on that
+benchmark's dev half from {8, 16, 32}.
 ``n_rounds`` repeats the test with fresh offsets (or groups) and keeps the largest fall.
 
 The threshold is conformal on clean rows, as for STRIP: a fresh clean input is flagged with
