@@ -200,7 +200,7 @@ def run_detectors(cell: Cell, predict: Callable[[np.ndarray], np.ndarray], X_cal
             cell, X_clean, X_trig, rows)
     if art is not None:
         measure("ART 1.20.1 STRIP", art, cell, X_clean, X_trig, rows)
-    elif strip:
+    elif cell.data == "spamassassin":
         rows.append({**cell.__dict__, "method": "ART 1.20.1 STRIP", "clean": float("nan"),
                      "det": float("nan"), "auc": float("nan"), "ms": float("nan"),
                      "note": "n/a: no ART wrapper for scikit-learn text pipelines"})
@@ -331,12 +331,17 @@ def summarize(rows: list[dict[str, Any]], label: str) -> None:
                       f"{100 * min(r['det'] for r in sel):.1f}%)")
 
 
-def run(quick: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+def run(quick: bool, text_strip: bool = True, held_only: bool = False
+        ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
     dev: list[dict[str, Any]] = []
     held: list[dict[str, Any]] = []
     if quick:
         text_cells(0, ("badnets",), ("tfidf12-lr",), (16,), dev, 1200, 150, 150, strip=False)
         table_cells(0, ("breast_cancer",), ("one-col",), ("lr",), (16,), dev, strip=False)
+        return dev, held, 16
+    if held_only:  # the choice the dev half made (printed by a full run)
+        text_cells(1, TEXT_TRIGGERS, TEXT_MODELS, (16,), held, N_EMAILS, 300, 300, strip=text_strip)
+        table_cells(1, ("breast_cancer", "wine"), TABLE_TRIGGERS, TABLE_MODELS, (16,), held, strip=True)
         return dev, held, 16
     print("dev half (seed 0): choosing n_groups", file=sys.stderr)
     text_cells(0, TEXT_TRIGGERS, DEV_TEXT_MODELS, GROUP_CHOICES, dev, N_EMAILS, 300, 300, strip=False)
@@ -346,7 +351,7 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
     chosen = max(GROUP_CHOICES, key=lambda g: means[g])
     print(f"dev mean detection by n_groups: {means}; chosen {chosen}", file=sys.stderr)
     print("held-out half (seed 1)", file=sys.stderr)
-    text_cells(1, TEXT_TRIGGERS, TEXT_MODELS, (chosen,), held, N_EMAILS, 300, 300, strip=True)
+    text_cells(1, TEXT_TRIGGERS, TEXT_MODELS, (chosen,), held, N_EMAILS, 300, 300, strip=text_strip)
     table_cells(1, ("breast_cancer", "wine"), TABLE_TRIGGERS, TABLE_MODELS, (chosen,), held, strip=True)
     return dev, held, chosen
 
@@ -354,11 +359,17 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one text and one tabular cell")
+    parser.add_argument("--no-text-strip", action="store_true",
+                        help="skip STRIP on text (its calibration mixes every clean email 128 times: "
+                             "tens of minutes with the char_wb model on 2 busy cores)")
+    parser.add_argument("--held-out-only", action="store_true",
+                        help="only the held-out half, with the n_groups the dev half chose (16)")
     args = parser.parse_args()
     started = time.perf_counter()
-    dev, held, chosen = run(args.quick)
-    table(dev, "dev half (seed 0): n_groups chosen here" if not args.quick else "quick slice")
-    summarize(dev, "dev")
+    dev, held, chosen = run(args.quick, not args.no_text_strip, args.held_out_only)
+    if dev:
+        table(dev, "dev half (seed 0): n_groups chosen here" if not args.quick else "quick slice")
+        summarize(dev, "dev")
     if held:
         table(held, f"held-out half (seed 1), n_groups={chosen}")
         summarize(held, "held-out")
