@@ -30,6 +30,16 @@ Methods: STRIP as ``poisonlab check`` ran it before (``StripDetector()``), the l
 Protocol: the leave-out test's ``n_groups`` is chosen on the dev half (seed 0) from {8, 16, 32}
 (highest mean detection; on the text cells with the two faster models, and every tabular cell);
 the held-out half (seed 1, every model) is reported with that choice. Both printed.
+
+Measured 2026-12-02 (2 busy cores): the dev half chose n_groups = 16 (mean detection 42.9% at 8,
+48.7% at 16, 48.4% at 32). Held-out, 12 text cells: the leave-out test flagged 1.6% of fresh
+clean emails (asked 1%; one split of 300 rows shared by the cells) and detected 34.2% of
+triggered ones (AUROC 0.865), 56.0% over the 7 cells whose attack succeeded on at least half the
+inputs; STRIP, on the two cells it finished, 5.9% and 0% (AUROC 0.26 and 0.18). 12 tabular cells:
+leave-out 67.0% detected (AUROC 0.958), breast_cancer 1.2% clean flagged at 1%, wine 9.3% at 5%
+(45 fresh rows); STRIP 14.6% (AUROC 0.669); ART's STRIP 0.3% (AUROC 0.158), 100-1100 ms per
+input against 0.3-2.3 ms. Weak spots: triggers spread over several parts that each add a little
+(three columns in a linear model or boosted trees: 3-11%; 1-3 rare words in long emails).
 """
 
 from __future__ import annotations
