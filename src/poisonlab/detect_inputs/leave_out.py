@@ -150,7 +150,7 @@ class LeaveOutDetector(BaseEstimator):
     def _groups(self, n_parts: int, rng: np.random.Generator) -> list[np.ndarray]:
         """``n_rounds`` random splits of ``n_parts`` columns, each into at most ``n_groups`` groups."""
         k = min(int(self.n_groups), n_parts)
-        out = []
+        out: list[np.ndarray] = []
         for _ in range(int(self.n_rounds)):
             label = rng.permutation(n_parts) % k
             out.extend(np.flatnonzero(label == g) for g in range(k))
@@ -185,7 +185,7 @@ class LeaveOutDetector(BaseEstimator):
         """``n_rounds`` splits of word positions into at most ``n_groups`` runs of consecutive words,
         each round shifted by a random offset (a run that passes the end goes on at the start)."""
         k = min(int(self.n_groups), n_words)
-        out = []
+        out: list[np.ndarray] = []
         positions = np.arange(n_words)
         for r in range(int(self.n_rounds)):
             shift = (r + rng.random()) * n_words / (k * int(self.n_rounds))
