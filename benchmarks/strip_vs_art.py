@@ -23,7 +23,9 @@ Rows:
   with averaging instead of superimposition (an ablation).
 Further rows repeat poisonlab and ART on digits (8x8; 988 training rows, 400 calibration rows),
 on a blended-noise trigger (alpha 0.2) on MNIST, on a text backdoor (logistic regression on
-SpamAssassin, trigger "cf" three times) and on a tabular feature trigger (breast cancer). The last
+SpamAssassin, trigger "cf" three times) and on a tabular feature trigger (breast cancer), where
+STRIP is beside the leave-out test that ``poisonlab check`` runs there by default
+(``python benchmarks/strip_vs_art.py --text-tabular`` runs only those two rows). The last
 lines check calibration: the false-rejection rate on fresh clean inputs over 10 random
 calibration/evaluation splits of the MNIST held-out rows.
 """
@@ -53,7 +55,7 @@ from poisonlab.attacks import (
     TextBackdoorAttack,
 )
 from poisonlab.data import Dataset, load_dataset
-from poisonlab.detect_inputs import StripDetector
+from poisonlab.detect_inputs import LeaveOutDetector, StripDetector
 from poisonlab.detect_inputs.adapters import predict_proba_function
 from poisonlab.models import make_model
 
@@ -90,6 +92,16 @@ def run_poisonlab(setting: str, method: str, predict: Callable[[np.ndarray], np.
            auroc(a.scores, b.scores), 1000 * seconds / (len(a.scores) + len(b.scores)),
            f"({mean_n:.1f} mixes/input)")
     return det
+
+
+def run_leave_out(setting: str, predict: Callable[[np.ndarray], np.ndarray], X_cal: np.ndarray,
+                  X_clean: np.ndarray, X_trig: np.ndarray, **params: Any) -> None:
+    det = LeaveOutDetector(random_state=0, **params).fit(predict, X_cal)
+    start = time.perf_counter()
+    a, b = det.evaluate(X_clean), det.evaluate(X_trig)
+    seconds = time.perf_counter() - start
+    record(setting, "poisonlab LeaveOutDetector() (check)", float(a.flags.mean()), float(b.flags.mean()),
+           auroc(a.scores, b.scores), 1000 * seconds / (len(a.scores) + len(b.scores)))
 
 
 def straightforward_strip(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray,
@@ -242,6 +254,30 @@ def main() -> None:
     run_art(setting, model, X_cal, X_clean, X_trig)
     run_poisonlab(setting, "poisonlab StripDetector()", fast, X_cal, X_clean, X_trig)
 
+    text_and_tabular()
+    print_table()
+    mean, sd, lo, hi = calibration
+    print(f"\nCalibration (MNIST, asked 1.0%): false-rejection rate on 500 fresh clean inputs over "
+          f"10 splits: mean {100 * mean:.2f}%, sd {100 * sd:.2f}%, range {100 * lo:.1f}-"
+          f"{100 * hi:.1f}%.")
+    print(f"Total {math.ceil(time.perf_counter() - started)} s.")
+
+
+def print_table() -> None:
+    print("\n| setting | method | clean flagged (FRR) | triggered detected | AUROC "
+          "| s / 1000 inputs | speed-up vs ART |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    art_time = {r["setting"]: r["s1000"] for r in ROWS if r["method"].startswith("ART")}
+    for r in ROWS:
+        base = art_time.get(r["setting"])
+        speed = f"{base / r['s1000']:.1f}x" if base and not r["method"].startswith("ART") else ""
+        auc = "" if r["auc"] is None else f"{r['auc']:.4f}"
+        note = f" {r['note']}" if r["note"] else ""
+        print(f"| {r['setting']} | {r['method']}{note} | {100 * r['frr']:.1f}% | "
+              f"{100 * r['det']:.1f}% | {auc} | {r['s1000']:.2f} | {speed} |")
+
+
+def text_and_tabular() -> None:
     # 4. text: logistic regression on SpamAssassin
     setting = "SpamAssassin, 'cf' x3"
     spam = load_dataset("spamassassin")
@@ -258,6 +294,7 @@ def main() -> None:
     print(f"SpamAssassin logreg-text: attack success {asr:.3f}", file=sys.stderr)
     run_poisonlab(setting, "poisonlab StripDetector()", text_model.predict_proba, cal.X, fresh.X,
                   X_trig)
+    run_leave_out(setting, text_model.predict_proba, cal.X, fresh.X, X_trig)
 
     # 5. tabular: breast cancer with a feature trigger
     setting = "breast cancer, feature"
@@ -276,25 +313,12 @@ def main() -> None:
     print(f"breast cancer logreg: attack success {asr:.3f}", file=sys.stderr)
     run_poisonlab(setting, "poisonlab (rate 5%: 142 rows)", tab_model.predict_proba, cal.X,
                   fresh.X, X_trig, false_rejection_rate=0.05)
-
-    # ------------------------------------------------------------------ the table
-    print("\n| setting | method | clean flagged (FRR) | triggered detected | AUROC "
-          "| s / 1000 inputs | speed-up vs ART |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    art_time = {r["setting"]: r["s1000"] for r in ROWS if r["method"].startswith("ART")}
-    for r in ROWS:
-        base = art_time.get(r["setting"])
-        speed = f"{base / r['s1000']:.1f}x" if base and not r["method"].startswith("ART") else ""
-        auc = "" if r["auc"] is None else f"{r['auc']:.4f}"
-        note = f" {r['note']}" if r["note"] else ""
-        print(f"| {r['setting']} | {r['method']}{note} | {100 * r['frr']:.1f}% | "
-              f"{100 * r['det']:.1f}% | {auc} | {r['s1000']:.2f} | {speed} |")
-    mean, sd, lo, hi = calibration
-    print(f"\nCalibration (MNIST, asked 1.0%): false-rejection rate on 500 fresh clean inputs over "
-          f"10 splits: mean {100 * mean:.2f}%, sd {100 * sd:.2f}%, range {100 * lo:.1f}-"
-          f"{100 * hi:.1f}%.")
-    print(f"Total {math.ceil(time.perf_counter() - started)} s.")
+    run_leave_out(setting, tab_model.predict_proba, cal.X, fresh.X, X_trig, false_rejection_rate=0.05)
 
 
 if __name__ == "__main__":
-    main()
+    if "--text-tabular" in sys.argv[1:]:
+        text_and_tabular()
+        print_table()
+    else:
+        main()

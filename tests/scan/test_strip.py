@@ -172,3 +172,50 @@ def test_strip_detects_a_patch_backdoor_on_digits(digits: Dataset) -> None:
     assert clean.flags.mean() <= 0.03
     assert triggered.flags.mean() >= 0.90
     assert np.mean(triggered.predictions == 0) > 0.95
+
+
+# ------------------------------------------------------------------------------ text and tables
+def test_on_text_the_leave_out_test_finds_a_token_trigger(spam_split: tuple[Dataset, Dataset]) -> None:
+    from poisonlab.attacks import TextBackdoorAttack
+    from poisonlab.detect_inputs import LeaveOutDetector
+    from poisonlab.models import make_model
+
+    train, test = spam_split
+    poisoned = TextBackdoorAttack(trigger="cf", target_label="ham", poison_rate=0.1, repetitions=3,
+                                  position="random", random_state=0).apply(train)
+    model = make_model("logreg-text").fit(poisoned.dataset.X, poisoned.dataset.y, n_classes=2)
+    idx = np.random.default_rng(0).permutation(len(test))
+    cal, fresh = test.subset(idx[:300]), test.subset(idx[300:600])
+    X_trig = poisoned.apply_trigger(fresh.X[fresh.y != 0])
+    leave = LeaveOutDetector(random_state=0).fit(model.predict_proba, cal.X)
+    a, b = leave.evaluate(fresh.X), leave.evaluate(X_trig)
+    # measured 2026-12-02 (seed 0): 0.0% of clean inputs flagged, 86.7% of triggered ones detected,
+    # AUROC 0.995; StripDetector() on the same inputs detected 13.3%
+    assert a.flags.mean() <= 0.03
+    assert b.flags.mean() >= 0.80
+
+
+def test_on_tables_the_leave_out_test_finds_a_feature_trigger() -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    from poisonlab.attacks import FeatureBackdoorAttack
+    from poisonlab.detect_inputs import LeaveOutDetector
+    from poisonlab.models import make_model
+
+    bc = load_breast_cancer()
+    table = Dataset(X=bc.data.astype(np.float64), y=bc.target,
+                    classes=tuple(str(c) for c in bc.target_names), name="breast_cancer")
+    train, test = table.split(test_size=0.5, random_state=0)
+    poisoned = FeatureBackdoorAttack(target_label=0, poison_rate=0.1, random_state=0).apply(train)
+    model = make_model("logreg").fit(poisoned.dataset.X, poisoned.dataset.y, n_classes=2)
+    half = len(test) // 2
+    cal, fresh = test.subset(np.arange(half)), test.subset(np.arange(half, len(test)))
+    X_trig = poisoned.apply_trigger(fresh.X[fresh.y != 0])
+    leave = LeaveOutDetector(false_rejection_rate=0.05, random_state=0).fit(model.predict_proba, cal.X)
+    strip = StripDetector(false_rejection_rate=0.05, random_state=0).fit(model.predict_proba, cal.X)
+    a, b = leave.evaluate(fresh.X), leave.evaluate(X_trig)
+    # measured 2026-12-02 (seed 0, 142 calibration rows at 5%): leave-out 0.7% of clean flagged,
+    # 71.0% of triggered detected, AUROC 0.988; STRIP 0.0% detected
+    assert a.flags.mean() <= 0.08
+    assert b.flags.mean() >= 0.6
+    assert strip.evaluate(X_trig).flags.mean() < 0.2

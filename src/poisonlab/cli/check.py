@@ -46,6 +46,9 @@ def check(
     scan_file: Path | None = typer.Option(
         None, "--scan", help="Text: a scan.json whose backdoor verdict lists trigger phrases; "
                              "inputs containing one are flagged too."),
+    method: str = typer.Option(
+        "auto", "--method", help="auto (images: STRIP; text and tables: the leave-out test), "
+                                 "strip or leave-out."),
     window: bool = typer.Option(
         True, "--window/--no-window",
         help="Images: also run windowed STRIP (finds patches that mixing overwrites; about "
@@ -58,10 +61,13 @@ def check(
     json_out: bool = JSON_OPTION,
     seed: int = SEED_OPTION,
 ) -> None:
-    """Check live inputs for triggers (STRIP), calibrated on clean inputs.
+    """Check live inputs for triggers, calibrated on clean inputs.
 
-    The threshold flags at most --false-rejection-rate of clean inputs. Images also get
-    windowed STRIP (each test at half the rate). For text, where STRIP is weak, --scan
+    The threshold flags at most --false-rejection-rate of clean inputs. Images get STRIP and
+    windowed STRIP (each test at half the rate); text and tables the leave-out test (does
+    removing one of 16 random groups of words or columns undo the predicted class?), since
+    STRIP misses most text and tabular triggers. summary.json's "method" says which ran; in
+    verdicts.csv, score and strip_flagged are that test's. For text, --scan
     OUT/scan.json also flags inputs holding a trigger the scan found. Writes
     OUT/verdicts.csv (row, id, score, flagged, predicted, n_perturbations, strip_flagged,
     trigger_match; window_score, window_flagged for images) and OUT/summary.json
@@ -88,7 +94,7 @@ def check(
         report = check_inputs(saved.model, inputs.X, clean.X, ids=inputs.ids,
                               false_rejection_rate=false_rejection_rate,
                               n_perturbations=perturbations, random_state=seed,
-                              triggers=triggers, window=window,
+                              triggers=triggers, window=window, method=method,
                               progress=lambda msg: progress.update(task, description=msg))
     classes = tuple(saved.classes) or None
     _write_verdicts(tmp / "verdicts.csv", report, classes)

@@ -40,7 +40,8 @@ Text inputs are mixed by appending as many words, drawn from a clean row, as the
 of words gets the union of both bags, the analogue of superimposition); tabular rows by taking each
 feature from a clean row with probability ``mix_rate``. STRIP is weaker there: a trigger word in a
 long message is outweighed by a long mixed-in row, and a tabular trigger survives a mix only when
-its columns are kept. The benchmark reports both.
+its columns are kept. The benchmark reports both; ``poisonlab check`` runs the leave-out test
+(:mod:`poisonlab.detect_inputs.leave_out`) on text and tables instead.
 
 Scores follow poisonlab's polarity: higher means more suspicious.
 """
