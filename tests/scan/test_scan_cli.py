@@ -227,3 +227,27 @@ def test_scan_takes_rows_without_labels(outside_model: dict[str, Path], tmp_path
     doc = json.loads((tmp_path / "scan.json").read_text())
     assert doc["labels"] == "model predictions"
     assert doc["verdict"] == "backdoor" and doc["triggers"][0]["trigger"] == "zq"
+
+
+def test_a_linear_svc_file_is_scanned_and_checked(tmp_path: Path) -> None:
+    # A LinearSVC has no predict_proba: its decision values rank the classes (sigmoid), so scan
+    # and check take it from a plain skops file instead of refusing it at load.
+    import skops.io as sio
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.svm import LinearSVC
+
+    train = _toy_text(400, 0)
+    model = make_pipeline(CountVectorizer(), LinearSVC()).fit(train.X, train.y)
+    sio.dump(model, tmp_path / "svc.skops")
+    rows = _toy_text(120, 1)
+    save_dataset(rows, tmp_path / "clean.csv")
+    scan = runner.invoke(_app(), ["scan", str(tmp_path / "svc.skops"), "--data", str(tmp_path / "clean.csv"),
+                                  "--out", str(tmp_path / "scan"), "--json"])
+    assert scan.exit_code == 0, scan.output
+    assert json.loads(scan.stdout)["verdict"] in ("clean", "inconclusive")
+    check = runner.invoke(_app(), ["check", str(tmp_path / "svc.skops"), "--data", str(tmp_path / "clean.csv"),
+                                   "--calibrate", str(tmp_path / "clean.csv"), "--out", str(tmp_path / "check"),
+                                   "--json"])
+    assert check.exit_code == 0, check.output
+    assert json.loads(check.stdout)["n_inputs"] == 120

@@ -23,18 +23,9 @@ from typing import Any
 import numpy as np
 
 from poisonlab.exceptions import ParameterError
+from poisonlab.models.sklearn import margin_probabilities as margin_probabilities  # re-exported
 
 FORWARD_BATCH = 256
-
-
-def margin_probabilities(decision: np.ndarray) -> np.ndarray:
-    """Sigmoid (a 1-D array of two-class decision values) or softmax (N×K) of decision values."""
-    D = np.asarray(decision, dtype=np.float64)
-    if D.ndim == 1:
-        p = 1.0 / (1.0 + np.exp(-np.clip(D, -500, 500)))
-        return np.column_stack([1.0 - p, p])
-    Z = np.exp(D - D.max(axis=1, keepdims=True))
-    return Z / Z.sum(axis=1, keepdims=True)
 
 
 def _sklearn_function(model: Any) -> Callable[[np.ndarray], np.ndarray]:

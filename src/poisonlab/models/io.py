@@ -198,14 +198,14 @@ def _wrap_sklearn(obj: Any, path: Path) -> SavedModel:
         spec = meta.get("spec")
     else:
         estimator = obj
-        if not hasattr(estimator, "predict_proba"):
+        if not (hasattr(estimator, "predict_proba") or hasattr(estimator, "decision_function")):
             raise ModelError(f"{path}: the file holds a {type(obj).__name__}, not a classifier.")
         classes = tuple(str(c) for c in getattr(estimator, "classes_", []))
         spec = None
     if isinstance(estimator, SklearnModel):
         return SavedModel(estimator, classes, spec, path)
-    if not hasattr(estimator, "predict_proba"):
-        raise ModelError(f"{path}: the model has no predict_proba.")
+    if not (hasattr(estimator, "predict_proba") or hasattr(estimator, "decision_function")):
+        raise ModelError(f"{path}: the model has neither predict_proba nor decision_function.")
     labels = np.asarray(getattr(estimator, "classes_", []))
     if len(labels) and not np.array_equal(labels, np.arange(len(labels))):
         estimator = _IndexedClasses(estimator)  # string or shifted labels: columns by position
@@ -228,10 +228,14 @@ class _IndexedClasses:
         self.classes_ = np.arange(len(estimator.classes_))
 
     def predict_proba(self, X: Any) -> Any:
+        if not hasattr(self.estimator, "predict_proba"):
+            from poisonlab.models.sklearn import margin_probabilities
+
+            return margin_probabilities(self.estimator.decision_function(X))
         return self.estimator.predict_proba(X)
 
     def predict(self, X: Any) -> Any:
-        return np.argmax(self.estimator.predict_proba(X), axis=1)
+        return np.argmax(self.predict_proba(X), axis=1)
 
     def __getattr__(self, name: str) -> Any:
         if name == "estimator":

@@ -76,8 +76,14 @@ class SklearnModel(ClassifierMixin, BaseEstimator):
             self.class_names_ = tuple(str(c) for c in labels)  # names (or shifted numbers) it was fit on
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities; for a head with only ``decision_function`` (``LinearSVC``, a hinge
+        ``SGDClassifier``), the sigmoid or softmax of its decision values: a ranking of the
+        classes, not calibrated probabilities."""
         self._check()
-        proba = np.asarray(self.estimator_.predict_proba(as_matrix(X)))
+        if not hasattr(self.estimator_, "predict_proba") and hasattr(self.estimator_, "decision_function"):
+            proba = margin_probabilities(self.estimator_.decision_function(as_matrix(X)))
+        else:
+            proba = np.asarray(self.estimator_.predict_proba(as_matrix(X)))
         if proba.shape[1] == self.n_classes_:
             return proba
         seen = np.asarray(self.estimator_.classes_, dtype=np.int64)
@@ -126,3 +132,13 @@ def builtin_estimator(spec: str, random_state: int | None) -> BaseEstimator:
                                        random_state=random_state)),
         ])
     raise KeyError(spec)
+
+
+def margin_probabilities(decision: np.ndarray) -> np.ndarray:
+    """Sigmoid (a 1-D array of two-class decision values) or softmax (N×K) of decision values."""
+    D = np.asarray(decision, dtype=np.float64)
+    if D.ndim == 1:
+        p = 1.0 / (1.0 + np.exp(-np.clip(D, -500, 500)))
+        return np.column_stack([1.0 - p, p])
+    Z = np.exp(D - D.max(axis=1, keepdims=True))
+    return Z / Z.sum(axis=1, keepdims=True)
