@@ -1004,7 +1004,9 @@ def goal_table(rows: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     goals: list[dict[str, Any]] = []
 
     def goal(name: str, bad: list[str], n: int, note: str = "") -> None:
-        goals.append({"goal": name, "cells": n, "reached": not bad and n > 0, "where_not": bad,
+        if n == 0:
+            bad = ["no cell of this kind in this run"]
+        goals.append({"goal": name, "cells": n, "reached": not bad, "where_not": bad,
                       "note": note})
 
     pr = [r for r in audits if r["n_poison"] and counted(r)]
@@ -1027,7 +1029,7 @@ def goal_table(rows: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
          "flagged share on clean cells: " + ", ".join(f"{r['cell']} {100 * r['flagged_share']:.1f}%" for r in cl))
     art_rows = [r for r in held if r["method"].startswith("art-")]
     goal("ART's detectors measured on the same cells in the same run",
-         [] if art_rows else ["no torch cell with ART in this run"], len({r["cell"] for r in art_rows}))
+         [], len({r["cell"] for r in art_rows}))
     lines = ["| goal | cells | reached | where not |", "|---|---|---|---|"]
     for g in goals:
         where = "; ".join(g["where_not"][:12]) + (f"; ... {len(g['where_not']) - 12} more"
@@ -1052,7 +1054,22 @@ def select(cells: list[Cell], pattern: str | None) -> list[Cell]:
     return [c for c in cells if any(fnmatch.fnmatch(c.id, p) or p in c.id for p in pats)]
 
 
-def run(cells: list[Cell], *, use_cache: bool = True) -> dict[str, Any]:
+COST_ORDER = {"breast_cancer": 0, "wine": 0, "digits-table": 1, "spam-1500": 2, "spam": 3, "spam-mixed": 3,
+              "digits": 4, "mnist": 6}
+
+
+def by_cost(cells: list[Cell]) -> list[Cell]:
+    """Cheap cells first, so that an interrupted run has covered every kind of data."""
+    def cost(c: Cell) -> tuple[int, int]:
+        return (COST_ORDER.get(c.data, 5) + (1 if c.model in TORCH_MODELS and c.data == "digits" else 0),
+                0 if c.model in ("logreg-px", "lr", "tfidf-lr") else 1)
+
+    return sorted(cells, key=cost)
+
+
+def run(cells: list[Cell], *, use_cache: bool = True, json_path: str | None = None) -> dict[str, Any]:
+    """Every cell in turn; with ``json_path``, the JSON is rewritten after each cell (a partial run
+    keeps what it measured; ``--report`` prints its tables)."""
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     have_art = art_available()
@@ -1071,6 +1088,10 @@ def run(cells: list[Cell], *, use_cache: bool = True) -> dict[str, Any]:
         except Exception as exc:  # one broken cell must not lose the others' numbers
             log(f"failed: {type(exc).__name__}: {exc}")
             notes.append(f"{cell.id}: failed: {type(exc).__name__}: {str(exc)[:120]}")
+        if json_path:
+            write_json(json_path, {"rows": rows, "notes": notes, "commit": commit(), "partial": True,
+                                   "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                   "seconds": time.perf_counter() - t0, "cells_planned": len(cells)})
     if not have_art:
         notes.append("ART is not installed: its detectors and poisons are skipped "
                      "(pip install adversarial-robustness-toolbox; measured with 1.20.1)")
@@ -1079,24 +1100,26 @@ def run(cells: list[Cell], *, use_cache: bool = True) -> dict[str, Any]:
             "seconds": time.perf_counter() - t0}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="6 small cells (CI)")
-    parser.add_argument("--cells", help="comma-separated glob patterns or substrings of cell ids")
-    parser.add_argument("--json", help="write rows, goals and notes to this file")
-    parser.add_argument("--no-cache", action="store_true", help="recompute poisons and models")
-    parser.add_argument("--list", action="store_true", help="print the cell ids and their part, then stop")
-    args = parser.parse_args(argv)
-    cells = select(quick_matrix() if args.quick else full_matrix(), args.cells)
-    if args.list:
-        for c in cells:
-            print(f"{c.split:9s} {c.id}")
-        print(f"{len(cells)} cells", file=sys.stderr)
-        return
-    out = run(cells, use_cache=not args.no_cache)
+def write_json(path: str | Path, payload: dict[str, Any]) -> None:
+    def clean(v: Any) -> Any:
+        if isinstance(v, np.bool_):
+            return bool(v)
+        if isinstance(v, (np.floating, np.integer)):
+            return v.item()
+        return v
+
+    payload = {**payload, "rows": [{k: clean(v) for k, v in r.items()} for r in payload["rows"]]}
+    tmp = Path(f"{path}.partial")
+    tmp.write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
+    tmp.replace(path)
+
+
+def report(out: dict[str, Any]) -> list[dict[str, Any]]:
+    """Print the dev and held-out tables and the goal table; return the goals."""
     rows = out["rows"]
     print(f"poisonlab generalization benchmark, commit {out['commit']}, {out['date']}, "
-          f"{len({r['cell'] for r in rows})} cells in {out['seconds']:.0f} s\n")
+          f"{len({r['cell'] for r in rows})} cells in {out['seconds']:.0f} s"
+          + (f" (partial: {out.get('cells_planned')} planned)" if out.get("partial") else "") + "\n")
     for part in ("dev", "held-out"):
         part_rows = [r for r in rows if r["split"] == part]
         print(f"## {part} part ({len({r['cell'] for r in part_rows})} cells)\n")
@@ -1108,17 +1131,31 @@ def main(argv: list[str] | None = None) -> None:
     print(text + "\n")
     for n in out["notes"]:
         print(f"- {n}")
-    if args.json:
-        def clean(v: Any) -> Any:
-            if isinstance(v, (np.floating, np.integer)):
-                return v.item()
-            if isinstance(v, np.bool_):
-                return bool(v)
-            return v
+    return goals
 
-        payload = {**out, "goals": goals,
-                   "rows": [{k: clean(v) for k, v in r.items()} for r in rows]}
-        Path(args.json).write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="6 small cells (CI)")
+    parser.add_argument("--cells", help="comma-separated glob patterns or substrings of cell ids")
+    parser.add_argument("--json", help="write rows, goals and notes to this file (rewritten after each cell)")
+    parser.add_argument("--no-cache", action="store_true", help="recompute poisons and models")
+    parser.add_argument("--list", action="store_true", help="print the cell ids and their part, then stop")
+    parser.add_argument("--report", metavar="JSON", help="print the tables of an earlier --json file, then stop")
+    args = parser.parse_args(argv)
+    if args.report:
+        report(json.loads(Path(args.report).read_text(encoding="utf-8")))
+        return
+    cells = by_cost(select(quick_matrix() if args.quick else full_matrix(), args.cells))
+    if args.list:
+        for c in cells:
+            print(f"{c.split:9s} {c.id}")
+        print(f"{len(cells)} cells", file=sys.stderr)
+        return
+    out = run(cells, use_cache=not args.no_cache, json_path=args.json)
+    goals = report(out)
+    if args.json:
+        write_json(args.json, {**out, "goals": goals})
 
 
 if __name__ == "__main__":
