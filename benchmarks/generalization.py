@@ -987,6 +987,33 @@ def detector_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def summary_table(rows: list[dict[str, Any]]) -> str:
+    """One line per data x attack: cells, median ASR, and the median precision / recall / AUROC of the
+    audit, the baseline and ART's best-reading detector (SS on the penultimate layer) over its cells."""
+    groups: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {}
+    for r in rows:
+        if "error" in r:
+            continue
+        groups.setdefault((r["data"], r["attack"]), {}).setdefault(r["method"], []).append(r)
+
+    def med(rs: list[dict[str, Any]], key: str) -> str:
+        vals = [r[key] for r in rs if r.get(key) is not None]
+        return fmt(float(np.median(vals))) if vals else "-"
+
+    head = ("| data | attack | cells | counted | median ASR | audit P | audit R | audit AUROC | baseline P | "
+            "baseline R | baseline AUROC | ART SS-pen AUROC | audit flagged share |")
+    lines = [head, "|" + "---|" * 13]
+    for (data, attack), by in groups.items():
+        a = by.get("audit", [])
+        b = by.get("baseline", [])
+        art = by.get("art-ss-pen", [])
+        n_counted = sum(1 for r in a if r["n_poison"] and counted(r))
+        lines.append(f"| {data} | {attack} | {len(a)} | {n_counted} | {med(a, 'asr')} | {med(a, 'precision')} | "
+                     f"{med(a, 'recall')} | {med(a, 'auroc')} | {med(b, 'precision')} | {med(b, 'recall')} | "
+                     f"{med(b, 'auroc')} | {med(art, 'auroc')} | {med(a, 'flagged_share')} |")
+    return "\n".join(lines)
+
+
 def counted(r: dict[str, Any]) -> bool:
     """A dirty-label held-out cell at 1%..40% whose attack works (ASR >= 50%; flips without a target
     always count)."""
@@ -1048,10 +1075,16 @@ def commit() -> str:
 
 # ------------------------------------------------------------------------------ main
 def select(cells: list[Cell], pattern: str | None) -> list[Cell]:
+    """Cells whose id matches one of the comma-separated globs or substrings; ``!PATTERN`` excludes."""
     if not pattern:
         return cells
-    pats = pattern.split(",")
-    return [c for c in cells if any(fnmatch.fnmatch(c.id, p) or p in c.id for p in pats)]
+    pats = [p for p in pattern.split(",") if p and not p.startswith("!")]
+    nots = [p[1:] for p in pattern.split(",") if p.startswith("!")]
+
+    def hit(c: Cell, ps: list[str]) -> bool:
+        return any(fnmatch.fnmatch(c.id, p) or p in c.id for p in ps)
+
+    return [c for c in cells if (not pats or hit(c, pats)) and not hit(c, nots)]
 
 
 COST_ORDER = {"breast_cancer": 0, "wine": 0, "digits-table": 1, "spam-1500": 2, "spam": 3, "spam-mixed": 3,
@@ -1059,12 +1092,22 @@ COST_ORDER = {"breast_cancer": 0, "wine": 0, "digits-table": 1, "spam-1500": 2, 
 
 
 def by_cost(cells: list[Cell]) -> list[Cell]:
-    """Cheap cells first, so that an interrupted run has covered every kind of data."""
+    """Round robin over the (data, model) groups, cheap groups first within each round: an
+    interrupted run has covered every kind of data and model, at its first rates and seeds."""
     def cost(c: Cell) -> tuple[int, int]:
         return (COST_ORDER.get(c.data, 5) + (1 if c.model in TORCH_MODELS and c.data == "digits" else 0),
                 0 if c.model in ("logreg-px", "lr", "tfidf-lr") else 1)
 
-    return sorted(cells, key=cost)
+    def near_ten(c: Cell) -> float:  # 10% first, then the rates around it, 0.5% and 40% last
+        return abs(math.log(c.rate / 0.1)) if c.rate > 0 else 0.0
+
+    groups: dict[tuple[str, str], list[Cell]] = {}
+    for c in sorted(cells, key=lambda c: (cost(c), near_ten(c), c.seed)):
+        groups.setdefault((c.data, c.model), []).append(c)
+    out: list[Cell] = []
+    for i in range(max((len(g) for g in groups.values()), default=0)):
+        out.extend(g[i] for g in groups.values() if i < len(g))
+    return out
 
 
 def run(cells: list[Cell], *, use_cache: bool = True, json_path: str | None = None) -> dict[str, Any]:
@@ -1126,6 +1169,9 @@ def report(out: dict[str, Any]) -> list[dict[str, Any]]:
         print(table(part_rows) + "\n")
         print(f"### {part}: each detector of the audit alone (AUROC (flagged), * = votes)\n")
         print(detector_table(part_rows) + "\n")
+    for part in ("dev", "held-out"):
+        print(f"## summary, {part} part (medians over each group's cells)\n")
+        print(summary_table([r for r in rows if r["split"] == part]) + "\n")
     text, goals = goal_table(rows)
     print("## goals (held-out part)\n")
     print(text + "\n")
@@ -1141,10 +1187,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", help="write rows, goals and notes to this file (rewritten after each cell)")
     parser.add_argument("--no-cache", action="store_true", help="recompute poisons and models")
     parser.add_argument("--list", action="store_true", help="print the cell ids and their part, then stop")
-    parser.add_argument("--report", metavar="JSON", help="print the tables of an earlier --json file, then stop")
+    parser.add_argument("--report", metavar="JSON", nargs="+",
+                        help="print the tables of earlier --json files (merged), then stop")
     args = parser.parse_args(argv)
     if args.report:
-        report(json.loads(Path(args.report).read_text(encoding="utf-8")))
+        parts = [json.loads(Path(p).read_text(encoding="utf-8")) for p in args.report]
+        merged = {"rows": [r for p in parts for r in p["rows"]], "notes": [n for p in parts for n in p["notes"]],
+                  "commit": ", ".join(dict.fromkeys(p["commit"] for p in parts)),
+                  "date": ", ".join(dict.fromkeys(p["date"] for p in parts)),
+                  "seconds": sum(p["seconds"] for p in parts), "partial": any(p.get("partial") for p in parts),
+                  "cells_planned": sum(p.get("cells_planned", 0) for p in parts)}
+        report(merged)
         return
     cells = by_cost(select(quick_matrix() if args.quick else full_matrix(), args.cells))
     if args.list:
