@@ -550,7 +550,15 @@ def art_clean_label(cell: Cell, train: Any, rng: np.random.Generator) -> Poison:
     X, y, K = train.X, train.y.copy(), train.n_classes
     proxy = LeNetClassifier(random_state=cell.seed).fit(X, y, n_classes=K)
     Xc = np.ascontiguousarray(X.transpose(0, 3, 1, 2)).astype(np.float32)
-    clf = PyTorchClassifier(model=proxy.net_, loss=torch.nn.CrossEntropyLoss(), input_shape=Xc.shape[1:],
+    class Forward(torch.nn.Module):  # the proxy's ModuleDict as a module ART can call
+        def __init__(self, net: Any) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: Any) -> Any:
+            return self.net.head(self.net.body(x))
+
+    clf = PyTorchClassifier(model=Forward(proxy.net_), loss=torch.nn.CrossEntropyLoss(), input_shape=Xc.shape[1:],
                             nb_classes=K, clip_values=(0.0, 1.0), device_type="cpu")
 
     def pattern(x: np.ndarray) -> np.ndarray:  # NCHW -> add_pattern_bd on N x H x W -> NCHW
