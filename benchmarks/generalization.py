@@ -1124,6 +1124,7 @@ def run(cells: list[Cell], *, use_cache: bool = True, json_path: str | None = No
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     have_art = art_available()
+    head = commit()  # once: the code this run loaded, whatever is committed while it runs
     t0 = time.perf_counter()
     for i, cell in enumerate(cells):
         if cell.family.needs_art and not have_art:
@@ -1140,13 +1141,13 @@ def run(cells: list[Cell], *, use_cache: bool = True, json_path: str | None = No
             log(f"failed: {type(exc).__name__}: {exc}")
             notes.append(f"{cell.id}: failed: {type(exc).__name__}: {str(exc)[:120]}")
         if json_path:
-            write_json(json_path, {"rows": rows, "notes": notes, "commit": commit(), "partial": True,
+            write_json(json_path, {"rows": rows, "notes": notes, "commit": head, "partial": True,
                                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                    "seconds": time.perf_counter() - t0, "cells_planned": len(cells)})
     if not have_art:
         notes.append("ART is not installed: its detectors and poisons are skipped "
                      "(pip install adversarial-robustness-toolbox; measured with 1.20.1)")
-    return {"rows": rows, "notes": notes, "commit": commit(),
+    return {"rows": rows, "notes": notes, "commit": head,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "seconds": time.perf_counter() - t0}
 
