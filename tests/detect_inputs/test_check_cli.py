@@ -81,7 +81,7 @@ def test_check_tabular_rows_from_csv(tmp_path: Path) -> None:
     assert summary["kind"] == "tabular"
     with (out / "verdicts.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    flagged = np.array([r["flagged"] == "True" for r in rows])
+    flagged = np.array([r["flagged"] == "true" for r in rows])
     n = len(fresh)
     # measured 2026-12-02 (seed 0, through check_inputs): 3.5% of the fresh clean rows and 98.9%
     # of the triggered ones flagged at a 5% false-rejection rate

@@ -106,7 +106,7 @@ def save_model(model: Any, path: str | Path, *, classes: tuple[str, ...], spec: 
 
     # unwrap poisonlab's adapter only: a forest's or a bagging model's own estimator_ is its
     # unfitted template, not the model
-    estimator = model.estimator_ if isinstance(model, SklearnModel) else model
+    estimator = model.fitted_estimator() if isinstance(model, SklearnModel) else model
     payload = {"meta": json.dumps(meta), "estimator": estimator}
     tmp = path.with_name(path.name + ".partial")
     sio.dump(payload, tmp)

@@ -58,6 +58,12 @@ class SklearnModel(ClassifierMixin, BaseEstimator):
         self.estimator_.fit(as_matrix(X), y)
         return self
 
+    def fitted_estimator(self) -> Any:
+        """The fitted scikit-learn estimator behind this adapter: the one ``fit`` trained, or the
+        fitted estimator it was given (adopted as it is)."""
+        self._check()
+        return self.estimator_
+
     def _check(self) -> None:
         if hasattr(self, "estimator_"):
             return
