@@ -29,7 +29,7 @@ from poisonlab.cli.inputs import (
     progress_line,
 )
 from poisonlab.exceptions import DataError, ParameterError
-from poisonlab.files import write_csv_for_people, write_json
+from poisonlab.files import write_json
 
 
 @app.command()
@@ -119,41 +119,16 @@ def _scan_triggers(path: Path) -> list[str]:
     if doc.get("kind") != "text":
         raise DataError(f"{path}: trigger phrases come from a scan of a text model; this scan "
                         f"was of a {doc.get('kind')} model.")
-    if doc["verdict"] != "backdoor":
-        return []
-    threshold = float(doc.get("threshold", 0))
-    alpha = float((doc.get("absence") or {}).get("alpha", 0.0))
-    min_flip = float(doc.get("min_flip_rate", 0.0))
+    from poisonlab.api.results import scan_trigger_phrases
 
-    def strong(t: dict[str, Any]) -> bool:
-        index = t.get("anomaly_index")
-        absent = t.get("absence_p")
-        if isinstance(absent, (int, float)) and absent <= alpha and \
-                float(t.get("flip_rate", 0)) >= min_flip:
-            return True
-        return index == "inf" or (isinstance(index, (int, float)) and index >= threshold)
+    return scan_trigger_phrases(doc)
 
-    return [str(t["trigger"]) for t in doc["triggers"]
-            if t.get("target_class") == doc.get("target_class") and strong(t)]
 
 def _write_verdicts(path: Path, report: Any, classes: tuple[str, ...] | None) -> None:
-    """``verdicts.csv``: id and predicted come from the data and the model (formula-escaped); the
-    other columns are poisonlab's numbers and booleans (``true``/``false``)."""
-    windowed = report.window_scores is not None
-    header = ["row", "id", "score", "flagged", "predicted", "n_perturbations", "strip_flagged",
-              "trigger_match", *(["window_score", "window_flagged"] if windowed else [])]
+    from poisonlab.api.results import write_verdicts
 
-    def rows() -> Any:
-        for i in range(len(report.scores)):
-            k = int(report.predictions[i])
-            name = classes[k] if classes and k < len(classes) else str(k)
-            extra = [f"{report.window_scores[i]:.6f}", bool(report.window_flags[i])] \
-                if windowed else []
-            yield [i, report.ids[i], f"{report.scores[i]:.6f}",
-                   bool(report.flags[i]), name, int(report.n_perturbations[i]),
-                   bool(report.strip_flags[i]), bool(report.matched[i]), *extra]
+    write_verdicts(path, report, classes)
 
-    write_csv_for_people(path, header, rows(), text_columns=("id", "predicted"))
 
 def _render_check(summary: dict[str, Any], out: Path) -> None:
     c = out_console
