@@ -24,7 +24,7 @@ FUZZ = settings(max_examples=150, derandomize=True, deadline=None, database=None
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
-def _load(path: Path) -> None:
+def check_loads_or_says_one_line(path: Path) -> None:
     try:
         result = load_dataset(str(path))
     except PoisonlabError as exc:
@@ -46,7 +46,7 @@ tables = st.lists(st.lists(cells, min_size=0, max_size=5), min_size=0, max_size=
 def test_random_bytes(tmp_path_factory: pytest.TempPathFactory, data: bytes, suffix: str) -> None:
     path = tmp_path_factory.mktemp("bytes") / f"data{suffix}"
     path.write_bytes(data)
-    _load(path)
+    check_loads_or_says_one_line(path)
 
 
 @FUZZ
@@ -63,7 +63,7 @@ def test_random_delimited(tmp_path_factory: pytest.TempPathFactory, rows: list[l
     writer.writerows(rows)
     path = tmp_path_factory.mktemp("table") / ("data.tsv" if delimiter == "\t" else "data.csv")
     path.write_text(buffer.getvalue(), encoding="utf-8", errors="surrogatepass")
-    _load(path)
+    check_loads_or_says_one_line(path)
 
 
 json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-10**30, 10**30),
@@ -81,7 +81,7 @@ def test_random_jsonl(tmp_path_factory: pytest.TempPathFactory, lines: list[obje
     text = "\n".join(json.dumps(line) for line in lines) + ("\n" + garbage if garbage else "")
     path = tmp_path_factory.mktemp("jsonl") / "data.jsonl"
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
-    _load(path)
+    check_loads_or_says_one_line(path)
 
 
 dtypes = st.sampled_from(["uint8", "float32", "float64", "int64", "bool", "complex64", "U3", "S2"])
@@ -116,4 +116,4 @@ def test_random_npz(tmp_path_factory: pytest.TempPathFactory, x_shape: tuple[int
         raw = bytearray(out.getvalue())
     path = tmp_path_factory.mktemp("npz") / "data.npz"
     path.write_bytes(bytes(raw))
-    _load(path)
+    check_loads_or_says_one_line(path)
