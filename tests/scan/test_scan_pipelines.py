@@ -168,13 +168,16 @@ def test_random_forest_on_tfidf_scans_and_decision_scores_become_probabilities(s
     assert list(P.argmax(axis=1)) == list(svc.predict(spam["Xc"][:20]))  # type: ignore[attr-defined]
 
 
-def test_generalization_benchmark_code_path_on_two_models(spamassassin: Dataset) -> None:
+def test_generalization_benchmark_code_path_on_two_models(spamassassin: Dataset,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
+    import sys
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[2] / "benchmarks" / "scan_generalization.py"
     spec = importlib.util.spec_from_file_location("scan_generalization", path)
     bench = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    monkeypatch.setitem(sys.modules, "scan_generalization", bench)  # dataclasses look their module up
     spec.loader.exec_module(bench)  # type: ignore[union-attr]
     assert len(bench.cases(quick=True)) == 3
     full = bench.cases(quick=False)
