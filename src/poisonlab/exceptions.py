@@ -56,11 +56,12 @@ def check_param(name: str, owner: str, ok: bool, allowed: str, got: object) -> N
         )
 
 
-def is_int(value: object, low: int) -> bool:
-    """True for an int (a numpy integer too, not a bool) of at least ``low``."""
+def is_int(value: object, low: int, high: int | None = None) -> bool:
+    """True for an int (a numpy integer too, not a bool) of at least ``low`` (and at most ``high``)."""
     import numbers
 
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= low
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= low \
+        and (high is None or int(value) <= high)
 
 
 def check_counts(owner: str, obj: object, names: tuple[str, ...]) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from poisonlab.exceptions import ModelError
+from poisonlab.exceptions import ModelError, is_int
 
 ENSEMBLE_FORMAT = "poisonlab-ensemble"
 ENSEMBLE_FORMAT_VERSION = 1
@@ -55,7 +55,7 @@ def read_ensemble_folder(path: str | Path) -> EnsembleFolder:
     if not isinstance(manifest, dict) or manifest.get("format") != ENSEMBLE_FORMAT:
         raise ModelError(f"{manifest_path}: not a poisonlab ensemble manifest.")
     version: Any = manifest.get("format_version")
-    if not _is_int(version, 0, 1 << 31):
+    if not is_int(version, 0, 1 << 31):
         raise ModelError(f"{manifest_path}: its format_version {version!r} is not a number.")
     if version > ENSEMBLE_FORMAT_VERSION:
         raise ModelError(f"{manifest_path}: written by a newer poisonlab; upgrade to read it.")
@@ -66,7 +66,7 @@ def read_ensemble_folder(path: str | Path) -> EnsembleFolder:
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         raise ModelError(f"{manifest_path}: malformed manifest ('classes' must be a list of names).")
     n_classes: Any = manifest.get("n_classes")
-    if not _is_int(n_classes, 1, len(classes)):
+    if not is_int(n_classes, 1, len(classes)):
         raise ModelError(f"{manifest_path}: malformed manifest (n_classes {n_classes!r} for "
                          f"{len(classes)} class names).")
     spec = manifest.get("spec")
@@ -116,7 +116,7 @@ def load_ensemble(path: str | Path) -> Any:
             import numpy as np
 
             sizes = manifest.get("partition_sizes") or []
-            if not isinstance(sizes, list) or not all(_is_int(s, 0, 1 << 62) for s in sizes):
+            if not isinstance(sizes, list) or not all(is_int(s, 0, 1 << 62) for s in sizes):
                 raise ModelError(f"{manifest_path}: malformed manifest ('partition_sizes').")
             model.partition_sizes_ = np.asarray(sizes, dtype=np.int64)
         else:
@@ -136,19 +136,15 @@ def load_ensemble(path: str | Path) -> Any:
     return SavedModel(model, folder.classes, f"{folder.method}:{folder.spec}", folder.path)
 
 
-def _is_int(value: Any, low: int, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-
-
 def _count(manifest: dict[str, Any], key: str, *, low: int = 1) -> int:
     value: Any = manifest.get(key)
-    if not _is_int(value, low, MAX_MEMBERS if low else 1 << 62):
+    if not is_int(value, low, MAX_MEMBERS if low else 1 << 62):
         raise ValueError(f"{key!r} is {value!r}")
     return int(value)
 
 
 def _seed(value: Any) -> int | None:
-    if value is None or _is_int(value, 0, (1 << 63) - 1):
+    if value is None or is_int(value, 0, (1 << 63) - 1):
         return value
     raise ValueError(f"'random_state' is {value!r}")
 

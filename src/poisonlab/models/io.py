@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from poisonlab.exceptions import ModelError, PoisonlabError, UntrustedModelError
+from poisonlab.exceptions import ModelError, PoisonlabError, UntrustedModelError, is_int
 from poisonlab.models.allowlist import SAFE_BUILTINS as SAFE_BUILTINS  # re-exported
 from poisonlab.models.allowlist import audit_skops
 from poisonlab.models.allowlist import refusal_reason as refusal_reason  # re-exported
@@ -267,7 +267,7 @@ def _meta(raw: Any, path: Path, *, torch: bool = False) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelError(f"{path}: not a poisonlab model file.")
     version: Any = meta.get("format_version")
-    if not _is_int(version, 0, 1 << 31):
+    if not is_int(version, 0, 1 << 31):
         raise ModelError(f"{path}: its model format version {version!r} is not a number.")
     if version > FORMAT_VERSION:
         raise ModelError(
@@ -289,10 +289,6 @@ def _meta(raw: Any, path: Path, *, torch: bool = False) -> dict[str, Any]:
     return meta
 
 
-def _is_int(value: Any, low: int, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-
-
 def _check_torch_spec(meta: dict[str, Any], path: Path) -> None:
     from poisonlab.models.torch import ARCHITECTURES
 
@@ -308,11 +304,11 @@ def _check_torch_spec(meta: dict[str, Any], path: Path) -> None:
         raise ModelError(f"{path}: unknown architecture {spec['arch']!r}; poisonlab builds {list(ARCHITECTURES)}.")
     shape = spec["input_shape"]
     if (not isinstance(shape, list) or len(shape) != 3
-            or not all(_is_int(s, 1, MAX_INPUT_SIDE) for s in shape)
+            or not all(is_int(s, 1, MAX_INPUT_SIDE) for s in shape)
             or shape[0] * shape[1] * shape[2] > MAX_INPUT_VALUES):
         raise ModelError(f"{path}: its input_shape {shape!r} is not 3 sizes (C, H, W) of 1 to "
                          f"{MAX_INPUT_SIDE} with at most {MAX_INPUT_VALUES} values.")
-    if not _is_int(spec["n_classes"], 2, MAX_CLASSES) or spec["n_classes"] != len(meta["classes"]):
+    if not is_int(spec["n_classes"], 2, MAX_CLASSES) or spec["n_classes"] != len(meta["classes"]):
         raise ModelError(f"{path}: its n_classes {spec['n_classes']!r} does not match its "
                          f"{len(meta['classes'])} class names.")
     params = meta.get("params", {})
@@ -332,7 +328,7 @@ def _check_torch_spec(meta: dict[str, Any], path: Path) -> None:
             raise ModelError(f"{path}: training parameter {name!r} has a value of the wrong kind.")
     known = TorchClassifier().get_params()
     for name in ("max_epochs", "batch_size"):
-        if name in params and name in known and not _is_int(params[name], 1, 1 << 31):
+        if name in params and name in known and not is_int(params[name], 1, 1 << 31):
             raise ModelError(f"{path}: training parameter {name!r} is {params[name]!r}; expected an int >= 1.")
     device = params.get("device", "auto")
     if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda", "mps")
