@@ -1197,11 +1197,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-cache", action="store_true", help="recompute poisons and models")
     parser.add_argument("--list", action="store_true", help="print the cell ids and their part, then stop")
     parser.add_argument("--report", metavar="JSON", nargs="+",
-                        help="print the tables of earlier --json files (merged), then stop")
+                        help="print the tables of earlier --json files (merged; a cell in a later file "
+                             "replaces its rows from the earlier ones), then stop")
     args = parser.parse_args(argv)
     if args.report:
         parts = [json.loads(Path(p).read_text(encoding="utf-8")) for p in args.report]
-        merged = {"rows": [r for p in parts for r in p["rows"]], "notes": [n for p in parts for n in p["notes"]],
+        # A cell measured in a later file replaces its rows from the earlier ones (a rerun).
+        latest = {r["cell"]: i for i, p in enumerate(parts) for r in p["rows"]}
+        rows = [r for i, p in enumerate(parts) for r in p["rows"] if latest[r["cell"]] == i]
+        merged = {"rows": rows, "notes": list(dict.fromkeys(n for p in parts for n in p["notes"])),
                   "commit": ", ".join(dict.fromkeys(p["commit"] for p in parts)),
                   "date": ", ".join(dict.fromkeys(p["date"] for p in parts)),
                   "seconds": sum(p["seconds"] for p in parts), "partial": any(p.get("partial") for p in parts),
