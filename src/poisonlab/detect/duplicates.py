@@ -3,7 +3,12 @@
 Two rows whose features are nearly the same (cosine similarity at least ``min_similarity``) but
 whose labels differ cannot both be right. Rows are grouped by near-duplicate links (connected
 components); within a group, the rows whose label is not the group's most common label are the
-suspects (on a tie, every row of the group is).
+suspects. On a tie, with ``label_probs`` (each row's out-of-fold probability of its own label),
+the suspects are the rows of the tied label that a model that never saw them believes least (a
+planted copy of a spam email relabeled ham, beside the original); without it, every row of the
+group is. Measured on SpamAssassin with OpenBackdoor's rare words in 5% of ham (dev cell
+``spam/ob-badnets/0.05/tfidf-lr/s0`` of ``benchmarks/generalization.py``): 16 rows flagged, 9
+planted, before the tie-break.
 
 Score: the highest similarity to a near-duplicate that carries another label; rows that hold their
 group's majority label get 1 subtracted, so that ``score > min_similarity`` flags exactly the
@@ -30,6 +35,7 @@ def duplicate_conflict_scores(
     min_similarity: float = 0.98,
     n_neighbors: int = 5,
     neighbors: tuple[np.ndarray, np.ndarray] | None = None,
+    label_probs: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scores (see the module docstring) and the near-duplicate group of each row (-1: none)."""
     owner = "duplicate_conflict_scores"
@@ -43,12 +49,17 @@ def duplicate_conflict_scores(
     k = check_positive_int(n_neighbors, "n_neighbors", owner)
     if neighbors is None:
         neighbors = _nearest_neighbors(X, k, None, np.random.default_rng(0))
+    probs = None if label_probs is None else np.asarray(label_probs, dtype=np.float64)
+    if probs is not None and probs.shape != (len(labels),):
+        raise ParameterError(f"{owner}: label_probs must hold one probability per row; got shape "
+                             f"{probs.shape} for {len(labels)} rows.")
     return _duplicate_conflict_scores(neighbors[0][:, :k], neighbors[1][:, :k], labels,
-                                      float(min_similarity))
+                                      float(min_similarity), probs)
 
 
 def _duplicate_conflict_scores(idx: np.ndarray, sim: np.ndarray, y: np.ndarray,
-                               min_similarity: float) -> tuple[np.ndarray, np.ndarray]:
+                               min_similarity: float, label_probs: np.ndarray | None = None
+                               ) -> tuple[np.ndarray, np.ndarray]:
     n = len(y)
     scores = np.zeros(n)
     group = -np.ones(n, dtype=np.int64)
@@ -78,6 +89,10 @@ def _duplicate_conflict_scores(idx: np.ndarray, sim: np.ndarray, y: np.ndarray,
             continue
         top = counts.max()
         majority = np.flatnonzero(counts == top)
+        if len(majority) > 1 and label_probs is not None:
+            # A tie: the tied label whose rows the held-out model believes most is kept.
+            belief = [float(np.mean(label_probs[members[y[members] == k]])) for k in majority]
+            majority = majority[[int(np.argmax(belief))]]
         for m in members:
             group[m] = g
             is_majority = len(majority) == 1 and y[m] == majority[0]
@@ -90,7 +105,7 @@ class DuplicateConflictDetector(Detector):
 
     ``fit(features, y)`` (for text, pass TF-IDF vectors; for images, pixels).
     ``contamination="auto"`` flags rows in a conflicting near-duplicate group whose label is not
-    the group's majority (``threshold_ = min_similarity`` minus a hair).
+    the group's majority (on a tie broken by ``label_probs`` when given) (``threshold_ = min_similarity`` minus a hair).
 
     Attributes: ``scores_``, ``threshold_``, ``flags_``, ``groups_`` (-1 outside any conflict).
     """
@@ -102,11 +117,12 @@ class DuplicateConflictDetector(Detector):
         self.contamination = contamination
 
     def fit(self, features: Any, y: np.ndarray,
-            neighbors: tuple[np.ndarray, np.ndarray] | None = None) -> DuplicateConflictDetector:
+            neighbors: tuple[np.ndarray, np.ndarray] | None = None,
+            label_probs: np.ndarray | None = None) -> DuplicateConflictDetector:
         self._check_contamination()
         scores, groups = duplicate_conflict_scores(
             features, y, min_similarity=self.min_similarity, n_neighbors=self.n_neighbors,
-            neighbors=neighbors,
+            neighbors=neighbors, label_probs=label_probs,
         )
         self.groups_ = groups
         self._set_threshold(scores, float(self.min_similarity) - 1e-6)
