@@ -145,3 +145,21 @@ def test_audit_rejects_bad_input() -> None:
         audit(ds, detectors=("magic",))
     with pytest.raises(ParameterError, match="'n_folds' parameter of audit"):
         audit(ds, n_folds=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phrase", ["let me know", "for more information"])
+def test_phrase_of_common_words_is_named(spam_subset: Dataset, phrase: str) -> None:
+    # A phrase of everyday words inserted twice at random positions into 60 spam emails relabeled
+    # ham. No word of it is 90% one label ('for more information' is common in spam too), so it is
+    # found as an n-gram whose ham rows read as spam to the out-of-fold models once it is removed.
+    # Measured (seed 0): phrase named first; the trigger test flags 61 rows with all 60 planted
+    # ('let me know') and 66 with all 60 planted ('for more information'); before n-gram
+    # candidates and the held-out removal test neither phrase was named.
+    p = TextBackdoorAttack(trigger=phrase, position="random", repetitions=2, source_label="spam",
+                           target_label="ham", n_poison=60, random_state=0).apply(spam_subset)
+    result = audit(p.dataset)
+    assert result.suspected_triggers[0]["trigger"] == phrase
+    tk = result.detectors["trigger_keywords"].flags
+    assert tk[p.poison_mask].mean() >= 0.9
+    assert p.poison_mask[tk].mean() >= 0.85

@@ -40,8 +40,9 @@ Progress = Callable[[str, int, int], None]
 """``progress(step, done, total)``: called as each step of a long run starts."""
 
 DETECTORS = ("robust_spectral", "spectral_signature", "activation_clustering",
-             "confident_learning", "knn_labels", "duplicates", "trigger_keywords")
-VOTING = ("robust_spectral", "confident_learning", "duplicates", "trigger_keywords")
+             "confident_learning", "knn_labels", "duplicates", "trigger_keywords", "value_triggers")
+VOTING = ("robust_spectral", "confident_learning", "duplicates", "trigger_keywords", "value_triggers")
+ONLY_FOR = {"trigger_keywords": "text", "value_triggers": "tabular"}
 TITLES = {
     "robust_spectral": "robust spectral (SPECTRE-style)",
     "spectral_signature": "spectral signature",
@@ -50,6 +51,7 @@ TITLES = {
     "knn_labels": "kNN label consistency",
     "duplicates": "near-duplicate label conflict",
     "trigger_keywords": "text trigger",
+    "value_triggers": "planted feature value",
 }
 
 
@@ -151,6 +153,15 @@ class AuditResult:
         return self.suspected_triggers
 
     @property
+    def removal_flags(self) -> np.ndarray:
+        """The rows a sanitizer should drop: the flagged rows, and the rows the robust spectral
+        detector puts on a planted cluster's side with posterior above its ``removal_posterior``
+        (a planted row left in the training set keeps the backdoor; a clean row removed costs
+        little)."""
+        extra = self.arrays.get("removal_flags")
+        return self.flags if extra is None else (self.flags | extra)
+
+    @property
     def flagged(self) -> np.ndarray:
         """The same as ``flags``: True where a row looks planted or mislabeled."""
         return self.flags
@@ -248,8 +259,9 @@ def audit(
     fitted = fitted_model if fitted_model is not None else fresh().fit(X, y, n_classes=K)
     tick.start(1, sub=lambda i: progress(f"{steps[1]}: fold {i + 1}/{folds}", 1, len(steps))
                if progress else None)
+    held_out: list[HeldOutModels] = []
     oof = out_of_fold_proba(fresh, fitted, X, y, K, n_folds=folds, random_state=random_state,
-                            on_fold=tick.sub)
+                            on_fold=tick.sub, held_out=held_out)
     tick.start(2)
     from poisonlab.detect.representations import model_representation
 
@@ -261,7 +273,8 @@ def audit(
 
     neighbors = _nearest_neighbors(inputs, 10, 20000, np.random.default_rng(random_state))
     tick.start(4)
-    outcomes = _run_detectors(names, dataset, fitted, oof, rep, inputs, neighbors, random_state)
+    outcomes = _run_detectors(names, dataset, fitted, oof, rep, inputs, neighbors, random_state,
+                              held_out[0])
     tick.start(5)
     voting = [o for o in outcomes.values() if o.votes]
     if voting:
@@ -276,14 +289,16 @@ def audit(
         scores, flags = np.zeros(n), np.zeros(n, dtype=bool)
     reasons = _reasons(outcomes, flags)
     tick.done()
-    triggers = outcomes["trigger_keywords"].details.get("suspected_triggers", []) \
-        if "trigger_keywords" in outcomes else []
+    triggers = [t for name in ("trigger_keywords", "value_triggers") if name in outcomes
+                for t in outcomes[name].details.get("suspected_triggers", [])]
     result = AuditResult(
         dataset=dataset, model_spec=spec_name, representation=rep_kind, scores=scores, flags=flags,
         reasons=reasons, detectors=outcomes, suspected_triggers=triggers, timings=timings,
         oof_accuracy=float(np.mean(np.argmax(oof, axis=1) == y)), model=fitted,
         arrays={"pred_probs": oof, "representation": rep, "neighbors": neighbors},
     )
+    if "robust_spectral" in outcomes:
+        result.arrays["removal_flags"] = outcomes["robust_spectral"].details.pop("_removal_flags")
     if dataset.source is not None or dataset.labeler is not None:
         result.groups = contributions(dataset, flags)
     return result
@@ -302,16 +317,16 @@ def default_model(kind: str) -> str:
 
 def _check_detectors(detectors: tuple[str, ...] | None, kind: str) -> tuple[str, ...]:
     if detectors is None:
-        return tuple(d for d in DETECTORS if kind == "text" or d != "trigger_keywords")
+        return tuple(d for d in DETECTORS if ONLY_FOR.get(d, kind) == kind)
     unknown = [d for d in detectors if d not in DETECTORS]
     if unknown:
         raise ParameterError(
             f"The 'detectors' parameter of audit must list names from {list(DETECTORS)}. "
             f"Got {unknown[0]!r} instead."
         )
-    if "trigger_keywords" in detectors and kind != "text":
-        raise ParameterError("The trigger_keywords detector reads text; this data is "
-                             f"{kind}.")
+    for d in detectors:
+        if ONLY_FOR.get(d, kind) != kind:
+            raise ParameterError(f"The {d} detector reads {ONLY_FOR[d]} data; this data is {kind}.")
     return tuple(detectors)
 
 
@@ -351,8 +366,12 @@ def out_of_fold_proba(
     n_folds: int = 5,
     random_state: int = 0,
     on_fold: Callable[[int], None] | None = None,
+    held_out: list[HeldOutModels] | None = None,
 ) -> np.ndarray:
     """Cross-validated N×K probabilities: each row scored by a model that never saw it.
+
+    With ``held_out`` (an empty list), a :class:`HeldOutModels` holding the fold models is appended
+    to it, so that edited copies of a row can be scored by the model that never saw the row.
 
     For a scikit-learn pipeline the label-free steps (vectorizer, scaler) fitted on all rows are
     reused and only the final classifier is refitted per fold, which gives the same answer for a
@@ -372,6 +391,8 @@ def out_of_fold_proba(
     else:
         cv = StratifiedKFold(n_splits=splits, shuffle=True, random_state=random_state)
     out = np.zeros((len(y), n_classes))
+    fold_of = np.zeros(len(y), dtype=np.int64)
+    predictors: list[Callable[[np.ndarray], np.ndarray]] = []
     est: Any = getattr(fitted, "estimator_", None)
     fast = isinstance(est, Pipeline) and len(est.steps) > 1
     if fast:
@@ -380,15 +401,56 @@ def out_of_fold_proba(
     for i, (tr, te) in enumerate(cv.split(np.zeros(len(y)), y)):
         if on_fold is not None:
             on_fold(i)
+        fold_of[te] = i
         if fast:
             clf = clone(final).fit(Z[tr], y[tr])
             proba = clf.predict_proba(Z[te])
             out[np.ix_(te, np.asarray(clf.classes_, dtype=np.int64))] = proba
+            predictors.append(_pipeline_head(est[:-1], clf, n_classes))
         else:
             model = fresh().fit(X[tr], y[tr], n_classes=n_classes)
             out[te] = model.predict_proba(X[te])
+            predictors.append(model.predict_proba)
+    if held_out is not None:
+        held_out.append(HeldOutModels(fold_of, predictors))
     sums = out.sum(axis=1, keepdims=True)
     return out / np.where(sums > 0, sums, 1.0)
+
+
+def _pipeline_head(transform: Any, clf: Any, n_classes: int) -> Callable[[np.ndarray], np.ndarray]:
+    cols = np.asarray(clf.classes_, dtype=np.int64)
+
+    def predict_proba(X: np.ndarray) -> np.ndarray:
+        Z = transform.transform(X if X.dtype == object else X.reshape(len(X), -1))
+        out = np.zeros((Z.shape[0], n_classes))
+        out[:, cols] = clf.predict_proba(Z)
+        return out
+
+    return predict_proba
+
+
+@dataclass
+class HeldOutModels:
+    """The out-of-fold models of an audit: ``fold_of[i]`` is the fold that held row ``i`` out, and
+    ``predictors[f]`` the ``predict_proba`` of the model trained without fold ``f``."""
+
+    fold_of: np.ndarray
+    predictors: list[Callable[[np.ndarray], np.ndarray]]
+
+    def __call__(self, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Probabilities of ``X[j]`` (an edited copy of row ``rows[j]``) by the model that never saw
+        that row."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out: np.ndarray | None = None
+        for f, predict in enumerate(self.predictors):
+            mine = np.flatnonzero(self.fold_of[rows] == f)
+            if not len(mine):
+                continue
+            p = np.asarray(predict(X[mine]), dtype=np.float64)
+            if out is None:
+                out = np.zeros((len(rows), p.shape[1]))
+            out[mine] = p
+        return out if out is not None else np.zeros((0, 0))
 
 
 def consensus_probs(pred_probs: np.ndarray, neighbor_idx: np.ndarray, y: np.ndarray,
@@ -459,7 +521,8 @@ def _simple_groups(dataset: Dataset, flags: np.ndarray) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------- detectors
 def _run_detectors(names: tuple[str, ...], dataset: Dataset, model: Any, oof: np.ndarray,
                    rep: np.ndarray, inputs: Any, neighbors: tuple[np.ndarray, np.ndarray],
-                   random_state: int) -> dict[str, DetectorOutcome]:
+                   random_state: int, held_out: HeldOutModels | None = None
+                   ) -> dict[str, DetectorOutcome]:
     from poisonlab.detect import (
         ActivationClusteringDetector,
         ConfidentLearningDetector,
@@ -510,7 +573,9 @@ def _run_detectors(names: tuple[str, ...], dataset: Dataset, model: Any, oof: np
                        "out-of-fold probabilities and 10-nearest-neighbor label shares",
              "n_issues_estimated": int(getattr(cl, "n_issues_", 0))}, cl_reason)
     if "duplicates" in names:
-        dup, secs = timed(lambda: DuplicateConflictDetector().fit(inputs, y, neighbors=neighbors))
+        own = oof[np.arange(len(y)), y]
+        dup, secs = timed(lambda: DuplicateConflictDetector().fit(inputs, y, neighbors=neighbors,
+                                                                  label_probs=own))
 
         def dup_reason(i: int) -> str:
             idx, sim = neighbors
@@ -555,7 +620,9 @@ def _run_detectors(names: tuple[str, ...], dataset: Dataset, model: Any, oof: np
         }
         out["robust_spectral"] = DetectorOutcome("robust_spectral", rs.scores_, rs.flags_,
                                                  rs.threshold_, True, secs,
-                                                 {"per_class": per_class}, rs_reason)
+                                                 {"per_class": per_class,
+                                                  "n_removal_flags": int(rs.removal_flags_.sum()),
+                                                  "_removal_flags": rs.removal_flags_}, rs_reason)
     if "activation_clustering" in names:
         ac, secs = timed(lambda: ActivationClusteringDetector(random_state=random_state)
                          .fit(rep, y, reference_scores=reference))
@@ -578,7 +645,7 @@ def _run_detectors(names: tuple[str, ...], dataset: Dataset, model: Any, oof: np
     if "trigger_keywords" in names:
         tk, secs = timed(lambda: TriggerKeywordDetector(random_state=random_state)
                          .fit(dataset.X, y, model.predict_proba, n_classes=dataset.n_classes,
-                              reference_scores=reference))
+                              reference_scores=reference, held_out_proba=held_out))
 
         def tk_reason(i: int) -> str:
             t = tk.triggers_[int(tk.row_trigger_[i])] if tk.row_trigger_[i] >= 0 else None
@@ -598,6 +665,26 @@ def _run_detectors(names: tuple[str, ...], dataset: Dataset, model: Any, oof: np
             "trigger_keywords", tk.scores_, tk.flags_, tk.threshold_, True, secs,
             {"suspected_triggers": triggers,
              "top_candidates": [c.as_dict(classes) for c in tk.candidates_[:10]]}, tk_reason)
+    if "value_triggers" in names:
+        from poisonlab.detect.value_triggers import ValueTriggerDetector
+
+        vt, secs = timed(lambda: ValueTriggerDetector(random_state=random_state).fit(
+            np.asarray(dataset.X, dtype=np.float64), y, model.predict_proba,
+            n_classes=dataset.n_classes, reference_scores=reference, held_out_proba=held_out,
+            feature_names=dataset.feature_names))
+
+        def vt_reason(i: int) -> str:
+            t = vt.triggers_[int(vt.row_trigger_[i])]
+            values = ", ".join([t.trigger, *t.companions])
+            return (f"holds the suspected planted value(s) {values} and the label "
+                    f"{classes[y[i]]!r}; with them replaced by the column medians, a model that "
+                    f"never saw the row gives its label p drop {vt.scores_[i] - 1:.2f}")
+
+        found = [{**t.as_dict(classes), "removed_with": list(t.companions)} for t in vt.triggers_]
+        out["value_triggers"] = DetectorOutcome(
+            "value_triggers", vt.scores_, vt.flags_, vt.threshold_, True, secs,
+            {"suspected_triggers": found,
+             "top_candidates": [c.as_dict(classes) for c in vt.candidates_[:10]]}, vt_reason)
     return out
 
 

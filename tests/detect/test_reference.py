@@ -182,11 +182,14 @@ def test_robust_spectral_asks_more_of_rows_no_neighbor_contradicts() -> None:
     ref = np.where(planted, 0.4, -1.0)
     loose = RobustSpectralDetector(confirm_posterior=0.001).fit(X, y, reference_scores=ref)
     strict = RobustSpectralDetector().fit(X, y, reference_scores=ref)
-    assert strict.flags_[planted].all() and loose.flags_[planted].all()
-    # Measured: 304 rows flagged with one cut for all, 301 with the second witness.
-    assert strict.flags_.sum() < loose.flags_.sum()
-    # An unflagged clean row sits between min_posterior and confirm_posterior or below both.
-    clean_flagged = strict.flags_ & ~planted
-    assert (strict.posterior_[clean_flagged] > 0.1).all()
+    assert strict.removal_flags_[planted].all() and loose.removal_flags_[planted].all()
+    # Measured: 304 rows in the removal set with one cut for all, 301 with the second witness.
+    assert strict.removal_flags_.sum() < loose.removal_flags_.sum()
+    # A clean row in the removal set that no neighbor contradicts is above confirm_posterior.
+    clean_removed = strict.removal_flags_ & ~planted
+    assert (strict.posterior_[clean_removed] > 0.1).all()
+    # The flagged set is the rows likelier planted than clean, inside the removal set.
+    assert (strict.posterior_[strict.flags_] > 0.5).all()
+    assert not (strict.flags_ & ~strict.removal_flags_).any()
     with pytest.raises(ParameterError, match="confirm_posterior"):
         RobustSpectralDetector(confirm_posterior=1.0).fit(X, y)

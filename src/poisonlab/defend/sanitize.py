@@ -47,7 +47,10 @@ def sanitize(
     progress: Any | None = None,
     torch_params: dict[str, Any] | None = None,
 ) -> SanitizeResult:
-    """Audit ``dataset`` (unless ``audit_result`` is given), drop flagged rows, retrain.
+    """Audit ``dataset`` (unless ``audit_result`` is given), drop its removal set, retrain.
+
+    The removal set (:attr:`~poisonlab.audit.AuditResult.removal_flags`) is the flagged rows and
+    the wider cut of the robust spectral detector.
 
     ``test``: clean rows to measure clean accuracy on, and with ``ground_truth`` (the
     :class:`~poisonlab.attacks.PoisonedDataset` of ``dataset``) attack success: the share of
@@ -58,7 +61,8 @@ def sanitize(
     result = audit_result if audit_result is not None else audit(
         dataset, model=model, random_state=random_state, progress=progress,
         torch_params=torch_params)
-    keep = ~result.flags
+    removed = result.removal_flags
+    keep = ~removed
     if keep.sum() == 0:
         raise DataError(f"{dataset.name}: the audit flagged every row; nothing is left to train on.")
     t = time.perf_counter()
@@ -68,12 +72,12 @@ def sanitize(
     # The audit's model, unfitted: the same spec, estimator or module with the same settings.
     retrained = clone(result.model).fit(kept.X, kept.y, n_classes=dataset.n_classes)
     metrics: dict[str, Any] = {
-        "n_rows": len(dataset), "n_removed": int(result.flags.sum()), "n_kept": int(keep.sum()),
+        "n_rows": len(dataset), "n_removed": int(removed.sum()), "n_flagged": int(result.flags.sum()),
+        "n_kept": int(keep.sum()),
         "retrain_seconds": round(time.perf_counter() - t, 2),
     }
     if ground_truth is not None:
         mask = ground_truth.poison_mask
-        removed = result.flags
         metrics["poison_removed"] = int(np.sum(mask & removed))
         metrics["poison_left"] = int(np.sum(mask & keep))
         metrics["detection"] = evaluate_audit(result, mask)["combined"]
@@ -97,7 +101,7 @@ def defend_sanitize(train: Dataset, *, model: str | None = None, test: Dataset |
                    random_state=random_state, progress=progress,
                    torch_params=options.get("torch_params"))
     summary = {"method": "sanitize", "model": res.audit.model_spec, **res.metrics}
-    return DefenseResult("sanitize", res.model, summary, flags=res.audit.flags,
+    return DefenseResult("sanitize", res.model, summary, flags=~res.keep,
                          extra={"audit": res.audit})
 
 

@@ -38,6 +38,9 @@ from poisonlab.exceptions import ParameterError
 
 TOKEN_PATTERN = r"(?u)\b\w+\b"
 PredictProba = Callable[[np.ndarray], np.ndarray]
+HeldOutProba = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""``held_out_proba(texts, rows)``: probabilities of ``texts[j]``, an edited copy of row ``rows[j]``,
+by a model that was trained without that row (an out-of-fold model)."""
 
 
 @dataclass
@@ -54,6 +57,10 @@ class TriggerCandidate:
     flip_rate: float = float("nan")
     mean_drop: float = float("nan")
     n_tested: int = 0
+    off_label_rate: float = float("nan")
+    effect: float = 0.0
+    null_rate: float = 0.0
+    p_value: float = 1.0
     repetitions: float = 1.0
     score: float = 0.0
     companions: list[str] = field(default_factory=list)
@@ -75,6 +82,10 @@ class TriggerCandidate:
             "removal_flip_rate": None if np.isnan(self.flip_rate) else round(float(self.flip_rate), 4),
             "mean_probability_drop": None if np.isnan(self.mean_drop) else round(float(self.mean_drop), 4),
             "n_rows_tested": int(self.n_tested),
+            "off_label_rate": None if np.isnan(self.off_label_rate) else round(float(self.off_label_rate), 4),
+            "effect": round(float(self.effect), 4),
+            "null_rate": round(float(self.null_rate), 4),
+            "p_value": float(f"{self.p_value:.3g}"),
             "median_repetitions": float(self.repetitions),
             "removed_with": list(self.companions),
         }
@@ -169,13 +180,14 @@ def find_trigger_candidates(
     *,
     n_classes: int | None = None,
     min_count: int = 5,
-    min_concentration: float = 0.9,
+    min_concentration: float = 0.5,
     n_candidates: int = 40,
     n_test_rows: int = 60,
     max_words: int = 3,
     reference_scores: np.ndarray | None = None,
     n_strongest: int = 20,
     random_state: int | np.random.Generator | None = 0,
+    held_out_proba: HeldOutProba | None = None,
 ) -> list[TriggerCandidate]:
     """Rank tokens and phrases that look like planted triggers (strongest first).
 
@@ -200,6 +212,7 @@ def find_trigger_candidates(
     K = int(n_classes if n_classes is not None else y.max() + 1)
     rng = np.random.default_rng(random_state)
     vec = CountVectorizer(lowercase=True, token_pattern=TOKEN_PATTERN, binary=True,
+                          ngram_range=(1, max(1, max_words)),
                           min_df=min(min_count, len(texts)), dtype=np.float32)
     try:
         presence = vec.fit_transform(texts).tocsc()
@@ -207,10 +220,19 @@ def find_trigger_candidates(
         return []
     vocab = vec.get_feature_names_out()
     stats = token_statistics(presence, y, K)
-    ok = (stats["n_rows"] >= min_count) & (stats["concentration"] >= min_concentration) & \
-        (stats["lift"] > 1.0)
+    # The doubt route takes any n-gram whose most common label covers at least min_concentration
+    # of its rows (a raw share; no lift over the prior): a planted phrase that is common in the
+    # source class too ("for more information": 78 ham rows, 60 of them planted, and 46 spam) sits
+    # below the target's prior.
+    share = stats["n_best"] / np.maximum(stats["n_rows"], 1)
+    loose = (stats["n_best"] >= min_count) & (share >= min_concentration)
+    # An n-gram that repeats a word ("zq team zq") is a repeated shorter phrase read across its seam.
+    loose &= np.array([len(set(g.split())) == len(g.split()) for g in vocab], dtype=bool)
+    loose &= ~_dominated(vocab, stats["n_rows"], loose)
+    ok = loose & (stats["concentration"] >= max(min_concentration, 0.9)) & (stats["lift"] > 1.0)
     order = np.flatnonzero(ok)
     priority = stats["g"].astype(np.float64).copy()
+    excess = None
     if reference_scores is not None and len(order):
         ref = np.clip(np.asarray(reference_scores, dtype=np.float64), -1.0, 1.0)
         sub = presence[:, order].tocsc()
@@ -219,12 +241,26 @@ def find_trigger_candidates(
             rows = rows[y[rows] == stats["best"][j]]
             if len(rows):
                 priority[j] *= (1.0 + float(ref[rows].mean())) / 2.0
+        excess = excess_doubt(presence, y, K, np.maximum(ref, 0.0), stats["best"])
     ranked = order[np.argsort(-priority[order], kind="stable")]
     chosen = list(ranked[:n_candidates])
+    if excess is not None:
+        # Tokens whose rows with their label look like another class far more than that label's
+        # rows do, at any concentration down to min_concentration: a trigger phrase that is
+        # common in the source class too ("for more information" in spam) is not 90% one label.
+        pool = np.flatnonzero(loose & (excess > 0))
+        taken = set(chosen)
+        for j in pool[np.argsort(-excess[pool], kind="stable")]:
+            if len(chosen) >= 2 * n_candidates:
+                break
+            if j not in taken:
+                chosen.append(int(j))
+                taken.add(int(j))
     if predict_proba is not None and n_strongest > 0 and len(ranked) > n_candidates:
-        rest = ranked[n_candidates:]
-        strength = _token_strength(predict_proba, vocab[rest], stats["best"][rest])
-        chosen.extend(rest[np.argsort(-strength, kind="stable")[:n_strongest]])
+        rest = np.array([j for j in ranked[n_candidates:] if j not in set(chosen)], dtype=np.int64)
+        if len(rest):
+            strength = _token_strength(predict_proba, vocab[rest], stats["best"][rest])
+            chosen.extend(rest[np.argsort(-strength, kind="stable")[:n_strongest]])
     order = np.array(chosen, dtype=np.int64)
     out: list[TriggerCandidate] = []
     for j in order:
@@ -249,32 +285,101 @@ def find_trigger_candidates(
         batches.append((c, target_rows))
     all_rows = np.unique(np.concatenate([r for _, r in batches])) if batches else np.zeros(0, int)
     if len(all_rows):
-        before = np.asarray(predict_proba(texts[all_rows]))
+        def score(docs: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            if held_out_proba is not None:
+                return np.asarray(held_out_proba(docs, rows))
+            return np.asarray(predict_proba(docs))
+
+        before = score(texts[all_rows], all_rows)
         where = {int(r): i for i, r in enumerate(all_rows)}
         edited_texts: list[str] = []
         owners: list[tuple[int, int]] = []
-        companions = _companions(out)
+        companions = companions_of(out, len(texts))
         for ci, (c, rows) in enumerate(batches):
             c.companions = companions[ci]
             edited = remove_phrases(texts[rows], [c.trigger, *companions[ci]])
             edited_texts.extend(edited)
             owners.extend((ci, int(r)) for r in rows)
-        after = np.asarray(predict_proba(np.array(edited_texts, dtype=object)))
+        after = score(np.array(edited_texts, dtype=object), np.array([r for _, r in owners], dtype=np.int64))
         drops: dict[int, list[float]] = {}
         flips: dict[int, list[bool]] = {}
+        offs: dict[int, list[bool]] = {}
         for (ci, r), p_after in zip(owners, after, strict=True):
             c = batches[ci][0]
             p_before = before[where[r]]
             k = c.target_label
             drops.setdefault(ci, []).append(float(p_before[k] - p_after[k]))
             flips.setdefault(ci, []).append(bool(np.argmax(p_before) == k and np.argmax(p_after) != k))
+            offs.setdefault(ci, []).append(bool(np.argmax(p_after) != k))
         for ci, (c, rows) in enumerate(batches):
             c.n_tested = len(rows)
             c.flip_rate = float(np.mean(flips.get(ci, [0.0]))) if len(rows) else 0.0
             c.mean_drop = float(np.mean(drops.get(ci, [0.0]))) if len(rows) else 0.0
+            c.off_label_rate = float(np.mean(offs.get(ci, [0.0]))) if len(rows) else 0.0
             c.score = c.flip_rate * c.concentration
+        class_error = class_error_rates(texts, y, score, K, 4 * n_test_rows, rng)
+        score_significance(out, class_error, held_out=held_out_proba is not None)
     out.sort(key=lambda c: (-c.score, -c.g_statistic))
     return out
+
+
+def score_significance(candidates: Sequence[TriggerCandidate], class_error: np.ndarray, *,
+                  held_out: bool) -> None:
+    """Each candidate's effect and its one-sided binomial p-value against what a natural word shows.
+
+    Effect: the off-label rate, the share of the candidate's rows (with its label) that a model that
+    never saw them reads as another class once the candidate is removed. Null rate: the held-out
+    error rate of the candidate's class (a natural class word sits in rows that read as their class,
+    as the class's rows do), at least 1%. Without held-out models the flip rate of the model
+    trained on the rows stands in (that model has fitted the rows, so it reads few as off-label).
+
+    Measured on the dev cells of ``benchmarks/generalization.py`` (SpamAssassin, OpenBackdoor's
+    rare-word list at 5% and 20% of the target class, TF-IDF + logistic regression): the five
+    planted words read 0.53-0.88 off-label, the natural candidates of clean and flipped data at
+    most 0.12 (p >= 1e-3 against the 1.7e-4 cut). An insertion test (other rows moved to the label
+    by inserting the candidate) was tried and left out: mailing-list header n-grams moved 13-33% of
+    spam rows as the planted words did.
+    """
+    from scipy.stats import binom
+
+    for c in candidates:
+        n = max(1, c.n_tested)
+        off = c.off_label_rate if held_out else c.flip_rate
+        off = 0.0 if np.isnan(off) else off
+        c.effect = off
+        c.null_rate = max(0.01, float(class_error[c.target_label]))
+        c.p_value = float(binom.sf(round(off * n) - 1, n, c.null_rate))
+        c.score = c.effect * c.concentration
+
+
+def class_error_rates(texts: np.ndarray, y: np.ndarray, score: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                 n_classes: int, n_rows: int, rng: np.random.Generator) -> np.ndarray:
+    """Held-out error rate of each class, on up to ``n_rows`` rows of it."""
+    out = np.zeros(n_classes)
+    for k in range(n_classes):
+        rows = np.flatnonzero(y == k)
+        if not len(rows):
+            continue
+        rows = np.sort(rng.choice(rows, size=min(len(rows), n_rows), replace=False))
+        out[k] = float(np.mean(np.argmax(score(texts[rows], rows), axis=1) != k))
+    return out
+
+
+def excess_doubt(presence: Any, y: np.ndarray, n_classes: int, doubt: np.ndarray,
+                  best: np.ndarray) -> np.ndarray:
+    """Per token, the summed doubt (how much a row looks like another class) of its rows with its
+    best label, minus what as many rows of that label carry on average."""
+    import scipy.sparse as sp
+
+    N = len(y)
+    onehot = sp.csr_matrix((np.ones(N), (np.arange(N), y)), shape=(N, n_classes))
+    weighted = sp.csr_matrix((doubt, (np.arange(N), y)), shape=(N, n_classes))
+    P = sp.csc_matrix(presence)
+    counts = np.asarray((P.T @ onehot).todense())
+    sums = np.asarray((P.T @ weighted).todense())
+    class_mean = np.asarray(weighted.sum(axis=0)).ravel() / np.maximum(np.bincount(y, minlength=n_classes), 1)
+    idx = np.arange(len(best))
+    return sums[idx, best] - counts[idx, best] * class_mean[best]
 
 
 def _token_strength(predict_proba: PredictProba, tokens: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -285,19 +390,43 @@ def _token_strength(predict_proba: PredictProba, tokens: np.ndarray, classes: np
     return np.log(p) - np.log1p(-p)
 
 
-def _companions(candidates: Sequence[TriggerCandidate], min_jaccard: float = 0.8) -> list[list[str]]:
-    """Per candidate, the other candidates of its class held by nearly the same rows."""
+def companions_of(candidates: Sequence[TriggerCandidate], n_rows: int, min_jaccard: float = 0.8,
+                min_lift: float = 4.0, min_share: float = 0.25, min_together: int = 5
+                ) -> list[list[str]]:
+    """Per candidate, the other candidates of its class that travel with it: held by nearly the same
+    rows (Jaccard at least ``min_jaccard``: the words of one planted phrase), or found together far
+    more often than chance (co-occurrence lift at least ``min_lift`` on at least ``min_share`` of the
+    smaller one's rows, and in at least ``min_together`` rows: words drawn from one planted list,
+    several to a row)."""
     out: list[list[str]] = [[] for _ in candidates]
     sets = [set(c.rows.tolist()) for c in candidates]
     for i, a in enumerate(candidates):
         for j, b in enumerate(candidates):
             if i == j or a.target_label != b.target_label:
                 continue
+            both = len(sets[i] & sets[j])
             small, large = sorted((len(sets[i]), len(sets[j])))
-            if small < min_jaccard * large:
+            if not both or not small:
                 continue
-            if len(sets[i] & sets[j]) >= min_jaccard * len(sets[i] | sets[j]):
+            same = small >= min_jaccard * large and both >= min_jaccard * len(sets[i] | sets[j])
+            lift = both * n_rows / (len(sets[i]) * len(sets[j]))
+            if same or (lift >= min_lift and both >= max(min_together, min_share * small)):
                 out[i].append(b.trigger)
+    return out
+
+
+def _dominated(vocab: np.ndarray, n_rows: np.ndarray, ok: np.ndarray, share: float = 0.9) -> np.ndarray:
+    """True for a candidate n-gram held within a longer candidate on at least ``share`` of its rows
+    (``"see attached"`` inside ``"please see attached"``): the longer one speaks for both."""
+    index = {str(vocab[j]): j for j in np.flatnonzero(ok)}
+    out = np.zeros(len(vocab), dtype=bool)
+    for g, j in index.items():
+        words = g.split()
+        for m in range(1, len(words)):
+            for start in range(len(words) - m + 1):
+                sub = index.get(" ".join(words[start:start + m]))
+                if sub is not None and n_rows[j] >= share * n_rows[sub]:
+                    out[sub] = True
     return out
 
 
@@ -324,10 +453,12 @@ def _repetitions(texts: Sequence[str], phrase: str) -> float:
 
 
 def trigger_row_scores(texts: np.ndarray, y: np.ndarray, predict_proba: PredictProba,
-                       triggers: Sequence[TriggerCandidate]
+                       triggers: Sequence[TriggerCandidate],
+                       held_out_proba: HeldOutProba | None = None,
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row scores (see the module docstring), per row the index of its trigger (-1: none), and
-    whether removing the triggers flips the row's prediction off its label."""
+    whether removing the triggers flips the row's prediction off its label (by the model that never
+    saw the row, when ``held_out_proba`` is given)."""
     n = len(texts)
     scores = np.zeros(n)
     which = -np.ones(n, dtype=np.int64)
@@ -336,7 +467,12 @@ def trigger_row_scores(texts: np.ndarray, y: np.ndarray, predict_proba: PredictP
         return scores, which, flips
     holders = np.zeros(n, dtype=bool)
     occurrences = np.zeros(n, dtype=np.int64)
+    distinct = np.zeros(n, dtype=np.int64)
     patterns = [phrase_pattern(t.trigger) for t in triggers]
+    # Group members that share a word ("let me" inside "let me know") count once.
+    group = sorted({p for t in triggers for p in (t.trigger, *t.companions)}, key=lambda p: (-len(p.split()), p))
+    group_patterns = [phrase_pattern(p) for p in group]
+    group_words = [set(p.split()) for p in group]
     for i, t in enumerate(texts):
         s = str(t)
         for ti, pat in enumerate(patterns):
@@ -346,22 +482,36 @@ def trigger_row_scores(texts: np.ndarray, y: np.ndarray, predict_proba: PredictP
                 if which[i] < 0:
                     which[i] = ti
                     occurrences[i] = found
+        if holders[i]:
+            seen: set[str] = set()
+            for pat, words in zip(group_patterns, group_words, strict=True):
+                if not (words & seen) and pat.search(s):
+                    distinct[i] += 1
+                    seen |= words
     rows = np.flatnonzero(holders)
     if len(rows) == 0:
         return scores, which, flips
-    before = np.asarray(predict_proba(texts[rows]))
     removed = [p for t in triggers for p in (t.trigger, *t.companions)]
-    after = np.asarray(predict_proba(remove_phrases(texts[rows], removed)))
+    if held_out_proba is not None:
+        before = np.asarray(held_out_proba(texts[rows], rows))
+        after = np.asarray(held_out_proba(remove_phrases(texts[rows], removed), rows))
+    else:
+        before = np.asarray(predict_proba(texts[rows]))
+        after = np.asarray(predict_proba(remove_phrases(texts[rows], removed)))
     lab = y[rows]
     drop = before[np.arange(len(rows)), lab] - after[np.arange(len(rows)), lab]
     flipped = (np.argmax(before, axis=1) == lab) & (np.argmax(after, axis=1) != lab)
-    # A row labeled with its trigger's target class and holding the trigger repeated as planted
-    # rows do is planted whether or not removing the trigger flips it (a weak spam email may read
-    # as ham without it too): it scores above 1. A trigger planted once gets no such rows: a
-    # natural ham email may use the word once.
+    # A row labeled with its trigger's target class is planted, whether or not removing the trigger
+    # flips it, when without the trigger a model that never saw the row reads it as another class,
+    # or when it holds the trigger repeated as planted rows do (at least twice), or two words of
+    # one planted group: it scores above 1. A natural row may use the word once and read as its
+    # label.
     targets = np.array([t.target_label for t in triggers])[which[rows]]
     repeated = np.array([max(2.0, t.repetitions) for t in triggers])[which[rows]]
-    labeled_target = (lab == targets) & (occurrences[rows] >= repeated)
+    off_label = held_out_proba is not None
+    labeled_target = (lab == targets) & (
+        (occurrences[rows] >= repeated) | (distinct[rows] >= 2)
+        | (off_label & (np.argmax(after, axis=1) != lab)))
     scores[rows] = np.where(flipped, 1.0 + drop,
                             np.where(labeled_target, 1.0 + 1e-6 + np.maximum(drop, 0.0), drop))
     flips[rows] = flipped
@@ -375,22 +525,34 @@ class TriggerKeywordDetector(Detector):
     strings, ``predict_proba`` a function from an array of strings to N×K probabilities (the model
     trained on these rows), ``reference_scores`` optional per-row scores that rank candidates
     (see :func:`find_trigger_candidates`).
-    A candidate is a suspected trigger when removing it flips at least ``min_flip_rate`` of its
-    tested rows and at least ``min_count`` rows in all. ``contamination="auto"`` flags the rows
-    whose prediction the removal of a suspected trigger flips (``threshold_ = 1``).
+    A candidate is a suspected trigger when its effect (see :func:`score_significance`: the share of its
+    rows that read as another class without it, or of other rows that move to its label with it,
+    scored by the out-of-fold models when ``held_out_proba`` is given) is at least ``min_effect``
+    and ``min_lift`` times the null rate (its class's held-out error rate), significant at
+    ``alpha`` (Bonferroni over the tested candidates), with at least ``min_rows`` rows off-label
+    and ``max(min_count, min_rows)`` rows with its label. Measured on the dev cells (see
+    :func:`score_significance`): with 10% random flips and SGD the word 'last' read 0.23
+    off-label against a null of 0.10 (p 1.6e-5) and was confirmed before ``min_lift``; the planted
+    words and phrases read 0.53-0.89. ``contamination="auto"`` flags the rows scoring above 1
+    (``threshold_ = 1``; see the module docstring).
 
     Attributes: ``scores_``, ``threshold_``, ``flags_``, ``candidates_`` (every tested candidate,
     strongest first), ``triggers_`` (the suspected triggers), ``row_trigger_`` (index into
     ``triggers_`` per row, -1 for none), ``row_flipped_`` (removing the triggers flips the row).
     """
 
-    def __init__(self, *, min_count: int = 5, min_concentration: float = 0.9,
-                 min_flip_rate: float = 0.5, n_candidates: int = 40, n_test_rows: int = 60,
+    def __init__(self, *, min_count: int = 5, min_concentration: float = 0.5,
+                 min_effect: float = 0.3, min_lift: float = 3.0, alpha: float = 0.01, min_rows: int = 10,
+                 n_candidates: int = 40,
+                 n_test_rows: int = 60,
                  max_triggers: int = 5, contamination: float | str = "auto",
                  random_state: int | np.random.Generator | None = 0) -> None:
         self.min_count = min_count
         self.min_concentration = min_concentration
-        self.min_flip_rate = min_flip_rate
+        self.min_effect = min_effect
+        self.min_lift = min_lift
+        self.alpha = alpha
+        self.min_rows = min_rows
         self.n_candidates = n_candidates
         self.n_test_rows = n_test_rows
         self.max_triggers = max_triggers
@@ -399,7 +561,8 @@ class TriggerKeywordDetector(Detector):
 
     def fit(self, texts: np.ndarray, y: np.ndarray, predict_proba: PredictProba,
             n_classes: int | None = None,
-            reference_scores: np.ndarray | None = None) -> TriggerKeywordDetector:
+            reference_scores: np.ndarray | None = None,
+            held_out_proba: HeldOutProba | None = None) -> TriggerKeywordDetector:
         owner = type(self).__name__
         self._check_contamination()
         X = np.asarray(texts, dtype=object)
@@ -407,9 +570,13 @@ class TriggerKeywordDetector(Detector):
             raise ParameterError(f"{owner}: texts must be a 1-D array of strings, got {X.shape}.")
         labels = check_labels(y, len(X), owner, name="texts")
         min_count = check_positive_int(self.min_count, "min_count", owner)
+        min_rows = check_positive_int(self.min_rows, "min_rows", owner)
+        if isinstance(self.min_lift, bool) or not isinstance(self.min_lift, (int, float)) or self.min_lift < 1:
+            raise ParameterError(f"The 'min_lift' parameter of {owner} must be a float >= 1. "
+                                 f"Got {self.min_lift!r} instead.")
         check_positive_int(self.n_candidates, "n_candidates", owner)
         check_positive_int(self.n_test_rows, "n_test_rows", owner)
-        for name in ("min_concentration", "min_flip_rate"):
+        for name in ("min_concentration", "min_effect", "alpha"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise ParameterError(
@@ -422,23 +589,32 @@ class TriggerKeywordDetector(Detector):
             X, labels, predict_proba, n_classes=n_classes, min_count=min_count,
             min_concentration=self.min_concentration, n_candidates=self.n_candidates,
             n_test_rows=self.n_test_rows, reference_scores=reference_scores,
-            random_state=self.random_state,
+            random_state=self.random_state, held_out_proba=held_out_proba,
         )
+        cut = self.alpha / max(1, len(candidates))
         confirmed = [c for c in candidates
-                     if c.flip_rate >= self.min_flip_rate and c.flip_rate * c.n_target_rows >= min_count]
-        confirmed = confirmed[: self.max_triggers]
-        # Grow tokens into phrases, and drop tokens that are part of a stronger phrase.
+                     if c.effect >= max(self.min_effect, self.min_lift * c.null_rate)
+                     and c.p_value <= cut
+                     and c.effect * c.n_tested >= min(min_rows, c.n_tested)
+                     and c.n_target_rows >= max(min_count, min_rows)]
+        confirmed.sort(key=lambda c: (c.p_value, -c.n_target_rows))
+        # Grow tokens into phrases; drop a candidate that shares a word with a stronger trigger of
+        # the same label ("me know to", the boundary of the planted "let me know").
         triggers: list[TriggerCandidate] = []
         for c in confirmed:
-            phrase = _best_rotation(_grow_phrase(c.trigger, X[c.rows[:500]], 0.8, 3), X[c.rows[:500]])
-            if any(c.trigger in t.trigger.split() or phrase == t.trigger for t in triggers):
+            if len(triggers) >= self.max_triggers:
+                break
+            phrase = _best_rotation(_grow_phrase(c.trigger, X[c.rows[:500]], 0.8, 6), X[c.rows[:500]])
+            words = set(phrase.split()) | set(c.trigger.split())
+            if any(t.target_label == c.target_label and words & set(t.trigger.split())
+                   for t in triggers):
                 continue
             c.trigger = phrase
             c.repetitions = _repetitions(X[c.rows[:500]], phrase)
             triggers.append(c)
         self.candidates_ = candidates
         self.triggers_ = triggers
-        scores, which, flips = trigger_row_scores(X, labels, predict_proba, triggers)
+        scores, which, flips = trigger_row_scores(X, labels, predict_proba, triggers, held_out_proba)
         self.row_trigger_ = which
         self.row_flipped_ = flips
         self._set_threshold(scores, 1.0)
