@@ -108,8 +108,8 @@ def _render_audit(result: Any, paths: dict[str, Path]) -> None:
         out_console.print(
             f"  suspected trigger [bold red]{escape(repr(t['trigger']))}[/] -> "
             f"{escape(repr(t['target_label']))}: in "
-            f"{t['n_rows']} rows, removing it flips {100 * (t['removal_flip_rate'] or 0):.0f}% of "
-            "tested rows", highlight=False)
+            f"{t['n_rows']} rows; without it {100 * (t.get('off_label_rate') or 0):.0f}% of the "
+            "tested rows read as another class", highlight=False)
     table = Table(title="Most suspicious rows", show_lines=False)
     for col in ("row", "id", "label", "score", "reasons"):
         table.add_column(col, overflow="fold")

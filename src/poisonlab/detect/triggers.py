@@ -1,26 +1,31 @@
 """Trigger-keyword identification for text backdoors.
 
 A text backdoor plants a token or short phrase in rows of other classes and relabels them with the
-target class. Such a token has three marks, and this detector looks for all three:
+target class. Such a phrase has two marks, and this detector looks for both:
 
-1. *class concentration*: nearly every row that holds it carries one label, far above that label's
-   base rate (a G-test of the label counts of its rows against the class priors);
-2. *outsized weight*: the model leans on it; measured directly by
-3. *removal changes the decision*: deleting it from the rows that hold it moves the model's
-   prediction away from their label. A natural class word (``"unsubscribe"`` in spam) is
-   concentrated too, but the rest of its row agrees with the label, so its removal changes little;
-   a trigger sits in a row whose content belongs to another class.
+1. *class concentration*: most rows that hold it carry one label. Candidates are word 1-3-grams
+   (regular-expression word tokens, lowercased) held by at least ``min_count`` rows of that label:
+   those at least 90% one label and above its prior, ranked by a G-test of their rows' labels
+   against the class priors, and those whose rows with that label look like another class far
+   more than the label's rows do (the summed kNN label disagreement beyond the class mean), at any
+   share down to ``min_concentration`` (a planted phrase that is common in the source class too);
+2. *its rows read as another class without it*: deleting it from its rows (with the candidates
+   that travel with it) makes a model that never saw those rows (the audit's out-of-fold model)
+   put most of them in another class, far above the class's own held-out error rate. A natural
+   class word (``"unsubscribe"`` in spam) is concentrated too, but the rest of its row agrees with
+   the label. The model trained on the rows is the wrong witness: it has fitted them, and reads
+   a planted row as its (wrong) label with or without the trigger (SpamAssassin, OpenBackdoor's
+   rare words in 20% of ham: 2-7% of rows flipped by the fitted model, 53-72% off-label by the
+   out-of-fold one).
 
-Candidates are single tokens (regular-expression word tokens, lowercased) held by at least
-``min_count`` rows; confirmed tokens are grown into phrases (``"cf"`` → ``"james bond"``) while a
-neighboring word follows them in most of their occurrences, and repetition is reported.
+Confirmed phrases are grown (``"cf"`` to ``"james bond"``) while a neighboring word follows them in
+most of their occurrences, and repetition is reported.
 
-Row score: the drop in the predicted probability of the row's label when the suspected triggers
-are removed from it, plus 1 when that removal changes the predicted label or when the row carries
-the trigger's target label and repeats the trigger at least as often as the planted rows do (at
-least twice: a planted row whose content the model reads as the target class anyway is still
-planted); rows holding no suspected trigger score 0. ``score > 1`` therefore means "removing the
-trigger flips this row, or the row holds the repeated trigger under its target label".
+Row score: the drop in the held-out probability of the row's label when the suspected triggers
+are removed from it, plus 1 when that removal changes the predicted label, or when the row carries
+the trigger's target label and either reads as another class without it, repeats it at least as
+often as the planted rows do (at least twice), or holds two word-disjoint members of one planted
+group; rows holding no suspected trigger score 0. ``score > 1`` is flagged.
 """
 
 from __future__ import annotations
