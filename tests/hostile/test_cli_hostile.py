@@ -315,7 +315,10 @@ def test_a_damaged_poison_record_gets_one_line(damage: str, corpus: dict[str, Pa
     assert len(err.splitlines()) == 1 and "poison.json" in err
 
 
-def test_sigint_during_a_real_audit_leaves_the_previous_result(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("sig", "code", "line"), [(signal.SIGINT, 130, "error: interrupted."),
+                                                    (signal.SIGTERM, 143, "error: terminated.")])
+def test_a_signal_during_a_real_audit_leaves_the_previous_result(tmp_path: Path, sig: int, code: int,
+                                                                 line: str) -> None:
     out = tmp_path / "audit"
     with result_set(out, "audit") as tmp:
         (tmp / "flags.csv").write_text("previous")
@@ -328,10 +331,10 @@ def test_sigint_during_a_real_audit_leaves_the_previous_result(tmp_path: Path) -
         time.sleep(0.05)
     assert list(tmp_path.glob(".audit.partial-*")), "the run did not start"
     time.sleep(2.0)  # well into loading and training
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
-    assert stderr.strip().splitlines()[-1] == "error: interrupted." and "Traceback" not in stderr
+    assert proc.returncode == code, stderr
+    assert stderr.strip().splitlines()[-1] == line and "Traceback" not in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["audit"]
     assert sorted(p.name for p in out.iterdir()) == [MARKER, "flags.csv", "summary.json"]
     assert (out / "flags.csv").read_text() == "previous"

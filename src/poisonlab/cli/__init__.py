@@ -13,5 +13,19 @@ __all__ = ["app", "attack", "audit", "check", "defend", "demo", "evaluate", "mai
 
 
 def main() -> None:
-    """Console-script entry point (also ``python -m poisonlab``)."""
+    """Console-script entry point (also ``python -m poisonlab``).
+
+    SIGTERM (what ``kill``, ``timeout`` and job schedulers send) stops a command as Ctrl-C does: the
+    partial result set is removed, one line is printed, and the exit code is 143."""
+    import signal
+
+    from poisonlab.cli.common import Terminated
+
+    def on_term(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    try:
+        signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread (an embedding application): leave its handler alone
+        pass
     app(prog_name="poisonlab")

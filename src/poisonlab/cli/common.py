@@ -62,6 +62,10 @@ def warn(message: str) -> None:
     console.print(f"[bold yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread on SIGTERM (see :func:`poisonlab.cli.main`)."""
+
+
 def handle_errors(fn: F) -> F:
     """Turn a poisonlab error into one line: exit code 2 for a :class:`ParameterError` (an option
     value the command cannot take: usage), 1 for the rest (data, model, files). Result sets opened
@@ -88,6 +92,8 @@ def handle_errors(fn: F) -> F:
             fail(f"a file ended before its data did ({exc or 'end of file'}).")
         except zipfile.BadZipFile as exc:  # a damaged .npz or .skops that a reader let through
             fail(f"a damaged archive: {exc}.")
+        except Terminated:
+            fail("terminated.", 143)
         except KeyboardInterrupt:
             fail("interrupted.", 130)
 
