@@ -119,6 +119,21 @@ def test_bad_npz(tmp_path: Path, arrays: dict[str, np.ndarray], message: str) ->
         load_dataset(tmp_path / "bad.npz")
 
 
+def test_npz_that_unpacks_past_the_limit_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 64 MB of zeros compress to about 64 kB: the size check reads the zip headers, not the data.
+    X = np.zeros((1000, 256, 256), dtype=np.uint8)
+    np.savez_compressed(tmp_path / "bomb.npz", X=X, y=np.zeros(1000, dtype=np.int64))
+    assert (tmp_path / "bomb.npz").stat().st_size < 1_000_000
+    monkeypatch.setenv("POISONLAB_MAX_NPZ_BYTES", str(10_000_000))
+    with pytest.raises(DataError, match="unpack to 65544.* bytes, above the 10000000-byte limit"):
+        load_dataset(tmp_path / "bomb.npz")
+    monkeypatch.setenv("POISONLAB_MAX_NPZ_BYTES", "lots")
+    with pytest.raises(DataError, match="not a number of bytes"):
+        load_dataset(tmp_path / "bomb.npz")
+    monkeypatch.delenv("POISONLAB_MAX_NPZ_BYTES")
+    assert len(load_dataset(tmp_path / "bomb.npz")) == 1000
+
+
 def test_image_folder(tmp_path: Path) -> None:
     from PIL import Image
 

@@ -25,6 +25,10 @@ LABEL_COLUMNS = ("label", "labels", "class", "target", "y", "category", "group")
 TEXT_COLUMNS = ("text", "content", "body", "email", "message", "review", "sentence", "document")
 ID_COLUMNS = ("id", "row_id", "uid")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
+MAX_NPZ_BYTES = 8 * 1024**3
+"""Largest uncompressed size of an NPZ's arrays that :func:`read_npz` reads (8 GiB; override with
+the environment variable ``POISONLAB_MAX_NPZ_BYTES``): a zip member of zeros compresses a
+thousandfold, so a small file can claim more memory than the machine has."""
 
 
 @dataclass(frozen=True)
@@ -330,12 +334,26 @@ def read_npz(path: str | Path) -> Dataset:
 
 
 def _check_npz_members(path: Path, archive: zipfile.ZipFile) -> None:
-    """Refuse object arrays and arrays whose header claims more data than their member holds.
+    """Refuse object arrays, arrays whose header claims more data than their member holds, and
+    archives that unpack to more than :data:`MAX_NPZ_BYTES`.
 
     Only the .npy headers are read: numpy would allocate the claimed size before reading the data.
     """
+    import os
+
     from numpy.lib import format as npy
 
+    limit = MAX_NPZ_BYTES
+    env = os.environ.get("POISONLAB_MAX_NPZ_BYTES")
+    if env:
+        try:
+            limit = int(env)
+        except ValueError:
+            raise DataError(f"POISONLAB_MAX_NPZ_BYTES={env!r} is not a number of bytes.") from None
+    total = sum(info.file_size for info in archive.infolist() if info.filename.endswith(".npy"))
+    if total > limit:
+        raise DataError(f"{path}: its arrays unpack to {total} bytes, above the {limit}-byte limit "
+                        "(POISONLAB_MAX_NPZ_BYTES raises it); refusing to read it into memory.")
     for info in archive.infolist():
         if not info.filename.endswith(".npy"):
             continue
