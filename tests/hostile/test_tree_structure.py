@@ -107,3 +107,23 @@ def test_crafted_tree_is_refused(case: str, tmp_path: Path) -> None:
         load_model(path)
     assert expected in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("mode", ["filename", "file"])
+def test_text_vectorizer_that_opens_paths_is_refused(tmp_path: Path, mode: str) -> None:
+    # A pipeline fitted as usual, then switched to read its inputs as paths: scanning it would make
+    # poisonlab open every path named in the user's rows. Measured before the check: load_model
+    # returned it, and predict_proba(["/etc/hostname"]) read that file.
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    texts = ["cheap pills now", "meeting at noon", "win money now", "lunch tomorrow"] * 5
+    y = [1, 0, 1, 0] * 5
+    for vec in (CountVectorizer(), TfidfVectorizer()):
+        model = make_pipeline(vec, LogisticRegression()).fit(texts, y)
+        model[0].input = mode
+        path = tmp_path / f"{type(vec).__name__}.skops"
+        sio.dump(model, path)
+        with pytest.raises(UntrustedModelError, match=f"input='{mode}' opens the paths"):
+            load_model(path)

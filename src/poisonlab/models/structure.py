@@ -6,7 +6,9 @@ array (a crash when it predicts) or back at an ancestor (a loop that never ends)
 the loaded object and refuse, in one line, any decision tree (``Tree``), HistGradientBoosting
 predictor (``TreePredictor``) or neighbors tree (``KDTree``/``BallTree``) whose indices are out of
 range: children after their parent and inside the array, features inside the model's input width,
-sample indices inside the stored data.
+sample indices inside the stored data. A text vectorizer must read its inputs as text
+(``input="content"``): with ``"filename"`` or ``"file"`` it opens the paths it is given, so a model
+file could make poisonlab read any file named in the data it scans.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ MAX_OBJECTS = 1_000_000
 def check_structure(obj: Any, path: Path) -> None:
     """Raise :class:`UntrustedModelError` if any tree inside ``obj`` has an index out of range."""
     from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+    from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer
     from sklearn.neighbors import BallTree, KDTree
     from sklearn.tree._tree import Tree
 
@@ -48,6 +51,10 @@ def check_structure(obj: Any, path: Path) -> None:
         if isinstance(item, (KDTree, BallTree)):
             _check_neighbors_tree(item, path)
             continue
+        if isinstance(item, (CountVectorizer, HashingVectorizer)) and \
+                getattr(item, "input", "content") != "content":
+            _refuse(path, type(item).__name__, f"input={item.input!r} opens the paths it is given "
+                    "instead of reading them as text (poisonlab passes your rows as text)")
         if isinstance(item, dict):
             stack.extend((v, width) for v in item.values())
         elif isinstance(item, (list, tuple, set, frozenset)):
