@@ -24,6 +24,7 @@ from poisonlab.detect.spectral import (
     spectral_signature_scores,
 )
 from poisonlab.detect.triggers import TriggerKeywordDetector, find_trigger_candidates
+from poisonlab.detect.value_triggers import ValueTriggerDetector, value_candidates
 
 __all__ = [
     "ActivationClusteringDetector",
@@ -34,6 +35,7 @@ __all__ = [
     "RobustSpectralDetector",
     "SpectralSignatureDetector",
     "TriggerKeywordDetector",
+    "ValueTriggerDetector",
     "activation_clustering_scores",
     "default_representation",
     "detection_metrics",
@@ -46,4 +48,5 @@ __all__ = [
     "robust_spectral_scores",
     "spectral_signature_scores",
     "threshold_for_rate",
+    "value_candidates",
 ]
