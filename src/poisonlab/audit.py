@@ -10,8 +10,12 @@ per row:
     flagged(i)    = score(i) > 1, i.e. at least one voting detector flags the row
 
 Every detector's threshold comes from ``contamination="auto"``, so no poison rate is needed.
-Voting detectors: the robust spectral detector, confident learning, near-duplicate conflicts and
-(text) trigger keywords. Confident learning runs on the *consensus* of two independent witnesses,
+Voting detectors: the robust spectral detector, confident learning, near-duplicate conflicts,
+(text) trigger keywords and (tables) planted feature values. The out-of-fold models are kept
+(:class:`HeldOutModels`): the trigger tests ask the model that never saw a row how it reads the row
+once the suspected trigger is removed. :attr:`AuditResult.removal_flags` (what
+:func:`poisonlab.defend.sanitize` removes) adds the robust spectral detector's wider cut to the
+flagged rows. Confident learning runs on the *consensus* of two independent witnesses,
 the out-of-fold model probabilities and the label distribution of each row's 10 nearest neighbors
 in input space (product of experts, renormalized): a row whose label both the model and its
 neighbors reject. On mnist with 10% random flips this lifts cleanlab's precision from 0.76 to 0.89
