@@ -619,7 +619,8 @@ def _run_detectors(names: tuple[str, ...], dataset: Dataset, model: Any, oof: np
                          "reference_gap": _finite(res.side_reference[k, 0] - res.side_reference[k, 1]),
                          "separation": _finite(res.separation[k]),
                          "suspicious_side_rows": int(res.suspicious_size[k]),
-                         "significant": bool(rs.significant_[k])}
+                         "significant": bool(rs.significant_[k]),
+                         "flags_most_of_the_class": k in rs.oversized_}
             for k in range(len(classes)) if not np.isnan(res.eigenvalue[k])
         }
         out["robust_spectral"] = DetectorOutcome("robust_spectral", rs.scores_, rs.flags_,

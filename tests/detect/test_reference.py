@@ -193,3 +193,19 @@ def test_robust_spectral_asks_more_of_rows_no_neighbor_contradicts() -> None:
     assert not (strict.flags_ & ~strict.removal_flags_).any()
     with pytest.raises(ParameterError, match="confirm_posterior"):
         RobustSpectralDetector(confirm_posterior=1.0).fit(X, y)
+
+
+def test_robust_spectral_does_not_flag_most_of_a_class() -> None:
+    # The planted half of class 0 (300 of 600 rows) is flagged under the default bound (2/3 of
+    # the class); with the bound below a half, the same split is demoted and flags nothing.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1500, 8))
+    y = np.repeat([0, 1, 2], [600, 450, 450])
+    planted = np.zeros(1500, dtype=bool)
+    planted[300:600] = True
+    X[planted, 0] += 6.0
+    ref = np.where(planted, 0.4, -1.0)
+    default = RobustSpectralDetector().fit(X, y, reference_scores=ref)
+    assert default.flags_[planted].all() and default.oversized_ == []
+    tight = RobustSpectralDetector(max_flagged_share=0.4).fit(X, y, reference_scores=ref)
+    assert tight.oversized_ == [0] and not tight.flags_.any() and not tight.significant_[0]
