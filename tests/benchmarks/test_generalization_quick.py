@@ -112,3 +112,23 @@ def test_protocol_split_is_fixed(gen):
     assert any(c.attack in gen.DEV_FAMILIES and c.seed == 1 for c in held)
     assert any(c.attack == "clean" and c.seed == 1 for c in held)
     assert len({c.id for c in cells}) == len(cells)
+
+
+def test_report_merges_a_rerun_over_the_earlier_rows(gen, tmp_path, capsys) -> None:
+    import json
+
+    def payload(precision: float, commit: str) -> dict:
+        row = {"cell": "wine/clean/0/lr/s0", "split": "dev", "data": "wine", "kind": "tabular",
+               "attack": "clean", "mode": "clean", "rate": 0.0, "model": "lr", "seed": 0,
+               "n_rows": 124, "n_poison": 0, "asr": None, "clean_accuracy": 0.97, "method": "audit",
+               "precision": precision, "recall": None, "auroc": None, "average_precision": None,
+               "n_flagged": 3, "flagged_share": 0.024, "seconds": 0.1}
+        return {"rows": [row], "notes": ["a note"], "commit": commit, "date": "today", "seconds": 1.0}
+
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps(payload(0.123, "aaa")))
+    second.write_text(json.dumps(payload(0.456, "bbb")))
+    gen.main(["--report", str(first), str(second)])
+    out = capsys.readouterr().out
+    assert "0.456" in out and "0.123" not in out
+    assert "commit aaa, bbb" in out and out.count("- a note") == 1
