@@ -273,9 +273,9 @@ def audit(
                                          random_state=random_state)
     tick.start(3)
     inputs = input_features(dataset)
-    from poisonlab.detect.labels import _nearest_neighbors
+    from poisonlab.detect.labels import neighbor_search
 
-    neighbors = _nearest_neighbors(inputs, 10, 20000, np.random.default_rng(random_state))
+    neighbors = neighbor_search(inputs, 10, 20000, np.random.default_rng(random_state))
     tick.start(4)
     outcomes = _run_detectors(names, dataset, fitted, oof, rep, inputs, neighbors, random_state,
                               held_out[0])

@@ -35,12 +35,12 @@ from poisonlab.defend.compare import (
     run_request,
 )
 from poisonlab.defend.partition import (
-    _resolve_model,
-    _spec_name,
     ensure_fitted,
     fit_member,
     load_ensemble,
     member_seeds,
+    member_spec_name,
+    resolve_member_model,
     run_parallel,
     save_members,
 )
@@ -126,8 +126,8 @@ class BaggingEnsemble(ClassifierMixin, BaseEstimator):
         n = len(y)
         self.n_classes_ = int(n_classes if n_classes is not None else y.max() + 1)
         self.classes_ = np.arange(self.n_classes_)
-        base = _resolve_model(self.model, X)
-        self.spec_ = _spec_name(base)
+        base = resolve_member_model(self.model, X)
+        self.spec_ = member_spec_name(base)
         rng = np.random.default_rng(self.random_state)
         m = int(self.n_estimators)
         size = max(1, round(self.max_samples * n))

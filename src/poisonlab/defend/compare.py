@@ -195,13 +195,13 @@ def run_request(request: Any, defend: Callable[..., DefenseResult], allowed: Seq
                if k not in CLI_SHARED_OPTIONS and v is not None}
     check_options(defend.__name__.replace("defend_", ""), options, allowed)
     # what saving will need, checked before training rather than after: ensembles default to
-    # scikit-learn members (partition._resolve_model), the other defenses to the data kind's spec
+    # scikit-learn members (partition.resolve_member_model), the other defenses to the data kind's spec
     if request.model is not None:
         check_can_save(request.model)
     elif defend.__name__ in ("defend_partition", "defend_bagging"):
-        from poisonlab.defend.partition import _resolve_model
+        from poisonlab.defend.partition import resolve_member_model
 
-        check_can_save(_resolve_model(None, train.X))
+        check_can_save(resolve_member_model(None, train.X))
     else:
         check_can_save(default_spec(train.kind))
     result = defend(train, model=request.model, test=test, ground_truth=truth,

@@ -279,7 +279,7 @@ class DPTorchClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X: np.ndarray, y: np.ndarray, *, n_classes: int | None = None) -> DPTorchClassifier:
         require("torch", "torch")
         require("opacus", "dp")
-        from poisonlab.models.torch import _threads
+        from poisonlab.models.torch import torch_threads
 
         owner = type(self).__name__
         check_param("epsilon", owner, isinstance(self.epsilon, (int, float)) and self.epsilon > 0,
@@ -288,7 +288,7 @@ class DPTorchClassifier(ClassifierMixin, BaseEstimator):
                     "a float in (0, 1) or None (1e-5, less for large data)", self.delta)
         check_param("epochs", owner, isinstance(self.epochs, int) and self.epochs >= 1,
                     "an integer >= 1", self.epochs)
-        with _threads(self.n_threads):
+        with torch_threads(self.n_threads):
             return self._fit(X, y, n_classes)
 
     def _fit(self, X: np.ndarray, y: np.ndarray, n_classes: int | None) -> DPTorchClassifier:

@@ -155,7 +155,7 @@ def median_certified_radius(radius: np.ndarray, correct: np.ndarray) -> int | No
 
 
 # ---------------------------------------------------------------------------------- members
-def _resolve_model(model: Any, X: np.ndarray) -> Any:
+def resolve_member_model(model: Any, X: np.ndarray) -> Any:
     """A spec name, or an unfitted model object (a raw scikit-learn estimator gets wrapped)."""
     if model is None:
         from poisonlab.models import MEMBER_SPECS
@@ -187,7 +187,8 @@ def _follows_contract(model: Any) -> bool:
     return type(model).__name__ == "TorchClassifier" or hasattr(model, "features")
 
 
-def _spec_name(model: Any) -> str:
+def member_spec_name(model: Any) -> str:
+    """The spec name (or estimator class name) an ensemble reports for its members."""
     if isinstance(model, str):
         return model
     return str(getattr(model, "spec", None) or type(getattr(model, "estimator", model)).__name__)
@@ -390,8 +391,8 @@ class PartitionEnsemble(ClassifierMixin, BaseEstimator):
         if self.n_classes_ < 2:
             raise ParameterError(f"{owner} needs at least two classes; got {self.n_classes_}.")
         self.classes_ = np.arange(self.n_classes_)
-        base = _resolve_model(self.model, X)
-        self.spec_ = _spec_name(base)
+        base = resolve_member_model(self.model, X)
+        self.spec_ = member_spec_name(base)
         t = time.perf_counter()
         digests = content_digests(X)
         k = int(self.n_partitions)

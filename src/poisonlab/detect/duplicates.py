@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from poisonlab.detect.base import Detector, check_features, check_labels, check_positive_int
-from poisonlab.detect.labels import _nearest_neighbors
+from poisonlab.detect.labels import neighbor_search
 from poisonlab.exceptions import ParameterError
 
 
@@ -48,7 +48,7 @@ def duplicate_conflict_scores(
         )
     k = check_positive_int(n_neighbors, "n_neighbors", owner)
     if neighbors is None:
-        neighbors = _nearest_neighbors(X, k, None, np.random.default_rng(0))
+        neighbors = neighbor_search(X, k, None, np.random.default_rng(0))
     probs = None if label_probs is None else np.asarray(label_probs, dtype=np.float64)
     if probs is not None and probs.shape != (len(labels),):
         raise ParameterError(f"{owner}: label_probs must hold one probability per row; got shape "

@@ -124,11 +124,12 @@ def nearest_neighbors(features: Any, n_neighbors: int, *, max_reference: int | N
     """
     X = check_features(features, "nearest_neighbors", allow_sparse=True)
     k = check_positive_int(n_neighbors, "n_neighbors", "nearest_neighbors")
-    return _nearest_neighbors(X, k, max_reference, np.random.default_rng(random_state))
+    return neighbor_search(X, k, max_reference, np.random.default_rng(random_state))
 
 
-def _nearest_neighbors(X: Any, k: int, max_reference: int | None,
-                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def neighbor_search(X: Any, k: int, max_reference: int | None,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nearest_neighbors` on features already checked (no validation, no copy)."""
     n = X.shape[0]
     if sp.issparse(X):
         norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
@@ -220,7 +221,7 @@ class KnnLabelDetector(Detector):
         X = check_features(features, owner, allow_sparse=True)
         labels = check_labels(y, X.shape[0], owner)
         if neighbors is None:
-            neighbors = _nearest_neighbors(X, k, self.max_reference,
+            neighbors = neighbor_search(X, k, self.max_reference,
                                            np.random.default_rng(self.random_state))
         idx = neighbors[0][:, :k]
         scores = _knn_label_scores(idx, labels)

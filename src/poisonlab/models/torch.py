@@ -26,7 +26,7 @@ ARCHITECTURES = ("cnn", "mlp")
 
 
 @contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
+def torch_threads(n: int | None) -> Iterator[None]:
     """Run a block with torch limited to ``n`` CPU threads, restoring the setting after."""
     if n is None:
         yield
@@ -169,7 +169,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ contract
     def fit(self, X: np.ndarray, y: np.ndarray, *, n_classes: int | None = None) -> TorchClassifier:
-        with _threads(self.n_threads):
+        with torch_threads(self.n_threads):
             return self._fit(X, y, n_classes)
 
     def _fit(self, X: np.ndarray, y: np.ndarray, n_classes: int | None) -> TorchClassifier:
@@ -215,7 +215,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
 
     def _forward(self, X: np.ndarray, features: bool) -> np.ndarray:
         self._check(X)
-        with _threads(getattr(self, "n_threads", None)):
+        with torch_threads(getattr(self, "n_threads", None)):
             return self._forward_batches(X, features)
 
     def _forward_batches(self, X: np.ndarray, features: bool) -> np.ndarray:

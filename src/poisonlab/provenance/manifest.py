@@ -200,11 +200,12 @@ def create_manifest(
     info: dict[str, Any] | None = None
     if stream.path is not None:
         info = {"name": stream.path.name, "format": stream.format, **file_digests(stream.path)}
-    built = _hash_rows(stream, digest_size)
+    built = hash_rows(stream, digest_size)
     return replace(built, data=info, poisonlab_version=__version__, where=stream.where)
 
 
-def _hash_rows(stream: RowStream, digest_size: int) -> Manifest:
+def hash_rows(stream: RowStream, digest_size: int) -> Manifest:
+    """The manifest of a row stream: one digest per row, unsigned (what ``verify`` recomputes)."""
     layout = stream.layout
     content = bytearray()
     labels: dict[str, int] = {}

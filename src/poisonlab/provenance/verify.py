@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from poisonlab.data.dataset import Dataset
 from poisonlab.provenance.diff import ManifestDiff, diff_manifests
 from poisonlab.provenance.hashing import file_digests
-from poisonlab.provenance.manifest import Manifest, _hash_rows, load_manifest
+from poisonlab.provenance.manifest import Manifest, hash_rows, load_manifest
 from poisonlab.provenance.rows import RowStream
 from poisonlab.provenance.signing import SignatureCheck, check_signature, load_public_key
 
@@ -77,7 +77,7 @@ def verify_manifest(
     key = load_public_key(public_key) if isinstance(public_key, (str, Path)) else public_key
     signature = check_signature(m, key)
     stream = RowStream(data, layout=m.layout)
-    current = _hash_rows(stream, m.digest_size)
+    current = hash_rows(stream, m.digest_size)
     file_matches: bool | None = None
     info: dict[str, Any] | None = None
     if stream.path is not None:

@@ -183,7 +183,7 @@ class NeuralCleanseScanner(BaseEstimator):
         require("torch", "torch")
         import torch
 
-        from poisonlab.models.torch import _threads
+        from poisonlab.models.torch import torch_threads
 
         net = image_network(model, "Neural Cleanse")
         say = progress or (lambda _msg: None)
@@ -195,7 +195,7 @@ class NeuralCleanseScanner(BaseEstimator):
         rng = np.random.default_rng(self.random_state)
         seed = int(rng.integers(2**63 - 1))
         gen = torch.Generator().manual_seed(seed)
-        with _threads(self.n_threads):
+        with torch_threads(self.n_threads):
             result = self._optimize(net, X, y, rng, gen, say)
         masks, patterns, l1, success, found = result
         K = len(l1)

@@ -111,7 +111,7 @@ class MaxMarginScanner(BaseEstimator):
         require("torch", "torch")
         import torch
 
-        from poisonlab.models.torch import _threads
+        from poisonlab.models.torch import torch_threads
 
         net = image_network(model, "The maximum-margin test")
         X = as_images(X, "The maximum-margin test")
@@ -126,7 +126,7 @@ class MaxMarginScanner(BaseEstimator):
         started = time.perf_counter()
         rng = np.random.default_rng(self.random_state)
         gen = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
-        with _threads(self.n_threads):
+        with torch_threads(self.n_threads):
             margins, inputs = self._ascend(net, X.shape[1:], lo, hi, gen, say)
         self.margins_ = margins
         self.inputs_ = inputs
