@@ -357,6 +357,25 @@ def score_significance(candidates: Sequence[TriggerCandidate], class_error: np.n
         c.score = c.effect * c.concentration
 
 
+def confirmed_candidates(candidates: Sequence[TriggerCandidate], *, min_effect: float, min_lift: float,
+                         alpha: float, min_rows: int, min_count: int) -> list[TriggerCandidate]:
+    """The candidates a trigger detector confirms, strongest evidence (smallest p-value) first.
+
+    Confirmed: effect at least ``min_effect`` and ``min_lift`` times the null rate, p-value under
+    ``alpha`` over the number of candidates (Bonferroni), at least ``min_rows`` tested rows
+    off-label (all of them when fewer were tested), and ``max(min_count, min_rows)`` rows with the
+    candidate's label.
+    """
+    cut = alpha / max(1, len(candidates))
+    confirmed = [c for c in candidates
+                 if c.effect >= max(min_effect, min_lift * c.null_rate)
+                 and c.p_value <= cut
+                 and c.effect * c.n_tested >= min(min_rows, c.n_tested)
+                 and c.n_target_rows >= max(min_count, min_rows)]
+    confirmed.sort(key=lambda c: (c.p_value, -c.n_target_rows))
+    return confirmed
+
+
 def class_error_rates(texts: np.ndarray, y: np.ndarray, score: Callable[[np.ndarray, np.ndarray], np.ndarray],
                  n_classes: int, n_rows: int, rng: np.random.Generator) -> np.ndarray:
     """Held-out error rate of each class, on up to ``n_rows`` rows of it."""
@@ -596,13 +615,9 @@ class TriggerKeywordDetector(Detector):
             n_test_rows=self.n_test_rows, reference_scores=reference_scores,
             random_state=self.random_state, held_out_proba=held_out_proba,
         )
-        cut = self.alpha / max(1, len(candidates))
-        confirmed = [c for c in candidates
-                     if c.effect >= max(self.min_effect, self.min_lift * c.null_rate)
-                     and c.p_value <= cut
-                     and c.effect * c.n_tested >= min(min_rows, c.n_tested)
-                     and c.n_target_rows >= max(min_count, min_rows)]
-        confirmed.sort(key=lambda c: (c.p_value, -c.n_target_rows))
+        confirmed = confirmed_candidates(candidates, min_effect=self.min_effect,
+                                         min_lift=self.min_lift, alpha=self.alpha,
+                                         min_rows=min_rows, min_count=min_count)
         # Grow tokens into phrases; drop a candidate that shares a word with a stronger trigger of
         # the same label ("me know to", the boundary of the planted "let me know").
         triggers: list[TriggerCandidate] = []

@@ -35,6 +35,7 @@ from poisonlab.detect.triggers import (
     PredictProba,
     TriggerCandidate,
     companions_of,
+    confirmed_candidates,
     excess_doubt,
     score_significance,
     token_statistics,
@@ -165,13 +166,9 @@ class ValueTriggerDetector(Detector):
             error = _class_error(A, labels, score, K, 4 * n_test, rng, Z)
             score_significance(candidates, error, held_out=held_out_proba is not None)
         candidates.sort(key=lambda c: (-c.score, -c.g_statistic))
-        cut = self.alpha / max(1, len(candidates))
-        confirmed = [c for c in candidates
-                     if c.effect >= max(self.min_effect, self.min_lift * c.null_rate)
-                     and c.p_value <= cut
-                     and c.effect * c.n_tested >= min(min_rows, c.n_tested)
-                     and c.n_target_rows >= max(min_count, min_rows)]
-        confirmed.sort(key=lambda c: (c.p_value, -c.n_target_rows))
+        confirmed = confirmed_candidates(candidates, min_effect=self.min_effect,
+                                         min_lift=self.min_lift, alpha=self.alpha,
+                                         min_rows=min_rows, min_count=min_count)
         triggers: list[TriggerCandidate] = []
         for c in confirmed:
             if len(triggers) >= self.max_triggers:
