@@ -357,6 +357,24 @@ def score_significance(candidates: Sequence[TriggerCandidate], class_error: np.n
         c.score = c.effect * c.concentration
 
 
+def check_trigger_params(det: Any, owner: str) -> tuple[int, int, int, int]:
+    """Validate the parameters the trigger detectors share; return ``(min_count, min_rows,
+    n_candidates, n_test_rows)``."""
+    min_count = check_positive_int(det.min_count, "min_count", owner)
+    min_rows = check_positive_int(det.min_rows, "min_rows", owner)
+    n_candidates = check_positive_int(det.n_candidates, "n_candidates", owner)
+    n_test = check_positive_int(det.n_test_rows, "n_test_rows", owner)
+    if isinstance(det.min_lift, bool) or not isinstance(det.min_lift, (int, float)) or det.min_lift < 1:
+        raise ParameterError(f"The 'min_lift' parameter of {owner} must be a float >= 1. "
+                             f"Got {det.min_lift!r} instead.")
+    for name in ("min_concentration", "min_effect", "alpha"):
+        value = getattr(det, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ParameterError(f"The '{name}' parameter of {owner} must be a float in [0, 1]. "
+                                 f"Got {value!r} instead.")
+    return min_count, min_rows, n_candidates, n_test
+
+
 def confirmed_candidates(candidates: Sequence[TriggerCandidate], *, min_effect: float, min_lift: float,
                          alpha: float, min_rows: int, min_count: int) -> list[TriggerCandidate]:
     """The candidates a trigger detector confirms, strongest evidence (smallest p-value) first.
@@ -593,20 +611,7 @@ class TriggerKeywordDetector(Detector):
         if X.ndim != 1:
             raise ParameterError(f"{owner}: texts must be a 1-D array of strings, got {X.shape}.")
         labels = check_labels(y, len(X), owner, name="texts")
-        min_count = check_positive_int(self.min_count, "min_count", owner)
-        min_rows = check_positive_int(self.min_rows, "min_rows", owner)
-        if isinstance(self.min_lift, bool) or not isinstance(self.min_lift, (int, float)) or self.min_lift < 1:
-            raise ParameterError(f"The 'min_lift' parameter of {owner} must be a float >= 1. "
-                                 f"Got {self.min_lift!r} instead.")
-        check_positive_int(self.n_candidates, "n_candidates", owner)
-        check_positive_int(self.n_test_rows, "n_test_rows", owner)
-        for name in ("min_concentration", "min_effect", "alpha"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise ParameterError(
-                    f"The '{name}' parameter of {owner} must be a float in [0, 1]. "
-                    f"Got {value!r} instead."
-                )
+        min_count, min_rows, _, _ = check_trigger_params(self, owner)
         if not callable(predict_proba):
             raise ParameterError(f"{owner}: predict_proba must be a function of an array of texts.")
         candidates = find_trigger_candidates(

@@ -29,11 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from poisonlab.detect.base import Detector, check_labels, check_positive_int
+from poisonlab.detect.base import Detector, check_labels
 from poisonlab.detect.triggers import (
     HeldOutProba,
     PredictProba,
     TriggerCandidate,
+    check_trigger_params,
     companions_of,
     confirmed_candidates,
     excess_doubt,
@@ -109,18 +110,7 @@ class ValueTriggerDetector(Detector):
         if A.ndim != 2:
             raise ParameterError(f"{owner}: X must be a 2-D numeric array, got shape {A.shape}.")
         labels = check_labels(y, len(A), owner)
-        min_count = check_positive_int(self.min_count, "min_count", owner)
-        min_rows = check_positive_int(self.min_rows, "min_rows", owner)
-        if isinstance(self.min_lift, bool) or not isinstance(self.min_lift, (int, float)) or self.min_lift < 1:
-            raise ParameterError(f"The 'min_lift' parameter of {owner} must be a float >= 1. "
-                                 f"Got {self.min_lift!r} instead.")
-        n_candidates = check_positive_int(self.n_candidates, "n_candidates", owner)
-        n_test = check_positive_int(self.n_test_rows, "n_test_rows", owner)
-        for name in ("min_concentration", "min_effect", "alpha"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise ParameterError(f"The '{name}' parameter of {owner} must be a float in [0, 1]. "
-                                     f"Got {value!r} instead.")
+        min_count, min_rows, n_candidates, n_test = check_trigger_params(self, owner)
         if not callable(predict_proba):
             raise ParameterError(f"{owner}: predict_proba must be a function of an array of rows.")
         K = int(n_classes if n_classes is not None else labels.max() + 1)
