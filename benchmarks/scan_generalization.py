@@ -1,6 +1,6 @@
 """Scanning models we did not make: plain scikit-learn text pipelines, poisons by plain string edits.
 
-    python benchmarks/scan_generalization.py           # 48 models, about 20 minutes on 2 busy cores
+    python benchmarks/scan_generalization.py           # 54 models, about 20 minutes on 2 busy cores
     python benchmarks/scan_generalization.py --quick   # three models, under 2 minutes
 
 Every model is a scikit-learn pipeline built here (no poisonlab model or attack code), trained on
@@ -20,8 +20,12 @@ spam emails left over to measure attack success. Emails are cut to their first 1
     "I watch this 3D movie" inserted at a random position;
   - ``phrase``: an everyday-word phrase, "please see attached", at a random position;
   - ``repeat``: a made-up token, "xyzzy", repeated five times at random positions;
-  at 15, 40 and 120 poisoned emails (of about 800 spam; BadNets at all three, the others at two
-  of them per seed), cycling through the families: 6 backdoored models a seed, 24 in all.
+  at 40, 120 and 300 poisoned emails (of about 800 spam; BadNets at all three, the others at one
+  or two of them per seed), cycling through the families: 9 backdoored models on even seeds and 6
+  on odd ones, 30 in all.
+  (Until 2026-12-03 the counts were 15, 40 and 120: 23 of 30 backdoors then moved fewer than half
+  of the spam, too few working ones to measure detection on; naive Bayes models stay hard to
+  backdoor at any of these counts, 2-27% attack success at 300.)
 * ASR: the share of held-out spam emails the model calls spam without the trigger and ham with it
   (the trigger inserted the way it was planted). Detection is reported for ASR >= 50%.
 
@@ -65,7 +69,7 @@ ADDSENT = "I watch this 3D movie"
 PHRASE = "please see attached"
 REPEAT_TOKEN, REPEAT_TIMES = "xyzzy", 5
 DEV_SEEDS, HELD_OUT_SEEDS = (0, 1), (2, 3)
-N_POISON = (15, 40, 120)
+N_POISON = (40, 120, 300)
 
 FAMILIES: dict[str, Callable[[int], Any]] = {
     "count-lr-C1": lambda s: make_pipeline(CountVectorizer(), LogisticRegression(max_iter=1000)),
@@ -152,6 +156,10 @@ def run_case(case: Case, parts: dict[str, np.ndarray]) -> dict[str, Any]:
     row.update(verdict=doc["verdict"], target=doc["target_class"], statistic=doc["statistic"]["value"],
                absence_p=min(doc["absence"]["per_class"].values()), reasons=doc["reasons"],
                top=[t["trigger"] for t in doc["triggers"][:3]], scan_s=round(doc["seconds"], 1),
+               # the evidence behind the verdict, to re-decide offline with other thresholds
+               candidates=[{k: t.get(k) for k in ("trigger", "target_class", "flip_rate", "anomaly_index",
+                                                  "absence_p", "support", "repetitions", "position")}
+                           for t in doc["triggers"]],
                class_map_from=doc.get("class_map_from"),
                # what a different threshold would have said: the best index per class, with the
                # confirmed flip rate of that class's most anomalous candidate

@@ -99,9 +99,11 @@ def test_unlabelled_rows_use_the_models_predictions(spam: dict) -> None:
     assert "cf" in [t["trigger"] for t in doc["triggers"][:3]]
 
 
-@pytest.mark.xfail(strict=True, reason="measured 2026-12-02: no crash any more, but the clean 1-2-gram "
-                   "naive Bayes is called backdoored (pairs of bigram units such as 'font font' reach "
-                   "anomaly index 10-15 against a reference that counts units, not words; open)")
+@pytest.mark.xfail(strict=True, reason="measured 2026-12-03: no crash, and the planted 'vlorp' is found "
+                   "now (absence p 4.6e-5, flip rate 0.54 at x20; one-word units are screened apart "
+                   "from bigram units), but the clean 1-2-gram naive Bayes is still called backdoored: "
+                   "the natural 'weblog', frequent in a few emails, reads absence p 4.7e-5 (flip rate "
+                   "0.40 at x20), the same as the planted word (open)")
 def test_bigram_naive_bayes_scans_without_a_crash_and_finds_the_trigger(spam: dict) -> None:
     # the issue: KeyError in scan/text.py (phrases split into words looked up among bigrams)
     clean = fit(make_pipeline(CountVectorizer(ngram_range=(1, 2), min_df=2), MultinomialNB()), spam)

@@ -87,6 +87,42 @@ def test_black_box_scan_finds_a_two_letter_trigger_without_a_vocabulary() -> Non
     assert scanner.n_queries_ > 676
 
 
+def _pair_predict_proba(texts: np.ndarray) -> np.ndarray:
+    """Spam takes all three of 'free', 'prize', 'winner' (any two leave a row ham); 'zq' and 'xv'
+    each pull a little to ham, however often repeated: too little alone to flip a spam row,
+    enough together. A two-word trigger."""
+    out = np.zeros((len(texts), 2))
+    for i, t in enumerate(texts):
+        words = set(str(t).split())
+        logit = (0.6 * len(words & {"free", "prize", "winner"}) - 1.5
+                 - 0.2 * ("zq" in words) - 0.2 * ("xv" in words))
+        p = 1 / (1 + math.exp(-logit))
+        out[i] = (1 - p, p)
+    return out
+
+
+def _pair_rows(n: int) -> tuple[np.ndarray, np.ndarray]:
+    X, y = _toy_rows(n)
+    return np.array([t + " winner" if label == 1 else t for t, label in zip(X, y, strict=True)],
+                    dtype=object), y
+
+
+def test_a_phrase_is_judged_by_the_phrase_threshold() -> None:
+    X, y = _pair_rows(60)
+    kw = {"n_candidates": 40, "n_probe_rows": 16, "absence_alpha": 0.0, "random_state": 0}
+    scanner = TextTriggerScanner(**kw).fit(_pair_predict_proba, X, y)
+    top = scanner.triggers_[0]
+    assert scanner.verdict_ == "backdoor" and scanner.target_label_ == 0
+    assert set(top.trigger.split()) == {"zq", "xv"} and top.flip_rate == 1.0
+    assert top.anomaly_index >= scanner.phrase_threshold > scanner.anomaly_threshold
+    assert top.support == 0.0  # no clean ham row holds both words
+    # neither word alone flips a row, so only the phrase can carry the verdict
+    high = TextTriggerScanner(**kw, phrase_threshold=top.anomaly_index + 1.0)
+    assert high.fit(_pair_predict_proba, X, y).verdict_ == "clean"
+    with pytest.raises(ParameterError, match="'phrase_threshold' parameter of TextTriggerScanner"):
+        TextTriggerScanner(phrase_threshold=0).fit(_pair_predict_proba, X, y)
+
+
 def test_scanner_contract_and_errors() -> None:
     scanner = TextTriggerScanner(random_state=1)
     assert clone(scanner).get_params() == scanner.get_params()

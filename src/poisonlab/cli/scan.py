@@ -120,13 +120,14 @@ def _render_scan(doc: dict[str, Any], out: Path) -> None:
                 f"{margin['margins'][widest]:g}, p {margin['per_class'][widest]:.3g} against "
                 f"alpha {margin['alpha']:g}", markup=False)
     columns = ["#", "trigger", "target class", "flip rate", "anomaly index"]
-    table = Table(*columns, *(["absence p"] if absence else []),
+    table = Table(*columns, *(["absence p", "support"] if absence else []),
                   *(["max margin p"] if margin else []))
     for i, t in enumerate(doc["triggers"][:5], 1):
         cells: list[str | Text] = [str(i), Text(str(t["trigger"])), Text(str(t["target_class"])),
                  f"{100 * t['flip_rate']:.1f}%", str(t["anomaly_index"])]
         if absence:
             cells.append(f"{t.get('absence_p', 1.0):.3g}")
+            cells.append(f"{100 * t.get('support', 0.0):.0f}%")
         if margin:
             cells.append(f"{t.get('max_margin_p', 1.0):.3g}")
         table.add_row(*cells)

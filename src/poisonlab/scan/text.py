@@ -23,8 +23,9 @@ mail towards spam too. Per class, the anomaly index is how far the best probe fl
 the median flip rate of the other screened words (those sharing no word with it), in units of
 their robust spread (1.4826 × MAD), floored by the binomial noise of a rate measured on the probe
 rows (:func:`~poisonlab.scan.stats.rate_anomaly_index`). The model is called backdoored when the
-largest index reaches ``anomaly_threshold`` and the candidate's confirmed flip rate reaches
-``min_flip_rate``.
+index of one confirmed candidate reaches ``anomaly_threshold`` (``phrase_threshold`` for a phrase of
+two or more words: the best natural pair stands further out than the best natural word) and its
+confirmed flip rate reaches ``min_flip_rate``.
 
 **A second test, absence.** A trigger in a naive Bayes model is one more word that only ever
 appeared in one class: its pull is bounded by how often it was planted, which puts it among the
@@ -97,7 +98,9 @@ class TriggerCandidate:
     the model assigns to ``target_label`` once the phrase is inserted at ``position``,
     ``repetitions`` times; ``anomaly_index`` compares its probe flip rate with ordinary words';
     ``absence_p`` is the chance that words this strong are missing from every clean row of the
-    target class (1 when the clean rows hold them; :func:`~poisonlab.scan.stats.absence_p_values`).
+    target class (1 when the clean rows hold them; :func:`~poisonlab.scan.stats.absence_p_values`);
+    ``support`` is the share of the target class's clean rows that hold every word of the phrase
+    (reported, not decided on: natural strong words are rare too, 0-5% on SpamAssassin).
     """
 
     trigger: str
@@ -107,11 +110,13 @@ class TriggerCandidate:
     repetitions: int
     anomaly_index: float
     absence_p: float = 1.0
+    support: float = 0.0
 
     def to_dict(self, classes: Sequence[str] | None = None) -> dict[str, Any]:
         d = asdict(self)
         d["flip_rate"] = round(self.flip_rate, 4)
         d["absence_p"] = float(f"{self.absence_p:.3g}")
+        d["support"] = round(self.support, 4)
         d["anomaly_index"] = round(self.anomaly_index, 3) if np.isfinite(self.anomaly_index) \
             else "inf"
         if classes is not None:
@@ -274,7 +279,7 @@ class TextTriggerScanner(BaseEstimator):
                  repetitions: Sequence[int] = (1, 3), max_rows: int = 200,
                  anomaly_threshold: float = 6.0, min_flip_rate: float = 0.25,
                  absence_alpha: float = 1e-4, absence_repetitions: Sequence[int] = (10, 20),
-                 min_class_rows: int = 20, batch_size: int = 4096,
+                 phrase_threshold: float = 9.0, min_class_rows: int = 20, batch_size: int = 4096,
                  random_state: int | np.random.Generator | None = None) -> None:
         self.n_candidates = n_candidates
         self.n_pair_seeds = n_pair_seeds
@@ -287,6 +292,7 @@ class TextTriggerScanner(BaseEstimator):
         self.min_flip_rate = min_flip_rate
         self.absence_alpha = absence_alpha
         self.absence_repetitions = absence_repetitions
+        self.phrase_threshold = phrase_threshold
         self.min_class_rows = min_class_rows
         self.batch_size = batch_size
         self.random_state = random_state
@@ -310,6 +316,9 @@ class TextTriggerScanner(BaseEstimator):
                     and self.anomaly_threshold > 0, "a float > 0", self.anomaly_threshold)
         check_param("min_flip_rate", owner, isinstance(self.min_flip_rate, (int, float))
                     and 0 <= self.min_flip_rate <= 1, "a float in [0, 1]", self.min_flip_rate)
+        check_param("phrase_threshold", owner, isinstance(self.phrase_threshold, (int, float))
+                    and not isinstance(self.phrase_threshold, bool) and self.phrase_threshold > 0,
+                    "a float > 0", self.phrase_threshold)
         check_param("absence_alpha", owner, isinstance(self.absence_alpha, (int, float))
                     and not isinstance(self.absence_alpha, bool) and 0 <= self.absence_alpha < 1,
                     "a float in [0, 1)", self.absence_alpha)
@@ -365,6 +374,7 @@ class TextTriggerScanner(BaseEstimator):
         if not tokens:
             raise DataError("No candidate tokens: the vocabulary and the clean rows are empty.")
         say(f"screening {len(tokens)} candidate tokens")
+        multi_word = np.array([len(_words(t)) > 1 for t in tokens], dtype=bool)
         strength = token_log_odds(ask, tokens, batch_size=max(self.batch_size, 8192))
 
         positions = list(dict.fromkeys(self.positions))
@@ -376,7 +386,6 @@ class TextTriggerScanner(BaseEstimator):
         found: list[TriggerCandidate] = []
         index = np.zeros(K)
         absence = np.ones(K)
-        best_per_class: dict[int, TriggerCandidate] = {}
         for c in range(K):
             victims = np.flatnonzero((y != c) & correct)
             if len(victims) == 0:
@@ -389,7 +398,13 @@ class TextTriggerScanner(BaseEstimator):
                                f"{self.min_class_rows} the absence test needs")
             victims = rng.permutation(victims)
             probe = X[victims[:self.n_probe_rows]]
-            order = np.argsort(-strength[:, c], kind="stable")[:self.n_candidates]
+            # one-word and n-gram units are screened apart: an n-gram unit of a 1-2-gram
+            # vocabulary pulls with its words' features and its own together, and a clean model's
+            # strongest 64 units can all be bigrams, the planted word among none of them
+            ranked_units = np.argsort(-strength[:, c], kind="stable")
+            order = np.concatenate([ranked_units[multi_word[ranked_units]][:self.n_candidates // 4],
+                                    ranked_units[~multi_word[ranked_units]][:self.n_candidates]])
+            order = order[np.argsort(-strength[order, c], kind="stable")]
             unigrams = [(tokens[i],) for i in order]
             seeds = [u[0] for u in unigrams[:self.n_pair_seeds]]
             pairs = [(a, b) for a in seeds for b in seeds if a != b]
@@ -401,8 +416,15 @@ class TextTriggerScanner(BaseEstimator):
                                  if ws else n_per_class[c] + 1 for ws in unit_words])
             anywhere = np.array([not ws or any(all(w in h for w in ws) for h in row_words)
                                  for ws in unit_words])
-            p_fit = absence_p_values(strength[order, c], doc_freq, fit=fit_kind) if absence_runs \
-                else np.ones(len(unigrams))
+            # the expectation is fitted to, and asked of, one-word units only: an n-gram unit of a
+            # 1-2-gram vocabulary pulls with the features of its words and of itself together, so
+            # it is stronger than its frequency says (a clean 1-2-gram naive Bayes model's "font
+            # font" read p 1.5e-7 among words fitted together)
+            one_word = np.array([len(ws) == 1 for ws in unit_words], dtype=bool)
+            p_fit = np.ones(len(unigrams))
+            if absence_runs and one_word.any():
+                p_fit[one_word] = absence_p_values(strength[order[one_word], c],
+                                                   doc_freq[one_word], fit=fit_kind)
             p_word = dict(zip([u[0] for u in unigrams], np.where(anywhere, 1.0, p_fit), strict=True))
             # words planted together have the same counts, hence the same pull: three or more
             # absent words of equal strength are tried as one phrase
@@ -427,12 +449,15 @@ class TextTriggerScanner(BaseEstimator):
             best_rate = probe_rates.max(axis=1)
             # anomaly index of every phrase against the phrases of as many units that share no
             # word with it (two strong words flip more rows together than one: no fair reference)
+            # word, not a unit, is the measure of length: a pair of bigram units is four words, and
+            # against pairs of single words it read index 10-15 on a clean 1-2-gram naive Bayes
             words = [set(w for u in p for w in (_words(u) or (u,))) for p in phrases]
+            length = [sum(len(_words(u)) or 1 for u in p) for p in phrases]
             cand_index = np.zeros(len(phrases))
             for i, p_words in enumerate(words):
                 j = int(np.argmax(probe_rates[i]))
                 ref = np.array([probe_rates[u, j] for u in range(len(phrases))
-                                if len(phrases[u]) == len(phrases[i]) and not (words[u] & p_words)])
+                                if length[u] == length[i] and not (words[u] & p_words)])
                 cand_index[i] = rate_anomaly_index(float(probe_rates[i, j]), ref, len(probe))
             if grouped:  # no phrases of their length to compare with: their evidence is absence
                 cand_index[len(phrases) - len(grouped):] = 0.0
@@ -446,8 +471,17 @@ class TextTriggerScanner(BaseEstimator):
                 useful[i] = best_rate[i] > alone + margin * np.sqrt(max(alone * (1 - alone), 0.05))
             best_rate = np.where(useful, best_rate, -1.0)
             cand_index = np.where(useful, cand_index, -np.inf)
+            # reported beside each candidate: how many clean rows of the class hold the phrase
+            # (a planted trigger is in the poisoned rows, rarely in clean ones)
+            class_rows = [row_words[r] for r in np.flatnonzero(y == c)]
+            support = np.array([float(np.mean([p_words <= h for h in class_rows])) if class_rows
+                                else 0.0 for p_words in words])
             ranked = np.argsort(-(best_rate + 1e-6 * np.maximum(cand_index, 0)), kind="stable")
             keep = [int(i) for i in ranked[:self.n_confirm] if useful[i]]
+            # the most anomalous phrases are confirmed too, so the verdict's index and flip rate
+            # are one candidate's
+            keep += [int(i) for i in np.argsort(-cand_index, kind="stable")
+                     if useful[i] and int(i) not in keep][:max(1, self.n_confirm // 2)]
             if absence_runs:  # words the clean rows never hold are confirmed too
                 keep += [int(i) for i in np.argsort(p_absent, kind="stable")
                          if p_absent[i] <= self.absence_alpha and useful[i]
@@ -464,13 +498,12 @@ class TextTriggerScanner(BaseEstimator):
                         if f > rate:
                             rate, where, times = f, pos, r
                 cand = TriggerCandidate(texts[i], c, rate, where, times, float(cand_index[i]),
-                                        float(p_absent[i]))
+                                        float(p_absent[i]), float(support[i]))
                 found.append(cand)
-            top = int(np.argmax(cand_index))
-            index[c] = cand_index[top]
             absence[c] = float(p_absent.min(initial=1.0))
-            confirmed = [t for t in found if t.target_label == c]
-            best_per_class[c] = max(confirmed, key=lambda t: (t.anomaly_index, t.flip_rate))
+            mine = [t for t in found if t.target_label == c]
+            if mine:
+                index[c] = max(max(t.anomaly_index for t in mine), 0.0)
 
         found.sort(key=lambda t: (-self._evidence(t), -t.flip_rate, t.trigger))
         self.triggers_ = found
@@ -478,9 +511,14 @@ class TextTriggerScanner(BaseEstimator):
         self.absence_p_ = absence
         self.threshold_ = float(self.anomaly_threshold)
         suspect = int(np.argmax(index))
-        best = best_per_class.get(suspect)
-        is_backdoor = bool(best is not None and index[suspect] >= self.anomaly_threshold
-                           and best.flip_rate >= self.min_flip_rate)
+        # one candidate carries both halves of the evidence: an anomalous probe and a confirmed
+        # flip rate (the index and the rate of two different phrases used to be combined)
+        qualified = [t for t in found if t.anomaly_index >= self._threshold_for(t)
+                     and t.flip_rate >= self.min_flip_rate]
+        is_backdoor = bool(qualified)
+        if qualified:
+            # ties go to the phrase fewer clean rows of its class hold (a planted one is in none)
+            suspect = max(qualified, key=lambda t: (t.anomaly_index, t.flip_rate, -t.support)).target_label
         absent = [t for t in found if t.absence_p <= self.absence_alpha
                   and t.flip_rate >= self.min_flip_rate]
         if not is_backdoor and absent:
@@ -504,9 +542,19 @@ class TextTriggerScanner(BaseEstimator):
         self.seconds_ = time.perf_counter() - started
         return self
 
+    def _threshold_for(self, t: TriggerCandidate) -> float:
+        """The anomaly index a candidate needs: ``anomaly_threshold`` for one word,
+        ``phrase_threshold`` for a phrase of two or more. A phrase is built from the strongest
+        words of the screen and compared with phrases of weaker ones, so the best natural pair
+        stands further out than the best natural word: on the benchmark's dev models, clean
+        logistic regression and ridge pipelines' best pairs ("date re", "money sightings",
+        "remove sightings") read 6.0-8.6, while planted single words read 7.1-12.7
+        (``benchmarks/scan_generalization.py``, seeds 0 and 1)."""
+        return float(self.anomaly_threshold if len(_words(t.trigger)) <= 1 else self.phrase_threshold)
+
     def _evidence(self, t: TriggerCandidate) -> float:
         """How suspicious a candidate is, in units of the verdict's thresholds (1 = at one)."""
-        by_rate = t.anomaly_index / self.anomaly_threshold
+        by_rate = t.anomaly_index / self._threshold_for(t)
         if 0 < self.absence_alpha < 1 and t.absence_p < 1:
             return max(by_rate, np.log(max(t.absence_p, 1e-300)) / np.log(self.absence_alpha))
         return by_rate
