@@ -17,9 +17,8 @@ import argparse
 import time
 
 import numpy as np
-from sklearn.datasets import make_classification
-
 from generalization import baseline
+from sklearn.datasets import make_classification
 
 from poisonlab.audit import audit
 from poisonlab.data.dataset import Dataset

@@ -216,6 +216,13 @@ def absence_fit(head: Any) -> str:
     return "poisson" if name.endswith("NB") else "negative-binomial"
 
 
+def _n_parts(unit: str) -> int:
+    """How many words a unit or phrase is long: its whitespace-separated parts (an n-gram
+    vocabulary joins its words with spaces; a custom analyzer's token, a URL say, is one word
+    however many regex words it holds)."""
+    return max(1, len(unit.split()))
+
+
 def _words(unit: str) -> tuple[str, ...]:
     return tuple(TOKEN_PATTERN.findall(unit.lower()))
 
@@ -374,7 +381,7 @@ class TextTriggerScanner(BaseEstimator):
         if not tokens:
             raise DataError("No candidate tokens: the vocabulary and the clean rows are empty.")
         say(f"screening {len(tokens)} candidate tokens")
-        multi_word = np.array([len(_words(t)) > 1 for t in tokens], dtype=bool)
+        multi_word = np.array([_n_parts(t) > 1 for t in tokens], dtype=bool)
         strength = token_log_odds(ask, tokens, batch_size=max(self.batch_size, 8192))
 
         positions = list(dict.fromkeys(self.positions))
@@ -420,7 +427,7 @@ class TextTriggerScanner(BaseEstimator):
             # 1-2-gram vocabulary pulls with the features of its words and of itself together, so
             # it is stronger than its frequency says (a clean 1-2-gram naive Bayes model's "font
             # font" read p 1.5e-7 among words fitted together)
-            one_word = np.array([len(ws) == 1 for ws in unit_words], dtype=bool)
+            one_word = np.array([_n_parts(u[0]) == 1 for u in unigrams], dtype=bool)
             p_fit = np.ones(len(unigrams))
             if absence_runs and one_word.any():
                 p_fit[one_word] = absence_p_values(strength[order[one_word], c],
@@ -452,7 +459,7 @@ class TextTriggerScanner(BaseEstimator):
             # word, not a unit, is the measure of length: a pair of bigram units is four words, and
             # against pairs of single words it read index 10-15 on a clean 1-2-gram naive Bayes
             words = [set(w for u in p for w in (_words(u) or (u,))) for p in phrases]
-            length = [sum(len(_words(u)) or 1 for u in p) for p in phrases]
+            length = [sum(_n_parts(u) for u in p) for p in phrases]
             cand_index = np.zeros(len(phrases))
             for i, p_words in enumerate(words):
                 j = int(np.argmax(probe_rates[i]))
@@ -550,7 +557,7 @@ class TextTriggerScanner(BaseEstimator):
         logistic regression and ridge pipelines' best pairs ("date re", "money sightings",
         "remove sightings") read 6.0-8.6, while planted single words read 7.1-12.7
         (``benchmarks/scan_generalization.py``, seeds 0 and 1)."""
-        return float(self.anomaly_threshold if len(_words(t.trigger)) <= 1 else self.phrase_threshold)
+        return float(self.anomaly_threshold if _n_parts(t.trigger) <= 1 else self.phrase_threshold)
 
     def _evidence(self, t: TriggerCandidate) -> float:
         """How suspicious a candidate is, in units of the verdict's thresholds (1 = at one)."""
