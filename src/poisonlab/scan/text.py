@@ -273,8 +273,9 @@ class TextTriggerScanner(BaseEstimator):
       unless backdoor); "inconclusive" when no test fired but one could not run, or the clean
       rows hold a single class, with the reasons in ``reasons_`` (a list of sentences),
     * ``triggers_``: :class:`TriggerCandidate` list, most anomalous first,
-    * ``anomaly_index_``: per class, the index of its best candidate (0 for a class without
-      eligible rows), ``threshold_`` (= ``anomaly_threshold``),
+    * ``anomaly_index_``: per class, the index of its most anomalous confirmed candidate (0 for
+      a class without eligible rows), ``threshold_`` (= ``anomaly_threshold``; a phrase of two
+      or more words needs ``phrase_threshold``),
     * ``absence_p_``: per class, the smallest absence chance among its candidates (1 when the
       clean rows hold them all, or the class has fewer than ``min_class_rows`` clean rows and
       the absence test does not run for it),
@@ -427,7 +428,7 @@ class TextTriggerScanner(BaseEstimator):
             # 1-2-gram vocabulary pulls with the features of its words and of itself together, so
             # it is stronger than its frequency says (a clean 1-2-gram naive Bayes model's "font
             # font" read p 1.5e-7 among words fitted together)
-            one_word = np.array([_n_parts(u[0]) == 1 for u in unigrams], dtype=bool)
+            one_word = ~multi_word[order]
             p_fit = np.ones(len(unigrams))
             if absence_runs and one_word.any():
                 p_fit[one_word] = absence_p_values(strength[order[one_word], c],
@@ -454,10 +455,10 @@ class TextTriggerScanner(BaseEstimator):
                 for r in reps
             ], axis=1)                                              # phrases × repetitions
             best_rate = probe_rates.max(axis=1)
-            # anomaly index of every phrase against the phrases of as many units that share no
-            # word with it (two strong words flip more rows together than one: no fair reference)
-            # word, not a unit, is the measure of length: a pair of bigram units is four words, and
-            # against pairs of single words it read index 10-15 on a clean 1-2-gram naive Bayes
+            # anomaly index of every phrase against the phrases of as many words that share no
+            # word with it (two strong words flip more rows together than one: no fair reference).
+            # Words, not units: a pair of bigram units is four words, and against pairs of single
+            # words it read index 10-15 on a clean 1-2-gram naive Bayes
             words = [set(w for u in p for w in (_words(u) or (u,))) for p in phrases]
             length = [sum(_n_parts(u) for u in p) for p in phrases]
             cand_index = np.zeros(len(phrases))
@@ -478,11 +479,6 @@ class TextTriggerScanner(BaseEstimator):
                 useful[i] = best_rate[i] > alone + margin * np.sqrt(max(alone * (1 - alone), 0.05))
             best_rate = np.where(useful, best_rate, -1.0)
             cand_index = np.where(useful, cand_index, -np.inf)
-            # reported beside each candidate: how many clean rows of the class hold the phrase
-            # (a planted trigger is in the poisoned rows, rarely in clean ones)
-            class_rows = [row_words[r] for r in np.flatnonzero(y == c)]
-            support = np.array([float(np.mean([p_words <= h for h in class_rows])) if class_rows
-                                else 0.0 for p_words in words])
             ranked = np.argsort(-(best_rate + 1e-6 * np.maximum(cand_index, 0)), kind="stable")
             keep = [int(i) for i in ranked[:self.n_confirm] if useful[i]]
             # the most anomalous phrases are confirmed too, so the verdict's index and flip rate
@@ -494,6 +490,7 @@ class TextTriggerScanner(BaseEstimator):
                          if p_absent[i] <= self.absence_alpha and useful[i]
                          and int(i) not in keep][:self.n_confirm]
             say(f"confirming {len(keep)} candidates for class {c} on {len(victims)} rows")
+            class_rows = [row_words[r] for r in np.flatnonzero(y == c)]
             for i in keep:
                 rate, where, times = -1.0, probe_position, reps[0]
                 tried = reps if p_absent[i] > self.absence_alpha else \
@@ -504,13 +501,15 @@ class TextTriggerScanner(BaseEstimator):
                                              batch_size=self.batch_size)[0])
                         if f > rate:
                             rate, where, times = f, pos, r
+                # reported: how many clean rows of the class hold the phrase (a planted trigger
+                # is in the poisoned rows, rarely in clean ones)
+                support = float(np.mean([words[i] <= h for h in class_rows])) if class_rows else 0.0
                 cand = TriggerCandidate(texts[i], c, rate, where, times, float(cand_index[i]),
-                                        float(p_absent[i]), float(support[i]))
+                                        float(p_absent[i]), support)
                 found.append(cand)
             absence[c] = float(p_absent.min(initial=1.0))
-            mine = [t for t in found if t.target_label == c]
-            if mine:
-                index[c] = max(max(t.anomaly_index for t in mine), 0.0)
+            index[c] = max([t.anomaly_index for t in found if t.target_label == c], default=0.0)
+            index[c] = max(index[c], 0.0)
 
         found.sort(key=lambda t: (-self._evidence(t), -t.flip_rate, t.trigger))
         self.triggers_ = found
