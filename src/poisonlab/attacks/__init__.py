@@ -1,4 +1,5 @@
-"""Attacks for the controlled lab: each ``apply(dataset)`` returns a :class:`PoisonedDataset`."""
+"""Attacks for the controlled lab: each ``apply(X, y)`` (a Dataset, or arrays, a list of strings or
+pandas with labels) returns a :class:`PoisonedDataset`."""
 
 from poisonlab.attacks.attacks import (
     BlendBackdoorAttack,

@@ -1,4 +1,8 @@
-"""Label flipping and backdoor attacks for text, images and tables."""
+"""Label flipping and backdoor attacks for text, images and tables.
+
+Each attack implements ``_apply(dataset)``; the public :meth:`~poisonlab.attacks.base.Attack.apply`
+of the base class reads a Dataset or arrays and calls it.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ class LabelFlipAttack(Attack):
         self.target_label = target_label
         self.random_state = random_state
 
-    def apply(self, dataset: Dataset) -> PoisonedDataset:
+    def _apply(self, dataset: Dataset) -> PoisonedDataset:
         owner = type(self).__name__
         if self.strategy not in FLIP_STRATEGIES:
             raise ParameterError(
@@ -84,7 +88,7 @@ class _BackdoorAttack(Attack):
     def _trigger(self, dataset: Dataset) -> Trigger:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def apply(self, dataset: Dataset) -> PoisonedDataset:
+    def _apply(self, dataset: Dataset) -> PoisonedDataset:
         owner = type(self).__name__
         params: dict[str, Any] = self.get_params()
         if dataset.kind != self.modality:

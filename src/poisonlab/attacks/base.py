@@ -1,28 +1,35 @@
 """What every attack returns, and the pieces attacks share.
 
 An attack is a scikit-learn style object: keyword-only parameters stored unchanged, validation and
-RNG resolution in ``apply``. ``apply(dataset)`` never mutates its input and returns a
-:class:`PoisonedDataset` that says exactly which rows it changed (``poison_mask``), what their
-labels were before, and for backdoors the :class:`~poisonlab.attacks.triggers.Trigger` to stamp on
-test inputs.
+RNG resolution in ``apply``. ``apply`` takes a :class:`~poisonlab.data.Dataset` or data as it is in
+Python (arrays, a list of strings, pandas, sparse, with labels ``y``), never mutates its input and
+returns a :class:`PoisonedDataset` that says exactly which rows it changed (``poison_mask``), what
+their labels were before, and for backdoors the :class:`~poisonlab.attacks.triggers.Trigger` to stamp
+on test inputs.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
 from poisonlab.attacks.triggers import Trigger, trigger_from_dict
+from poisonlab.data.arrays import dataset_from_arrays, is_series
 from poisonlab.data.dataset import Dataset
 from poisonlab.exceptions import DataError, ParameterError
 
 RECORD_FILE = "poison.json"
 RECORD_VERSION = 1
+
+LabelForm = Literal["codes", "names", "numbers"]
+"""How :attr:`PoisonedDataset.y` gives labels back: integer labels indexing ``dataset.classes``,
+class names, or class names read as the integers they spell."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,6 +39,27 @@ class PoisonedDataset:
     ``poison_mask[i]`` is True where row ``i`` was changed (relabeled, stamped with a trigger, or
     both); ``original_y`` holds every row's label before the attack; ``record`` is the attack's
     class name and parameters.
+
+    Attributes
+    ----------
+    dataset : Dataset
+        The poisoned data: features, integer labels indexing ``dataset.classes``, ids.
+    poison_mask : numpy.ndarray of bool
+        True where a row was changed.
+    original_y : numpy.ndarray of int
+        Every row's integer label (indexing ``dataset.classes``) before the attack.
+    record : dict
+        The attack's class name and parameters.
+    trigger : Trigger or None
+        For backdoors, the trigger to stamp on test inputs.
+    target_label : int or None
+        The integer label (indexing ``dataset.classes``) the poisoned rows now carry, where there
+        is one.
+    label_form : {"codes", "names", "numbers"}
+        How :attr:`y` gives the labels back, set by :meth:`Attack.apply` from the labels it was
+        given: ``"codes"`` for a Dataset or numeric ``y`` (the integers themselves), ``"names"``
+        for ``y`` of class names, and for a DataFrame's label column ``"numbers"`` where every
+        class name spells an integer, else ``"names"``.
     """
 
     dataset: Dataset
@@ -40,10 +68,34 @@ class PoisonedDataset:
     record: dict[str, Any]
     trigger: Trigger | None = None
     target_label: int | None = None
+    label_form: LabelForm = "codes"
 
     @property
     def n_poison(self) -> int:
         return int(self.poison_mask.sum())
+
+    @property
+    def X(self) -> np.ndarray:
+        """The poisoned features, ``dataset.X``: an object array of ``str`` for text, float64 N×D
+        for tables, float32 N×H×W×C in [0, 1] for images (how poisonlab reads image arrays, and
+        the scale :meth:`apply_trigger` stamps on)."""
+        return self.dataset.X
+
+    @property
+    def y(self) -> np.ndarray:
+        """The poisoned labels in the form :meth:`Attack.apply` was given them (see ``label_form``).
+
+        Integer labels (int64) for a Dataset or numeric ``y``, the same integers as given (so
+        ``y`` of 0..9 comes back as 0..9); class names (an object array of ``str``) for ``y`` of
+        names. ``original_y`` and ``target_label`` stay integer labels indexing
+        ``dataset.classes``.
+        """
+        codes = self.dataset.y
+        if self.label_form == "names":
+            return np.array(self.dataset.classes, dtype=object)[codes]
+        if self.label_form == "numbers":
+            return np.array([int(c) for c in self.dataset.classes], dtype=np.int64)[codes]
+        return codes
 
     def apply_trigger(self, X: np.ndarray, *, random_state: int | np.random.Generator | None = 0,
                       repetitions: int | None = None) -> np.ndarray:
@@ -149,9 +201,49 @@ def _class_index(path: Path, dataset: Dataset, label: Any) -> int:
 
 
 class Attack(BaseEstimator):
-    """Base class: subclasses implement ``apply(dataset) -> PoisonedDataset``."""
+    """Base class: :meth:`apply` reads the data once; subclasses implement
+    ``_apply(dataset) -> PoisonedDataset`` on a :class:`~poisonlab.data.Dataset`."""
 
-    def apply(self, dataset: Dataset) -> PoisonedDataset:  # pragma: no cover - abstract
+    def apply(self, X: Any, y: Any = None, *, classes: Sequence[str] | None = None) -> PoisonedDataset:
+        """Poison a training set: a Dataset, or features ``X`` with labels ``y``.
+
+        Parameters
+        ----------
+        X : Dataset, list of str, numpy array, pandas DataFrame or Series, or scipy sparse matrix
+            A ``Dataset`` (then ``y`` and ``classes`` must be None); texts (a list or array of
+            ``str``); a 2-D numeric table (N×D, a sparse matrix is densified); images (N×H×W or
+            N×H×W×C, read as float32 in [0, 1]); or a DataFrame, with ``y`` or holding a label
+            column. Read as :func:`poisonlab.data.dataset_from_arrays` reads it; never written to.
+        y : list, numpy array or pandas Series, optional
+            One label per row: class names or integers. ``source_label`` and ``target_label``
+            name a class by these names (for integers, their decimal strings) or by its index.
+        classes : sequence of str, optional
+            Class names, in the order that integer labels index.
+
+        Returns
+        -------
+        PoisonedDataset
+            ``X``, ``y`` (labels in the form given: integers for integers, names for names) and
+            ``poison_mask``; the rows and mask are those ``apply`` gives on the equivalent
+            Dataset.
+
+        Raises
+        ------
+        DataError
+            If ``X`` and ``y`` cannot be read as one labelled dataset (different lengths, a
+            Dataset with ``y`` or ``classes``, a 1-D numeric ``X``, ...).
+        ParameterError
+            If a parameter does not fit the data (an unknown label, too large a budget, ...).
+        """
+        try:
+            dataset = dataset_from_arrays(X, y, classes=classes)
+        except DataError as exc:
+            raise DataError(f"{type(self).__name__}.apply: {exc}") from None
+        poisoned = self._apply(dataset)
+        form = _label_form(X, y, dataset)
+        return poisoned if form == "codes" else replace(poisoned, label_form=form)
+
+    def _apply(self, dataset: Dataset) -> PoisonedDataset:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _record(self) -> dict[str, Any]:
@@ -205,3 +297,21 @@ def check_label(owner: str, name: str, value: int | str | None, dataset: Dataset
             f"The '{name}' parameter of {owner} must be one of {list(dataset.classes)}. "
             f"Got {value!r} instead."
         ) from None
+
+
+def _label_form(X: Any, y: Any, dataset: Dataset) -> LabelForm:
+    """How the labels handed to :meth:`Attack.apply` read: as ``dataset.y``, or as class names,
+    or (a DataFrame's label column of integers) as the integers the class names spell."""
+    if isinstance(X, Dataset):
+        return "codes"
+    if y is None:  # a DataFrame holding a label column, encoded as a file's labels are
+        return "numbers" if all(_spells_int(c) for c in dataset.classes) else "names"
+    kind = np.asarray(y.tolist() if is_series(y) else y).dtype.kind
+    return "names" if kind in "UO" else "codes"
+
+
+def _spells_int(name: str) -> bool:
+    try:
+        return str(int(name)) == name
+    except ValueError:
+        return False

@@ -1,4 +1,5 @@
-"""Datasets: the :class:`Dataset` type, file readers and writers, and named real corpora."""
+"""Datasets: the :class:`Dataset` type, file readers and writers, named real corpora, and
+:func:`dataset_from_arrays` for data already in Python (arrays, lists, pandas, sparse)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from poisonlab.data.arrays import dataset_from_arrays
 from poisonlab.data.dataset import Dataset, encode_labels
 from poisonlab.data.readers import Columns, read_image_folder, read_npz, read_table_file
 from poisonlab.exceptions import DataError
@@ -20,6 +22,7 @@ __all__ = [
     "CORPORA",
     "Columns",
     "Dataset",
+    "dataset_from_arrays",
     "encode_labels",
     "load_dataset",
     "save_dataset",
