@@ -1,30 +1,37 @@
 """Checking live inputs for triggers: STRIP for images, the leave-out test for text and tables.
 
+Every check has one contract (:mod:`poisonlab.detect_inputs.base`):
 ``StripDetector(...).fit(model.predict_proba, X_clean)`` calibrates a threshold on clean inputs;
-``evaluate(X)`` returns scores (higher = more suspicious), flags and the number of perturbations
-each input needed. ``LeaveOutDetector`` has the same contract for text and tabular inputs. The math
-is in plain functions (:func:`perturbation_scores`, :func:`leave_out_scores`,
+``evaluate(X)`` returns :class:`InputVerdicts`: scores (higher = more suspicious), flags (True =
+flagged), the model's predictions and the number of perturbations each input needed;
+``decision_function`` and ``predict`` return the scores and the flags. ``LeaveOutDetector`` (text
+and tabular inputs) and ``WindowStripDetector`` (images) have the same contract. The math is in
+plain functions (:func:`perturbation_scores`, :func:`leave_out_scores`,
 :func:`conformal_threshold`).
 """
 
+from poisonlab.detect_inputs.base import InputDetector, InputVerdicts, conformal_threshold
 from poisonlab.detect_inputs.leave_out import LeaveOutDetector, leave_out_scores
 from poisonlab.detect_inputs.strip import (
     KINDS,
     SUPERIMPOSE_MODES,
     StripDetector,
     StripVerdicts,
-    conformal_threshold,
     draw_overlays,
     infer_kind,
     perturbation_scores,
 )
+from poisonlab.detect_inputs.window import WindowStripDetector
 
 __all__ = [
     "KINDS",
     "SUPERIMPOSE_MODES",
+    "InputDetector",
+    "InputVerdicts",
     "LeaveOutDetector",
     "StripDetector",
     "StripVerdicts",
+    "WindowStripDetector",
     "conformal_threshold",
     "draw_overlays",
     "infer_kind",

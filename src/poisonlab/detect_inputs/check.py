@@ -169,7 +169,8 @@ def check_inputs(model: Any, X: np.ndarray, X_clean: np.ndarray, *,
         say(f"windowed STRIP: calibrating on {len(X_clean)} clean inputs")
         windowed.fit(predict, X_clean)
         say(f"windowed STRIP: checking {len(X)} inputs")
-        window_scores, window_flags, _ = windowed.evaluate(X)
+        window_verdicts = windowed.evaluate(X)
+        window_scores, window_flags = window_verdicts.scores, window_verdicts.flags
         expected += windowed.expected_false_rejection_rate_
         cal_flags = cal_flags | windowed.flags_
         window_info = {"threshold": windowed.threshold_, "window": windowed.window_,

@@ -44,16 +44,10 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
-from poisonlab.detect_inputs.strip import PredictProba, StripVerdicts, conformal_threshold, infer_kind
-from poisonlab.exceptions import (
-    DataError,
-    NotFittedError,
-    ParameterError,
-    check_counts,
-    check_param,
-)
+from poisonlab.detect_inputs.base import InputDetector, InputVerdicts, PredictProba
+from poisonlab.detect_inputs.strip import infer_kind
+from poisonlab.exceptions import ParameterError, check_counts
 
 LEAVE_OUT_KINDS = ("text", "tabular")
 # Probabilities are clipped to [CLIP, 1 - CLIP] before the logarithm.
@@ -72,7 +66,7 @@ def leave_out_scores(base_probs: np.ndarray, left_out_probs: np.ndarray) -> np.n
     return np.round(base - left.min(axis=1), 9)
 
 
-class LeaveOutDetector(BaseEstimator):
+class LeaveOutDetector(InputDetector):
     """Flag text or tabular inputs whose predicted class goes when one small group of parts goes.
 
     ``fit(predict_proba, X_clean)`` scores every clean row and sets ``threshold_`` so that a fresh
@@ -110,26 +104,19 @@ class LeaveOutDetector(BaseEstimator):
     def _validate(self) -> None:
         owner = type(self).__name__
         check_counts(owner, self, ("n_groups", "n_rounds", "batch_size"))
-        check_param("false_rejection_rate", owner,
-                    isinstance(self.false_rejection_rate, (int, float))
-                    and 0 < self.false_rejection_rate < 1,
-                    "a float in (0, 1)", self.false_rejection_rate)
+        self._check_false_rejection_rate()
 
     def fit(self, predict_proba: PredictProba, X_clean: np.ndarray) -> LeaveOutDetector:
         """Calibrate the threshold on clean inputs (text: an object array of strings; tabular: N×D)."""
         self._validate()
-        if not callable(predict_proba):
-            raise ParameterError(
-                f"LeaveOutDetector.fit takes a predict_proba function first; got {type(predict_proba).__name__}."
-            )
+        self._check_predict_proba(predict_proba)
         X_clean = np.asarray(X_clean)
         kind = infer_kind(X_clean)
         if kind not in LEAVE_OUT_KINDS:
             raise ParameterError(
                 f"LeaveOutDetector checks text or tabular inputs; got {kind} inputs (use StripDetector)."
             )
-        if len(X_clean) < 2:
-            raise DataError(f"The leave-out test needs at least 2 clean rows; got {len(X_clean)}.")
+        self._check_calibration_rows(len(X_clean), "The leave-out test")
         self.kind_ = kind
         self.predict_proba_ = predict_proba
         if kind == "tabular":
@@ -140,10 +127,8 @@ class LeaveOutDetector(BaseEstimator):
         self._seed = int(rng.integers(2**63 - 1))
         self.n_classes_ = 0
         scores, _ = self._score(X_clean, np.random.default_rng([self._seed, 0]))
-        self.threshold_, self.expected_false_rejection_rate_ = conformal_threshold(
-            scores, self.false_rejection_rate)
+        self.flags_ = self._calibrate(scores)
         self.scores_ = scores
-        self.flags_ = scores > self.threshold_
         return self
 
     # ------------------------------------------------------------------ perturbations
@@ -233,10 +218,17 @@ class LeaveOutDetector(BaseEstimator):
         return scores, pred
 
     # ------------------------------------------------------------------ scoring
-    def evaluate(self, X: np.ndarray) -> StripVerdicts:
-        """Scores, flags, perturbations per input and predictions (deterministic per seed)."""
-        if not hasattr(self, "threshold_"):
-            raise NotFittedError("This LeaveOutDetector is not fitted yet: call fit first.")
+    def evaluate(self, X: np.ndarray) -> InputVerdicts:
+        """Score ``X`` (deterministic per seed).
+
+        Returns
+        -------
+        InputVerdicts
+            ``scores`` (the largest fall of ``log p_c``, higher = more suspicious), ``flags``
+            (True where the score is above ``threshold_``), ``predictions`` (the model's class
+            for each unperturbed input) and ``n_perturbations`` (groups times rounds per input).
+        """
+        self._check_fitted()
         X = np.asarray(X)
         if infer_kind(X) != self.kind_:
             raise ParameterError(
@@ -252,12 +244,5 @@ class LeaveOutDetector(BaseEstimator):
         else:
             n = np.array([min(int(self.n_groups), len(_WORD.findall(str(t)))) * int(self.n_rounds) or 1
                           for t in X], dtype=np.int64)
-        return StripVerdicts(scores, scores > self.threshold_, n, pred)
-
-    def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """Leave-out scores of ``X``: higher is more suspicious."""
-        return self.evaluate(X).scores
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """True where an input scores above ``threshold_`` (flagged as carrying a trigger)."""
-        return self.evaluate(X).flags
+        return InputVerdicts(scores=scores, flags=scores > self.threshold_, predictions=pred,
+                             n_perturbations=n)

@@ -49,19 +49,13 @@ Scores follow poisonlab's polarity: higher means more suspicious.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
-from poisonlab.exceptions import (
-    DataError,
-    NotFittedError,
-    ParameterError,
-    check_counts,
-    check_param,
-)
+from poisonlab.detect_inputs.base import InputDetector, InputVerdicts
+from poisonlab.detect_inputs.base import PredictProba as PredictProba
+from poisonlab.detect_inputs.base import conformal_threshold as conformal_threshold
+from poisonlab.exceptions import ParameterError, check_counts, check_param
 
 KINDS = ("image", "text", "tabular")
 SUPERIMPOSE_MODES = ("max", "add", "average")
@@ -71,8 +65,6 @@ DECIMALS = 9
 # The stopping rule never trusts a within-input spread below this share of the clean rows' spread.
 SPREAD_FLOOR = 0.1
 EARLY_ROUND = 8
-
-PredictProba = Callable[[np.ndarray], np.ndarray]
 
 
 # ---------------------------------------------------------------------------------- math
@@ -89,30 +81,6 @@ def perturbation_scores(pred_probs: np.ndarray) -> np.ndarray:
     H = -(P * np.log(P)).sum(axis=1) / math.log(P.shape[1])
     # rounded, so that saturated predictions tie exactly instead of by floating-point noise
     return np.round(-np.log(np.clip(H, 0.0, 1.0) + ENTROPY_FLOOR), DECIMALS)
-
-
-def conformal_threshold(calibration_scores: np.ndarray, false_rejection_rate: float
-                        ) -> tuple[float, float]:
-    """The threshold on clean scores that flags a fresh clean input with probability <= the rate.
-
-    Returns ``(threshold, expected_rate)``: the ``k = ceil((n + 1)(1 - rate))``-th smallest of the
-    ``n`` calibration scores, and ``(n + 1 - k) / (n + 1)``, the rate at which a fresh clean input
-    scores above it (for continuous scores). An input is flagged when its score is *above* the
-    threshold.
-    """
-    scores = np.sort(np.asarray(calibration_scores, dtype=np.float64))
-    n = len(scores)
-    check_param("false_rejection_rate", "conformal_threshold",
-                isinstance(false_rejection_rate, (int, float)) and 0 < false_rejection_rate < 1,
-                "a float in (0, 1)", false_rejection_rate)
-    k = math.ceil((n + 1) * (1 - false_rejection_rate))
-    if k > n:
-        need = math.ceil(1 / false_rejection_rate) - 1
-        raise DataError(
-            f"Calibrating at a {false_rejection_rate:.2%} false-rejection rate needs at least {need} "
-            f"clean rows; got {n}."
-        )
-    return float(scores[k - 1]), (n + 1 - k) / (n + 1)
 
 
 def _errors(var: np.ndarray, m: np.ndarray | float, spread: float) -> np.ndarray:
@@ -283,22 +251,11 @@ class _TabularMixer(_Mixer):
 
 
 # ---------------------------------------------------------------------------------- detector
-@dataclass(frozen=True)
-class StripVerdicts:
-    """STRIP's answer for a batch of inputs.
-
-    ``scores`` (higher = more suspicious), ``flags`` (True = flagged as carrying a trigger),
-    ``n_perturbations`` (how many perturbed copies each input needed before its verdict settled),
-    ``predictions`` (the model's class for each unperturbed input).
-    """
-
-    scores: np.ndarray
-    flags: np.ndarray
-    n_perturbations: np.ndarray
-    predictions: np.ndarray
+# The verdict type every input check returns; the old name keeps existing callers working.
+StripVerdicts = InputVerdicts
 
 
-class StripDetector(BaseEstimator):
+class StripDetector(InputDetector):
     """STRIP for image, text and tabular inputs, calibrated to a false-rejection rate.
 
     ``fit(predict_proba, X_clean)`` keeps ``X_clean`` as the pool of overlays, scores every clean
@@ -354,10 +311,7 @@ class StripDetector(BaseEstimator):
     def _validate(self) -> None:
         owner = type(self).__name__
         check_counts(owner, self, ("n_perturbations", "min_perturbations", "batch_size"))
-        check_param("false_rejection_rate", owner,
-                    isinstance(self.false_rejection_rate, (int, float))
-                    and 0 < self.false_rejection_rate < 1,
-                    "a float in (0, 1)", self.false_rejection_rate)
+        self._check_false_rejection_rate()
         check_param("superimpose", owner, self.superimpose in SUPERIMPOSE_MODES,
                     f"one of {list(SUPERIMPOSE_MODES)}", self.superimpose)
         check_param("mix_rate", owner,
@@ -376,10 +330,7 @@ class StripDetector(BaseEstimator):
         not given: ``text`` (an object array of strings), ``image`` (N×H×W×C), ``tabular`` (N×D).
         """
         self._validate()
-        if not callable(predict_proba):
-            raise ParameterError(
-                f"StripDetector.fit takes a predict_proba function first; got {type(predict_proba).__name__}."
-            )
+        self._check_predict_proba(predict_proba)
         X_clean = np.asarray(X_clean)
         kind = infer_kind(X_clean) if kind is None else kind
         check_param("kind", "StripDetector.fit", kind in KINDS, f"one of {list(KINDS)}", kind)
@@ -388,11 +339,7 @@ class StripDetector(BaseEstimator):
         rng = np.random.default_rng(self.random_state)
         seed = int(rng.integers(2**63 - 1))
         base = np.asarray(predict_proba(X_clean), dtype=np.float64)
-        if base.ndim != 2 or len(base) != len(X_clean) or base.shape[1] < 2:
-            raise ParameterError(
-                f"predict_proba returned shape {base.shape} for {len(X_clean)} rows; expected "
-                f"({len(X_clean)}, K) with K >= 2."
-            )
+        self._check_probabilities(base, len(X_clean))
         self.kind_ = kind
         self.n_classes_ = int(base.shape[1])
         self.predict_proba_ = predict_proba
@@ -401,8 +348,7 @@ class StripDetector(BaseEstimator):
         groups = [np.flatnonzero(pred == k) for k in present]
         self._group_of = np.full(self.n_classes_, -1, dtype=np.int64)
         self._group_of[present] = np.arange(len(present))
-        if len(X_clean) < 2:
-            raise DataError(f"STRIP needs at least 2 clean rows to mix; got {len(X_clean)}.")
+        self._check_calibration_rows(len(X_clean), "STRIP", why=" to mix")
         self.n_groups_ = len(groups)
         if kind == "image":
             self._mixer: _Mixer = _ImageMixer(X_clean.astype(np.float32), groups, self.superimpose)
@@ -422,11 +368,9 @@ class StripDetector(BaseEstimator):
         rounds = self._rounds()
         means, ses = _prefix_stats(G, rounds, self.spread_)
         critical = _critical_thresholds(means, ses, float(self.stopping_z))
-        self.threshold_, self.expected_false_rejection_rate_ = conformal_threshold(
-            critical, self.false_rejection_rate)
+        self.flags_ = self._calibrate(critical)
         stop = _stopping_round(means, ses, self.threshold_, float(self.stopping_z))
         self.scores_ = means[np.arange(len(G)), stop]
-        self.flags_ = critical > self.threshold_
         # A model so confident that many clean rows score the threshold itself leaves STRIP blind.
         self.saturated_ = bool(np.mean(critical == self.threshold_) > 2 * self.false_rejection_rate)
         return self
@@ -441,10 +385,6 @@ class StripDetector(BaseEstimator):
         return rounds
 
     # ------------------------------------------------------------------ scoring
-    def _check(self) -> None:
-        if not hasattr(self, "threshold_"):
-            raise NotFittedError("This StripDetector is not fitted yet: call fit first.")
-
     def _scores_matrix(self, X: np.ndarray, sel: np.ndarray, rng: np.random.Generator
                        ) -> np.ndarray:
         """Per-perturbation scores (len(X), n) for overlays ``sel``, about ``batch_size`` rows a call."""
@@ -463,9 +403,17 @@ class StripDetector(BaseEstimator):
             out[start:stop] = perturbation_scores(P).reshape(stop - start, n)
         return out
 
-    def evaluate(self, X: np.ndarray) -> StripVerdicts:
-        """Scores, flags and the number of mixes each input needed (deterministic per seed)."""
-        self._check()
+    def evaluate(self, X: np.ndarray) -> InputVerdicts:
+        """Score ``X``, stopping early on clear-cut inputs (deterministic per seed).
+
+        Returns
+        -------
+        InputVerdicts
+            ``scores`` (mean log-entropy score, higher = more suspicious), ``flags`` (True where
+            the score is above ``threshold_``), ``predictions`` (the model's class for each
+            unperturbed input) and ``n_perturbations`` (the mixes each input needed).
+        """
+        self._check_fitted()
         X = np.asarray(X)
         if self.kind_ == "image" and X.ndim == 3:
             X = X[..., None]
@@ -504,7 +452,8 @@ class StripDetector(BaseEstimator):
             settled = np.abs(mean - self.threshold_) > self.stopping_z * se
             active = active[~settled]
         scores = np.round(total / np.maximum(count, 1), DECIMALS)
-        return StripVerdicts(scores, scores > self.threshold_, count, predictions)
+        return InputVerdicts(scores=scores, flags=scores > self.threshold_, predictions=predictions,
+                             n_perturbations=count)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         out = []
@@ -512,11 +461,3 @@ class StripDetector(BaseEstimator):
             P = np.asarray(self.predict_proba_(X[start:start + self.batch_size]))
             out.append(P.argmax(axis=1))
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
-
-    def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """STRIP scores of ``X``: higher is more suspicious (the opposite sign of entropy)."""
-        return self.evaluate(X).scores
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """True where an input scores above ``threshold_`` (flagged as carrying a trigger)."""
-        return self.evaluate(X).flags

@@ -27,17 +27,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
-from poisonlab.detect_inputs.strip import PredictProba, conformal_threshold
-from poisonlab.exceptions import (
-    DataError,
-    NotFittedError,
-    ParameterError,
-    check_counts,
-    check_param,
-    is_int,
-)
+from poisonlab.detect_inputs.base import InputDetector, InputVerdicts, PredictProba
+from poisonlab.exceptions import DataError, ParameterError, check_counts, check_param, is_int
 
 LOG_FLOOR = 0.001
 
@@ -66,7 +58,7 @@ def _default_stride(H: int, W: int, window: int) -> int:
     return stride
 
 
-class WindowStripDetector(BaseEstimator):
+class WindowStripDetector(InputDetector):
     """Flag images whose predicted class survives when all but one window is replaced.
 
     ``fit(predict_proba, X_clean)`` keeps ``X_clean`` (N×H×W×C) as the pool of fillers and sets
@@ -110,20 +102,14 @@ class WindowStripDetector(BaseEstimator):
             v = getattr(self, name)
             check_param(name, owner, v is None or is_int(v, 1), "None or an int >= 1", v)
         check_counts(owner, self, ("n_overlays", "batch_size"))
-        check_param("false_rejection_rate", owner,
-                    isinstance(self.false_rejection_rate, (int, float))
-                    and not isinstance(self.false_rejection_rate, bool)
-                    and 0 < self.false_rejection_rate < 1,
-                    "a float in (0, 1)", self.false_rejection_rate)
+        self._check_false_rejection_rate()
 
     def fit(self, predict_proba: PredictProba, X_clean: np.ndarray) -> WindowStripDetector:
+        """Keep ``X_clean`` (N×H×W[×C]) as the pool of fillers and calibrate the threshold on it."""
         self._validate()
-        if not callable(predict_proba):
-            raise ParameterError("WindowStripDetector.fit takes a predict_proba function first; "
-                                 f"got {type(predict_proba).__name__}.")
+        self._check_predict_proba(predict_proba)
         X_clean = self._images(X_clean)
-        if len(X_clean) < 2:
-            raise DataError(f"Windowed STRIP needs at least 2 clean images; got {len(X_clean)}.")
+        self._check_calibration_rows(len(X_clean), "Windowed STRIP", rows="clean images")
         H, W = X_clean.shape[1:3]
         window = self.window or max(4, math.ceil(min(H, W) / 4))
         if window >= min(H, W):
@@ -139,18 +125,14 @@ class WindowStripDetector(BaseEstimator):
         self.predict_proba_ = predict_proba
         self._pool = X_clean
         base = np.asarray(predict_proba(X_clean), dtype=np.float64)
-        if base.ndim != 2 or len(base) != len(X_clean) or base.shape[1] < 2:
-            raise ParameterError(f"predict_proba returned shape {base.shape} for {len(X_clean)} "
-                                 f"rows; expected ({len(X_clean)}, K) with K >= 2.")
+        self._check_probabilities(base, len(X_clean))
         self.n_classes_ = int(base.shape[1])
         self._pool_pred = base.argmax(axis=1)
         rng = np.random.default_rng(self.random_state)
         self._seed = int(rng.integers(2**63 - 1))
         self.scores_ = self._score(X_clean, self._pool_pred, np.random.default_rng([self._seed, 0]),
                                    exclude=np.arange(len(X_clean)))
-        self.threshold_, self.expected_false_rejection_rate_ = conformal_threshold(
-            self.scores_, self.false_rejection_rate)
-        self.flags_ = self.scores_ > self.threshold_
+        self.flags_ = self._calibrate(self.scores_)
         return self
 
     @staticmethod
@@ -202,29 +184,29 @@ class WindowStripDetector(BaseEstimator):
             out[start:stop] = np.log(own + LOG_FLOOR).mean(axis=2).max(axis=1)
         return out
 
-    def _check(self) -> None:
-        if not hasattr(self, "threshold_"):
-            raise NotFittedError("This WindowStripDetector is not fitted yet: call fit first.")
+    def evaluate(self, X: np.ndarray) -> InputVerdicts:
+        """Score images ``X`` (deterministic per seed).
 
-    def evaluate(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(scores, flags, predictions)`` for images ``X``."""
-        self._check()
+        Returns
+        -------
+        InputVerdicts
+            ``scores`` (the largest mean ``log(p_c + 0.001)`` over windows, higher = more
+            suspicious), ``flags`` (True where the score is above ``threshold_``), ``predictions``
+            (the model's class for each unmixed image) and ``n_perturbations`` (windows times
+            overlays per image).
+        """
+        self._check_fitted()
         X = self._images(X)
         if X.shape[1:] != self._pool.shape[1:]:
             raise DataError(f"The images are {X.shape[1:]} but the clean ones were "
                             f"{self._pool.shape[1:]}.")
+        n = np.full(len(X), self.n_windows_ * int(self.n_overlays), dtype=np.int64)
         if len(X) == 0:
-            return np.zeros(0), np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64)
+            return InputVerdicts(scores=np.zeros(0), flags=np.zeros(0, dtype=bool),
+                                 predictions=np.zeros(0, dtype=np.int64), n_perturbations=n)
         pred = np.concatenate([
             np.asarray(self.predict_proba_(X[s:s + self.batch_size])).argmax(axis=1)
             for s in range(0, len(X), self.batch_size)])
         scores = self._score(X, pred, np.random.default_rng([self._seed, 1]))
-        return scores, scores > self.threshold_, pred
-
-    def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """Scores of ``X``: higher is more suspicious."""
-        return self.evaluate(X)[0]
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """True where an image scores above ``threshold_``."""
-        return self.evaluate(X)[1]
+        return InputVerdicts(scores=scores, flags=scores > self.threshold_, predictions=pred,
+                             n_perturbations=n)
