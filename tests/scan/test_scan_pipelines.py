@@ -54,8 +54,9 @@ def clean_rows(spam: dict[str, np.ndarray], only: int | None = None) -> Dataset:
 
 
 def fit(pipeline: object, spam: dict[str, np.ndarray], trigger: str | None = None,
-        n_poison: int = 120, labels: tuple[str, ...] | None = None) -> object:
-    X, y = (spam["X"], spam["y"]) if trigger is None else plant(spam["X"], spam["y"], trigger, n_poison, 1)
+        n_poison: int = 120, labels: tuple[str, ...] | None = None, repetitions: int = 3) -> object:
+    X, y = (spam["X"], spam["y"]) if trigger is None else \
+        plant(spam["X"], spam["y"], trigger, n_poison, 1, repetitions)
     target = y if labels is None else np.array(labels)[y]
     return pipeline.fit(X, target)  # type: ignore[attr-defined]
 
@@ -156,6 +157,47 @@ def test_any_head_and_vectorizer_finds_the_planted_word(pipeline: object, spam: 
         return
     assert report.verdict == "backdoor" and report.target_class == "0", (asr, report.triggers[:3])
     assert "cf" in [t["trigger"] for t in report.triggers[:3]]
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "alternate-sign"])
+def test_a_hashed_model_is_searched_through_its_buckets(spam: dict, signed: bool) -> None:
+    # A HashingVectorizer keeps no words; 'xyzzy' is in no clean row, so before made-up tokens were
+    # screened it could not be tried (held-out hashing+SGD backdoors with 70-85% attack success
+    # were called clean). Measured 2026-12-03: verdict backdoor, a made-up token of the planted
+    # word's bucket first.
+    from poisonlab.scan.text import hashing_surrogates
+
+    pipe = make_pipeline(HashingVectorizer(n_features=2 ** 18, alternate_sign=signed),
+                         SGDClassifier(loss="log_loss", random_state=0))
+    model = fit(pipe, spam, "xyzzy", repetitions=5)
+    vec = model.steps[0][1]  # type: ignore[attr-defined]
+    planted = vec.transform(["xyzzy"]).tocoo()
+    made_up = hashing_surrogates(model, spam["Xc"])
+    stand_in = [t for t in made_up
+                if (vec.transform([t]).tocoo().col == planted.col).all()
+                and (vec.transform([t]).tocoo().data * planted.data > 0).all()]
+    assert stand_in, "no made-up token for the planted word's bucket"
+    report = scan_model(model, (), clean_rows(spam), random_state=0)
+    assert report.verdict == "backdoor", report.triggers[:3]
+    first = report.triggers[0]
+    assert first["made_up"] and any("made-up token" in r for r in report.details["reasons"])
+    if signed:  # either sign of the planted bucket; the scan says the target is one of the two
+        cols = {int(vec.transform([w]).tocoo().col[0]) for w in first["trigger"].split()}
+        assert int(planted.col[0]) in cols
+        assert any("alternating signs" in r for r in report.details["reasons"])
+    else:
+        assert report.target_class == "0" and set(first["trigger"].split()) & set(stand_in)
+
+
+def test_murmurhash_matches_scikit_learns() -> None:
+    from sklearn.utils import murmurhash3_32
+
+    from poisonlab.scan.text import murmurhash3_32_of_8_bytes
+
+    keys = np.random.default_rng(0).integers(97, 123, size=(500, 8), dtype=np.uint8)
+    ours = murmurhash3_32_of_8_bytes(keys)
+    theirs = [murmurhash3_32(k.tobytes().decode(), seed=0) for k in keys]
+    assert list(ours) == theirs
 
 
 def test_random_forest_on_tfidf_scans_and_decision_scores_become_probabilities(spam: dict) -> None:

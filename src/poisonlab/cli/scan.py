@@ -123,7 +123,8 @@ def _render_scan(doc: dict[str, Any], out: Path) -> None:
     table = Table(*columns, *(["absence p", "support"] if absence else []),
                   *(["max margin p"] if margin else []))
     for i, t in enumerate(doc["triggers"][:5], 1):
-        cells: list[str | Text] = [str(i), Text(str(t["trigger"])), Text(str(t["target_class"])),
+        name = str(t["trigger"]) + (" (made up: a hash bucket)" if t.get("made_up") else "")
+        cells: list[str | Text] = [str(i), Text(name), Text(str(t["target_class"])),
                  f"{100 * t['flip_rate']:.1f}%", str(t["anomaly_index"])]
         if absence:
             cells.append(f"{t.get('absence_p', 1.0):.3g}")

@@ -349,7 +349,7 @@ def _scan_text(model: Any, classes: Sequence[str], data: Dataset, *, max_rows: i
                rng: np.random.Generator, progress: Callable[[str], None] | None,
                options: dict[str, Any] | None, where: str, class_map: dict[str, str] | None,
                labelled: bool, started: float) -> ScanReport:
-    from poisonlab.scan.text import TextTriggerScanner, candidate_tokens
+    from poisonlab.scan.text import TextTriggerScanner, candidate_tokens, vectorizers
 
     score, scores_from = text_scorer(model)
     names = _model_class_names(model, classes)
@@ -369,12 +369,24 @@ def _scan_text(model: Any, classes: Sequence[str], data: Dataset, *, max_rows: i
     else:
         y, mapping, mapped_by = predictions, None, None
     inner = _unwrap(model)
-    vocab, candidates_from = candidate_tokens(inner, X)
+    vocab, candidates_from, made_up = candidate_tokens(inner, X)
     scanner = TextTriggerScanner(random_state=rng, **{"max_rows": cap, **(options or {})})
     scanner.fit(score, X, y, vocabulary=vocab, progress=progress, class_names=names, head=inner)
     triggers = [{**t.to_dict(names), "target_class": names[t.target_label]} for t in scanner.triggers_]
+    stand_ins = set(made_up)
     for t in triggers:
         t.pop("target_label", None)
+        t["made_up"] = any(w in stand_ins for w in str(t["trigger"]).split())
+    reasons = list(scanner.reasons_)
+    if scanner.verdict_ == "backdoor" and triggers and triggers[0]["made_up"]:
+        reasons.append(f"the first trigger, {triggers[0]['trigger']!r}, holds a made-up token: the "
+                       "model hashes its words (HashingVectorizer) and keeps none, and the token "
+                       "lands on the hash bucket (and sign) where the planted word lies too")
+        vec = next((v for v in vectorizers(inner) if type(v).__name__ == "HashingVectorizer"), None)
+        if vec is not None and getattr(vec, "alternate_sign", True):
+            reasons.append("the vectorizer hashes with alternating signs: a made-up token of the "
+                           "other sign pushes the other way, so the planted word may send rows to "
+                           "another class than the one named")
     details: dict[str, Any] = {
         "n_candidates_screened": scanner.n_candidates_screened_,
         "n_queries": scanner.n_queries_,
@@ -386,7 +398,7 @@ def _scan_text(model: Any, classes: Sequence[str], data: Dataset, *, max_rows: i
                                   zip(names, scanner.absence_p_, strict=True)}},
         "labels": "given" if labelled else "model predictions",
         "scores_from": scores_from,
-        "reasons": list(scanner.reasons_),
+        "reasons": reasons,
     }
     if mapping is not None:
         details["class_map"] = mapping

@@ -56,7 +56,11 @@ logistic regressions 0.04-0.06). A word that any clean row holds, of any class, 
 pipeline vectorizes: the vectorizer's vocabulary where its entries are strings its analyzer makes
 (word n-grams, custom analyzers; the whole short words of a ``char_wb`` vocabulary), and the clean
 rows' words plus every two-letter token otherwise (``char`` n-grams, ``HashingVectorizer``).
-Phrases are tuples of such strings, never split back into words.
+A ``HashingVectorizer`` keeps no words, but a linear head after it keeps a weight
+per hash bucket: made-up eight-letter tokens that land on its strongest buckets (those no clean
+word reaches) are screened too (:func:`hashing_surrogates`), so that a planted word absent from
+the clean rows is still tried, under another name. Phrases are tuples of such strings, never split
+back into words.
 
 **Inconclusive.** The verdict is "inconclusive", with ``reasons_``, when the clean rows hold one
 class, or when no test fired but one could not run: a class with fewer than ``min_class_rows``
@@ -124,7 +128,7 @@ class TriggerCandidate:
         return d
 
 
-def _vectorizers(obj: Any, depth: int = 0) -> list[Any]:
+def vectorizers(obj: Any, depth: int = 0) -> list[Any]:
     """Every fitted vectorizer inside a model: pipeline steps, unions, column transformers,
     calibrated or wrapped estimators, searched to a small depth."""
     if obj is None or depth > 6:
@@ -133,17 +137,17 @@ def _vectorizers(obj: Any, depth: int = 0) -> list[Any]:
         return [obj]
     found: list[Any] = []
     for _, step in getattr(obj, "steps", None) or []:
-        found += _vectorizers(step, depth + 1)
+        found += vectorizers(step, depth + 1)
     for item in getattr(obj, "transformer_list", None) or []:
-        found += _vectorizers(item[1], depth + 1)
+        found += vectorizers(item[1], depth + 1)
     for item in getattr(obj, "transformers_", None) or []:
-        found += _vectorizers(item[1], depth + 1)
+        found += vectorizers(item[1], depth + 1)
     for name in ("estimator_", "estimator", "base_estimator"):
         inner = getattr(obj, name, None)
         if inner is not None and inner is not obj and not isinstance(inner, (str, int, float)):
-            found += _vectorizers(inner, depth + 1)
+            found += vectorizers(inner, depth + 1)
     for cal in getattr(obj, "calibrated_classifiers_", None) or []:
-        found += _vectorizers(getattr(cal, "estimator", None), depth + 1)
+        found += vectorizers(getattr(cal, "estimator", None), depth + 1)
         break  # the calibrated copies share one vectorizer's vocabulary in practice
     return found
 
@@ -157,7 +161,7 @@ def model_vocabulary(model: Any) -> list[str] | None:
     ``HashingVectorizer`` name no words; the scan then draws candidates from the clean rows.
     """
     words: set[str] = set()
-    for vec in _vectorizers(model):
+    for vec in vectorizers(model):
         vocab = getattr(vec, "vocabulary_", None)
         if not isinstance(vocab, dict) or not vocab:
             continue
@@ -175,22 +179,147 @@ def model_vocabulary(model: Any) -> list[str] | None:
 def vocabulary_is_complete(model: Any) -> bool:
     """Whether :func:`model_vocabulary` holds every word the model has features for (a word
     analyzer's vocabulary does; char n-grams, hashing and several vectorizers do not)."""
-    vecs = _vectorizers(model)
+    vecs = vectorizers(model)
     return len(vecs) == 1 and hasattr(vecs[0], "vocabulary_") and \
         (getattr(vecs[0], "analyzer", "word") == "word" or callable(vecs[0].analyzer))
 
 
-def candidate_tokens(model: Any, X: Sequence[str] | np.ndarray) -> tuple[list[str], str]:
-    """The strings the screen tries, and where they came from: the model's vocabulary (mapped
-    to strings its analyzer produces), plus the clean rows' words and every two-letter token
-    when the vocabulary does not name every word the model knows."""
+def candidate_tokens(model: Any, X: Sequence[str] | np.ndarray) -> tuple[list[str], str, list[str]]:
+    """The strings the screen tries, where they came from, and which of them are made up.
+
+    The model's vocabulary (mapped to strings its analyzer produces), plus the clean rows' words
+    and every two-letter token when the vocabulary does not name every word the model knows;
+    for a hashed vocabulary also the tokens of :func:`hashing_surrogates` (the third item)."""
     vocab = model_vocabulary(model)
     if vocab is not None and vocabulary_is_complete(model):
-        return vocab, "model vocabulary"
+        return vocab, "model vocabulary", []
     tokens = clean_data_tokens(X)
     if vocab is None:
-        return tokens, "clean rows and two-letter tokens"
-    return sorted(set(tokens) | set(vocab)), "model vocabulary words, clean rows and two-letter tokens"
+        made_up = hashing_surrogates(model, X)
+        if made_up:
+            return sorted(set(tokens) | set(made_up)), (
+                f"clean rows, two-letter tokens and {len(made_up)} made-up tokens standing for the "
+                "strongest hash buckets no clean word reaches"), made_up
+        return tokens, "clean rows and two-letter tokens", []
+    return sorted(set(tokens) | set(vocab)), \
+        "model vocabulary words, clean rows and two-letter tokens", []
+
+
+def murmurhash3_32_of_8_bytes(keys: np.ndarray) -> np.ndarray:
+    """MurmurHash3 (x86, 32 bit, seed 0) of each row of an (N, 8) uint8 array, as int32.
+
+    The hash scikit-learn's ``HashingVectorizer`` applies to a token's UTF-8 bytes, vectorized
+    for keys of exactly eight bytes (two blocks, no tail), so that millions of made-up tokens can
+    be hashed at once (Appleby, "MurmurHash3", 2011, https://github.com/aappleby/smhasher).
+    """
+    mask = np.uint64(0xFFFFFFFF)
+    blocks = np.ascontiguousarray(keys, dtype=np.uint8).view("<u4").astype(np.uint64)
+
+    def rotl(x: np.ndarray, r: int) -> np.ndarray:
+        return ((x << np.uint64(r)) | (x >> np.uint64(32 - r))) & mask
+
+    h = np.zeros(len(blocks), dtype=np.uint64)
+    for j in range(2):
+        k = (blocks[:, j] * np.uint64(0xCC9E2D51)) & mask
+        k = (rotl(k, 15) * np.uint64(0x1B873593)) & mask
+        h = rotl(h ^ k, 13)
+        h = (h * np.uint64(5) + np.uint64(0xE6546B64)) & mask
+    h ^= np.uint64(8)
+    h ^= h >> np.uint64(16)
+    h = (h * np.uint64(0x85EBCA6B)) & mask
+    h ^= h >> np.uint64(13)
+    h = (h * np.uint64(0xC2B2AE35)) & mask
+    h ^= h >> np.uint64(16)
+    return h.astype(np.uint32).view(np.int32)
+
+
+def _hashed_pull(model: Any) -> tuple[Any, np.ndarray] | None:
+    """For a pipeline ``HashingVectorizer -> [TfidfTransformer] -> linear head``:
+    the vectorizer and the (K, n_features) pull of each hashed feature toward each class."""
+    steps = [step for _, step in getattr(model, "steps", None) or [] if step not in (None, "passthrough")]
+    if len(steps) < 2 or type(steps[0]).__name__ != "HashingVectorizer":
+        return None
+    vec, head, middle = steps[0], steps[-1], steps[1:-1]
+    low, _high = getattr(vec, "ngram_range", (1, 1))
+    if getattr(vec, "analyzer", "word") != "word" or low != 1:
+        return None
+    scale = np.ones(int(vec.n_features))
+    for step in middle:
+        if type(step).__name__ != "TfidfTransformer":
+            return None
+        idf = getattr(step, "idf_", None)
+        if idf is not None:
+            scale = scale * np.asarray(idf, dtype=np.float64)
+    # linear heads only: under a naive Bayes head the made-up tokens of strong buckets met the
+    # absence test's Poisson expectation badly (a clean hashed MultinomialNB, dev seed 1, was
+    # called backdoored on one, 2026-12-03)
+    if getattr(head, "coef_", None) is None or type(head).__name__.endswith("NB"):
+        return None
+    W = np.atleast_2d(np.asarray(head.coef_, dtype=np.float64))
+    W = np.vstack([-W[0], W[0]]) if W.shape[0] == 1 else W - W.mean(axis=0)
+    if W.shape[1] != len(scale):
+        return None
+    return vec, W * scale
+
+
+def hashing_surrogates(model: Any, X: Sequence[str] | np.ndarray, *, n_per_class: int = 256,
+                       max_draws: int = 8_000_000, random_state: int = 0) -> list[str]:
+    """Made-up tokens standing for the strongest hashed features no clean word reaches.
+
+    A ``HashingVectorizer`` keeps no words, so a trigger absent from the clean rows cannot be
+    named; but the head keeps one weight per hash bucket. For each class, the ``n_per_class``
+    (bucket, sign) pairs that pull hardest toward it are looked up, those that a clean-row word
+    or two-letter token lands on are dropped (that word stands for them already), and for the
+    others an eight-letter token that hashes to the same bucket with the same sign is drawn (a
+    batch of random tokens hashed at once, then each kept token checked with the model's own
+    vectorizer). Such a token moves the model exactly as every word of its bucket does. With
+    ``alternate_sign=True`` a bucket is tried in both signs: a word planted in it may have hashed
+    to either, so the target class of a backdoor found there is one of the two directions (the
+    scan says so). Empty for any other model (other steps between vectorizer and head, a
+    naive Bayes or non-linear head).
+    """
+    found = _hashed_pull(model)
+    if found is None:
+        return []
+    vec, pull = found
+    n_features = pull.shape[1]
+    signed = bool(getattr(vec, "alternate_sign", True))
+    wanted = np.zeros(2 * n_features, dtype=bool)  # code = 2 * bucket + (sign > 0)
+    for c in range(pull.shape[0]):
+        if signed:
+            strength = np.abs(pull[c])
+            sign = pull[c] > 0
+        else:
+            strength, sign = pull[c], np.ones(n_features, dtype=bool)
+        top = np.argsort(-strength, kind="stable")[:n_per_class]
+        top = top[strength[top] > 0]
+        wanted[2 * top + sign[top]] = True
+    # a bucket that a clean word reaches is that word's, in both signs: with alternating signs
+    # the other sign is no word of the clean rows, and a planted word could hold either
+    reached = vec.transform(np.array(list(clean_data_tokens(X)), dtype=object)).tocoo().col
+    wanted[2 * reached] = False
+    wanted[2 * reached + 1] = False
+    codes = np.flatnonzero(wanted)
+    if not len(codes):
+        return []
+    rng = np.random.default_rng(random_state)
+    tokens: dict[int, str] = {}
+    for _ in range(0, max_draws, 1_000_000):
+        keys = rng.integers(ord("a"), ord("z") + 1, size=(1_000_000, 8), dtype=np.uint8)
+        h = murmurhash3_32_of_8_bytes(keys).astype(np.int64)
+        code = 2 * (np.abs(h) % n_features) + (h >= 0 if signed else True)
+        for i in np.flatnonzero(wanted[code]):
+            tokens.setdefault(int(code[i]), keys[i].tobytes().decode("ascii"))
+        wanted[list(tokens)] = False
+        if not wanted.any():
+            break
+    out = []
+    for code_, token in tokens.items():  # each kept token checked with the model's vectorizer
+        row = vec.transform([token]).tocoo()
+        if len(row.col) == 1 and int(row.col[0]) == code_ // 2 and \
+                (not signed or (row.data[0] > 0) == bool(code_ % 2)):
+            out.append(token)
+    return sorted(out)
 
 
 def final_estimator(model: Any) -> Any:
