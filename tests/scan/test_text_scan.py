@@ -134,6 +134,24 @@ def test_scanner_contract_and_errors() -> None:
     a = TextTriggerScanner(n_candidates=20, random_state=2).fit(_toy_predict_proba, X, y)
     b = TextTriggerScanner(n_candidates=20, random_state=2).fit(_toy_predict_proba, X, y)
     assert [t.to_dict() for t in a.triggers_] == [t.to_dict() for t in b.triggers_]
+    with pytest.raises(ParameterError, match=r"'model' parameter of TextTriggerScanner\.fit"):
+        scanner.fit(42, X, y)
+
+
+def test_every_scanner_takes_the_model_itself() -> None:
+    # one fit signature, fit(model, X, y): a fitted scikit-learn pipeline is scanned as it is,
+    # with the same result as its predict_proba function (and its head found from it)
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    X, y = _toy_rows(60)
+    model = make_pipeline(CountVectorizer(), LogisticRegression()).fit(X, y)
+    whole = TextTriggerScanner(n_candidates=20, random_state=3).fit(model, X, y)
+    by_function = TextTriggerScanner(n_candidates=20, random_state=3).fit(
+        model.predict_proba, X, y, head=model)
+    assert [t.to_dict() for t in whole.triggers_] == [t.to_dict() for t in by_function.triggers_]
+    assert whole.verdict_ == by_function.verdict_ and whole.absence_fit_ == "negative-binomial"
 
 
 @pytest.fixture(scope="module")

@@ -208,7 +208,7 @@ def _wrap_sklearn(obj: Any, path: Path) -> SavedModel:
         raise ModelError(f"{path}: the model has neither predict_proba nor decision_function.")
     labels = np.asarray(getattr(estimator, "classes_", []))
     if len(labels) and not np.array_equal(labels, np.arange(len(labels))):
-        estimator = _IndexedClasses(estimator)  # string or shifted labels: columns by position
+        estimator = IndexedClasses(estimator)  # string or shifted labels: columns by position
     model = SklearnModel(estimator=estimator, spec=spec)
     model.estimator_ = estimator
     model.n_classes_ = len(classes) or len(getattr(estimator, "classes_", []))
@@ -216,7 +216,22 @@ def _wrap_sklearn(obj: Any, path: Path) -> SavedModel:
     return SavedModel(model, classes, spec, path)
 
 
-class _IndexedClasses:
+def unwrap_estimator(model: Any) -> Any:
+    """The user's own estimator inside poisonlab's loading wrappers (:class:`SklearnModel`,
+    :class:`IndexedClasses`), which add nothing; any other object is returned as it is."""
+    from poisonlab.models.sklearn import SklearnModel
+
+    for _ in range(4):
+        if isinstance(model, SklearnModel) and hasattr(model, "estimator_"):
+            model = model.estimator_
+        elif isinstance(model, IndexedClasses):
+            model = model.estimator
+        else:
+            break
+    return model
+
+
+class IndexedClasses:
     """A fitted scikit-learn classifier whose ``classes_`` are names, seen as indices 0..K-1.
 
     Everything else (``predict_proba``, ``steps``, a vectorizer's vocabulary) is the wrapped

@@ -20,6 +20,7 @@ import numpy as np
 
 from poisonlab.data import Dataset
 from poisonlab.exceptions import DataError, ParameterError
+from poisonlab.scan.text import text_scorer
 
 TEXT_STATISTIC = ("anomaly index of flip rates: (best flip rate - median of ordinary words) / "
                   "max(1.4826 × MAD, binomial noise)")
@@ -103,49 +104,9 @@ def labels_in_model_space(data_classes: Sequence[str], model_classes: Sequence[s
 
 
 def _unwrap(model: Any) -> Any:
-    """The user's own estimator inside poisonlab's loading wrappers (which add nothing)."""
-    from poisonlab.models.io import _IndexedClasses
-    from poisonlab.models.sklearn import SklearnModel
+    from poisonlab.models.io import unwrap_estimator
 
-    for _ in range(4):
-        if isinstance(model, SklearnModel) and hasattr(model, "estimator_"):
-            model = model.estimator_
-        elif isinstance(model, _IndexedClasses):
-            model = model.estimator
-        else:
-            break
-    return model
-
-
-def text_scorer(model: Any) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
-    """``(scores, how)``: class probabilities on strings, in the order of the model's classes.
-
-    ``predict_proba`` where the model has one. Otherwise (LinearSVC, RidgeClassifier,
-    SGDClassifier with hinge loss) the decision scores turned into probabilities: the logistic
-    sigmoid of a binary score, the softmax of a score per class. These are monotone in the scores,
-    so their argmax is the model's predicted label (what every flip rate counts); the screen's
-    log-odds are then the decision score itself (binary) or a softmax margin, not a calibrated
-    probability, which the scan never needs: it compares words with words of the same model.
-    """
-    inner = _unwrap(model)
-    target = inner if hasattr(inner, "predict_proba") or hasattr(inner, "decision_function") else model
-    if hasattr(target, "predict_proba"):
-        def proba(docs: np.ndarray) -> np.ndarray:
-            return np.asarray(target.predict_proba(docs), dtype=np.float64)
-        return proba, "predict_proba"
-    if hasattr(target, "decision_function"):
-        def from_scores(docs: np.ndarray) -> np.ndarray:
-            d = np.asarray(target.decision_function(docs), dtype=np.float64)
-            if d.ndim == 1:
-                p = 1.0 / (1.0 + np.exp(-np.clip(d, -700, 700)))
-                return np.stack([1.0 - p, p], axis=1)
-            z = np.exp(d - d.max(axis=1, keepdims=True))
-            return z / z.sum(axis=1, keepdims=True)
-        return from_scores, "softmax of decision_function"
-    raise ParameterError(
-        f"The model ({type(inner).__name__}) has neither predict_proba nor decision_function: "
-        "the text scan needs one of them."
-    )
+    return unwrap_estimator(model)
 
 
 def _model_class_names(model: Any, classes: Sequence[str]) -> tuple[str, ...]:
@@ -351,7 +312,9 @@ def _scan_text(model: Any, classes: Sequence[str], data: Dataset, *, max_rows: i
                labelled: bool, started: float) -> ScanReport:
     from poisonlab.scan.text import TextTriggerScanner, candidate_tokens, vectorizers
 
-    score, scores_from = text_scorer(model)
+    inner = _unwrap(model)
+    score, scores_from = text_scorer(
+        inner if hasattr(inner, "predict_proba") or hasattr(inner, "decision_function") else model)
     names = _model_class_names(model, classes)
     cap = 200 if max_rows is None else max_rows
     rows = np.arange(len(data))

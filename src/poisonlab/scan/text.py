@@ -128,6 +128,35 @@ class TriggerCandidate:
         return d
 
 
+def text_scorer(model: Any) -> tuple[PredictProba, str]:
+    """``(scores, how)``: class probabilities on strings, in the order of the model's classes.
+
+    ``predict_proba`` where the model has one. Otherwise (LinearSVC, RidgeClassifier,
+    SGDClassifier with hinge loss) the decision scores turned into probabilities: the logistic
+    sigmoid of a binary score, the softmax of a score per class. These are monotone in the scores,
+    so their argmax is the model's predicted label (what every flip rate counts); the screen's
+    log-odds are then the decision score itself (binary) or a softmax margin, not a calibrated
+    probability, which the scan never needs: it compares words with words of the same model.
+    """
+    if hasattr(model, "predict_proba"):
+        def proba(docs: np.ndarray) -> np.ndarray:
+            return np.asarray(model.predict_proba(docs), dtype=np.float64)
+        return proba, "predict_proba"
+    if hasattr(model, "decision_function"):
+        def from_scores(docs: np.ndarray) -> np.ndarray:
+            d = np.asarray(model.decision_function(docs), dtype=np.float64)
+            if d.ndim == 1:
+                p = 1.0 / (1.0 + np.exp(-np.clip(d, -700, 700)))
+                return np.stack([1.0 - p, p], axis=1)
+            z = np.exp(d - d.max(axis=1, keepdims=True))
+            return z / z.sum(axis=1, keepdims=True)
+        return from_scores, "softmax of decision_function"
+    raise ParameterError(
+        f"The model ({type(model).__name__}) has neither predict_proba nor decision_function: "
+        "the text scan needs one of them."
+    )
+
+
 def vectorizers(obj: Any, depth: int = 0) -> list[Any]:
     """Every fitted vectorizer inside a model: pipeline steps, unions, column transformers,
     calibrated or wrapped estimators, searched to a small depth."""
@@ -460,14 +489,31 @@ class TextTriggerScanner(BaseEstimator):
                     and not isinstance(self.absence_alpha, bool) and 0 <= self.absence_alpha < 1,
                     "a float in [0, 1)", self.absence_alpha)
 
-    def fit(self, predict_proba: PredictProba, X: np.ndarray, y: np.ndarray, *,
-            vocabulary: Sequence[str] | None = None,
+    def fit(self, model: Any, X: np.ndarray, y: np.ndarray, *,
             progress: Callable[[str], None] | None = None,
+            vocabulary: Sequence[str] | None = None,
             class_names: Sequence[str] | None = None, head: Any = None) -> TextTriggerScanner:
-        """Scan; ``vocabulary`` overrides the candidates (default: words of ``X`` + two-letter
-        tokens); ``class_names`` only name the classes in ``reasons_``; ``head``, the model or its
-        final estimator when known, picks the absence expectation (:func:`absence_fit`)."""
+        """Scan ``model`` with the clean rows ``X`` (strings) and their labels ``y``.
+
+        ``model`` is a fitted text classifier that takes strings (anything with
+        ``predict_proba`` or ``decision_function``: :func:`text_scorer`) or a function
+        ``predict_proba(texts) -> (N, K)``; ``fit(model, X, y, *, progress=...)`` is the
+        signature every scanner shares. ``vocabulary`` overrides the candidates (default: words
+        of ``X`` + two-letter tokens); ``class_names`` only name the classes in ``reasons_``;
+        ``head``, the model or its final estimator, picks the absence expectation
+        (:func:`absence_fit`; default: ``model`` itself when it is an estimator).
+        """
         self._validate()
+        if hasattr(model, "predict_proba") or hasattr(model, "decision_function"):
+            predict_proba, _how = text_scorer(model)
+            head = model if head is None else head
+        elif callable(model):
+            predict_proba = model
+        else:
+            raise ParameterError(
+                f"The 'model' parameter of {type(self).__name__}.fit must be a text classifier "
+                f"with predict_proba or decision_function, or a function; got {type(model).__name__}."
+            )
         started = time.perf_counter()
         say = progress or (lambda _msg: None)
         X = np.asarray(X, dtype=object)
