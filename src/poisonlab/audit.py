@@ -661,7 +661,7 @@ def _run_detectors(names: tuple[str, ...], dataset: Dataset, model: Any, oof: np
             return (f"holds suspected trigger {name!r} and carries its target label "
                     f"{classes[y[i]]!r}")
 
-        triggers = [t.as_dict(classes) for t in tk.triggers_]
+        triggers = [t.to_dict(classes) for t in tk.triggers_]
         for t, obj in zip(tk.triggers_, triggers, strict=True):
             mine = tk.row_trigger_ == tk.triggers_.index(t)
             obj["n_rows_flagged"] = int(np.sum(tk.flags_ & mine))
@@ -669,7 +669,7 @@ def _run_detectors(names: tuple[str, ...], dataset: Dataset, model: Any, oof: np
         out["trigger_keywords"] = DetectorOutcome(
             "trigger_keywords", tk.scores_, tk.flags_, tk.threshold_, True, secs,
             {"suspected_triggers": triggers,
-             "top_candidates": [c.as_dict(classes) for c in tk.candidates_[:10]]}, tk_reason)
+             "top_candidates": [c.to_dict(classes) for c in tk.candidates_[:10]]}, tk_reason)
     if "value_triggers" in names:
         from poisonlab.detect.value_triggers import ValueTriggerDetector
 
@@ -685,11 +685,11 @@ def _run_detectors(names: tuple[str, ...], dataset: Dataset, model: Any, oof: np
                     f"{classes[y[i]]!r}; with them replaced by the column medians, a model that "
                     f"never saw the row gives its label p drop {vt.scores_[i] - 1:.2f}")
 
-        found = [{**t.as_dict(classes), "removed_with": list(t.companions)} for t in vt.triggers_]
+        found = [{**t.to_dict(classes), "removed_with": list(t.companions)} for t in vt.triggers_]
         out["value_triggers"] = DetectorOutcome(
             "value_triggers", vt.scores_, vt.flags_, vt.threshold_, True, secs,
             {"suspected_triggers": found,
-             "top_candidates": [c.as_dict(classes) for c in vt.candidates_[:10]]}, vt_reason)
+             "top_candidates": [c.to_dict(classes) for c in vt.candidates_[:10]]}, vt_reason)
     return out
 
 

@@ -5,7 +5,7 @@ Every detector follows one contract (see :mod:`poisonlab.detect.base`): ``fit`` 
 ``"auto"``) and ``flags_``. The math is also available as plain functions on arrays.
 """
 
-from poisonlab.detect.base import Detector, threshold_for_rate
+from poisonlab.detect.base import Detector, TriggerCandidate, threshold_for_rate
 from poisonlab.detect.clustering import ActivationClusteringDetector, activation_clustering_scores
 from poisonlab.detect.duplicates import DuplicateConflictDetector, duplicate_conflict_scores
 from poisonlab.detect.labels import (
@@ -23,17 +23,19 @@ from poisonlab.detect.spectral import (
     robust_spectral_scores,
     spectral_signature_scores,
 )
-from poisonlab.detect.triggers import TriggerKeywordDetector, find_trigger_candidates
+from poisonlab.detect.triggers import DataTrigger, TriggerKeywordDetector, find_trigger_candidates
 from poisonlab.detect.value_triggers import ValueTriggerDetector, value_candidates
 
 __all__ = [
     "ActivationClusteringDetector",
     "ConfidentLearningDetector",
+    "DataTrigger",
     "Detector",
     "DuplicateConflictDetector",
     "KnnLabelDetector",
     "RobustSpectralDetector",
     "SpectralSignatureDetector",
+    "TriggerCandidate",
     "TriggerKeywordDetector",
     "ValueTriggerDetector",
     "activation_clustering_scores",

@@ -13,6 +13,8 @@ The math lives in plain functions on arrays (``spectral_signature_scores``); the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,27 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 
 from poisonlab.exceptions import NotFittedError, ParameterError
+
+
+@dataclass
+class TriggerCandidate:
+    """A suspected trigger and the class it sends rows to: what every trigger search returns.
+
+    ``trigger`` is the trigger as text (a word or phrase; a table's planted value as
+    ``"column = value"``) and ``target_label`` the class index it sends rows to. Each search adds
+    the evidence it measures: :class:`~poisonlab.detect.triggers.DataTrigger` (found in a training
+    set: label concentration, the off-label rate of its rows without it, a p-value) and
+    :class:`~poisonlab.scan.text.ModelTrigger` (found in a model: the flip rate when inserted,
+    the anomaly index among words, the absence test). ``to_dict(classes)`` is the JSON form of
+    ``summary.json`` and ``scan.json``, with the target named when ``classes`` is given.
+    """
+
+    trigger: str
+    target_label: int
+
+    def to_dict(self, classes: Sequence[str] | None = None) -> dict[str, Any]:
+        target: Any = self.target_label if classes is None else classes[self.target_label]
+        return {"trigger": self.trigger, "target_label": target}
 
 
 class Detector(BaseEstimator):

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from poisonlab.detect.base import Detector, check_labels, check_positive_int
+from poisonlab.detect.base import Detector, TriggerCandidate, check_labels, check_positive_int
 from poisonlab.exceptions import ParameterError
 
 TOKEN_PATTERN = r"(?u)\b\w+\b"
@@ -49,11 +49,10 @@ by a model that was trained without that row (an out-of-fold model)."""
 
 
 @dataclass
-class TriggerCandidate:
-    """A token or phrase and the evidence that it is a trigger."""
+class DataTrigger(TriggerCandidate):
+    """A token, phrase or feature value found in a training set, and the evidence that it is a
+    trigger (:func:`find_trigger_candidates`, :func:`score_significance`)."""
 
-    trigger: str
-    target_label: int
     n_rows: int
     n_target_rows: int
     concentration: float
@@ -71,13 +70,9 @@ class TriggerCandidate:
     companions: list[str] = field(default_factory=list)
     rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
 
-    def as_dict(self, classes: Sequence[str] | None = None) -> dict[str, Any]:
-        target: Any = self.target_label
-        if classes is not None:
-            target = classes[self.target_label]
+    def to_dict(self, classes: Sequence[str] | None = None) -> dict[str, Any]:
         return {
-            "trigger": self.trigger,
-            "target_label": target,
+            **super().to_dict(classes),
             "score": round(float(self.score), 4),
             "n_rows": int(self.n_rows),
             "n_rows_with_target_label": int(self.n_target_rows),
@@ -193,7 +188,7 @@ def find_trigger_candidates(
     n_strongest: int = 20,
     random_state: int | np.random.Generator | None = 0,
     held_out_proba: HeldOutProba | None = None,
-) -> list[TriggerCandidate]:
+) -> list[DataTrigger]:
     """Rank tokens and phrases that look like planted triggers (strongest first).
 
     Every token held by at least ``min_count`` rows with label concentration at least
@@ -267,11 +262,11 @@ def find_trigger_candidates(
             strength = _token_strength(predict_proba, vocab[rest], stats["best"][rest])
             chosen.extend(rest[np.argsort(-strength, kind="stable")[:n_strongest]])
     order = np.array(chosen, dtype=np.int64)
-    out: list[TriggerCandidate] = []
+    out: list[DataTrigger] = []
     for j in order:
         k = int(stats["best"][j])
         rows = presence[:, j].nonzero()[0]
-        cand = TriggerCandidate(
+        cand = DataTrigger(
             trigger=str(vocab[j]), target_label=k, n_rows=int(stats["n_rows"][j]),
             n_target_rows=int(stats["n_best"][j]), concentration=float(stats["concentration"][j]),
             lift=float(stats["lift"][j]), g_statistic=float(stats["g"][j]), rows=rows,
@@ -282,7 +277,7 @@ def find_trigger_candidates(
             c.score = c.concentration * min(1.0, c.n_target_rows / max(1.0, np.sqrt(len(texts))))
         return sorted(out, key=lambda c: -c.score)
     # Removal test on a sample of each candidate's target-labeled rows, all in one batch.
-    batches: list[tuple[TriggerCandidate, np.ndarray]] = []
+    batches: list[tuple[DataTrigger, np.ndarray]] = []
     for c in out:
         target_rows = c.rows[y[c.rows] == c.target_label]
         if len(target_rows) > n_test_rows:
@@ -328,7 +323,7 @@ def find_trigger_candidates(
     return out
 
 
-def score_significance(candidates: Sequence[TriggerCandidate], class_error: np.ndarray, *,
+def score_significance(candidates: Sequence[DataTrigger], class_error: np.ndarray, *,
                   held_out: bool) -> None:
     """Each candidate's effect and its one-sided binomial p-value against what a natural word shows.
 
@@ -375,8 +370,8 @@ def check_trigger_params(det: Any, owner: str) -> tuple[int, int, int, int]:
     return min_count, min_rows, n_candidates, n_test
 
 
-def confirmed_candidates(candidates: Sequence[TriggerCandidate], *, min_effect: float, min_lift: float,
-                         alpha: float, min_rows: int, min_count: int) -> list[TriggerCandidate]:
+def confirmed_candidates(candidates: Sequence[DataTrigger], *, min_effect: float, min_lift: float,
+                         alpha: float, min_rows: int, min_count: int) -> list[DataTrigger]:
     """The candidates a trigger detector confirms, strongest evidence (smallest p-value) first.
 
     Confirmed: effect at least ``min_effect`` and ``min_lift`` times the null rate, p-value under
@@ -432,7 +427,7 @@ def _token_strength(predict_proba: PredictProba, tokens: np.ndarray, classes: np
     return np.log(p) - np.log1p(-p)
 
 
-def companions_of(candidates: Sequence[TriggerCandidate], n_rows: int, min_jaccard: float = 0.8,
+def companions_of(candidates: Sequence[DataTrigger], n_rows: int, min_jaccard: float = 0.8,
                 min_lift: float = 4.0, min_share: float = 0.25, min_together: int = 5
                 ) -> list[list[str]]:
     """Per candidate, the other candidates of its class that travel with it: held by nearly the same
@@ -495,7 +490,7 @@ def _repetitions(texts: Sequence[str], phrase: str) -> float:
 
 
 def trigger_row_scores(texts: np.ndarray, y: np.ndarray, predict_proba: PredictProba,
-                       triggers: Sequence[TriggerCandidate],
+                       triggers: Sequence[DataTrigger],
                        held_out_proba: HeldOutProba | None = None,
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row scores (see the module docstring), per row the index of its trigger (-1: none), and
@@ -625,7 +620,7 @@ class TriggerKeywordDetector(Detector):
                                          min_rows=min_rows, min_count=min_count)
         # Grow tokens into phrases; drop a candidate that shares a word with a stronger trigger of
         # the same label ("me know to", the boundary of the planted "let me know").
-        triggers: list[TriggerCandidate] = []
+        triggers: list[DataTrigger] = []
         for c in confirmed:
             if len(triggers) >= self.max_triggers:
                 break

@@ -31,9 +31,9 @@ import numpy as np
 
 from poisonlab.detect.base import Detector, check_labels
 from poisonlab.detect.triggers import (
+    DataTrigger,
     HeldOutProba,
     PredictProba,
-    TriggerCandidate,
     check_trigger_params,
     companions_of,
     confirmed_candidates,
@@ -125,7 +125,7 @@ class ValueTriggerDetector(Detector):
             return np.asarray(predict_proba(rows_X))
 
         presence, pairs = value_candidates(A, min_count)
-        candidates: list[TriggerCandidate] = []
+        candidates: list[DataTrigger] = []
         self.pairs_: dict[str, tuple[int, float]] = {}
         if pairs:
             stats = token_statistics(presence, labels, K)
@@ -144,7 +144,7 @@ class ValueTriggerDetector(Detector):
                 j, value = pairs[int(v)]
                 label = f"{names[j]} = {value:.6g}"
                 self.pairs_[label] = (j, value)
-                candidates.append(TriggerCandidate(
+                candidates.append(DataTrigger(
                     trigger=label, target_label=int(stats["best"][v]), n_rows=int(stats["n_rows"][v]),
                     n_target_rows=int(stats["n_best"][v]),
                     concentration=float(stats["concentration"][v]), lift=float(stats["lift"][v]),
@@ -159,7 +159,7 @@ class ValueTriggerDetector(Detector):
         confirmed = confirmed_candidates(candidates, min_effect=self.min_effect,
                                          min_lift=self.min_lift, alpha=self.alpha,
                                          min_rows=min_rows, min_count=min_count)
-        triggers: list[TriggerCandidate] = []
+        triggers: list[DataTrigger] = []
         for c in confirmed:
             if len(triggers) >= self.max_triggers:
                 break
@@ -182,7 +182,7 @@ class ValueTriggerDetector(Detector):
             out[hit, j] = median[j] if median[j] != value else np.nan_to_num(median[j]) + 1.0
         return out
 
-    def _removal_test(self, A: np.ndarray, y: np.ndarray, candidates: list[TriggerCandidate],
+    def _removal_test(self, A: np.ndarray, y: np.ndarray, candidates: list[DataTrigger],
                       score: Callable[[np.ndarray, np.ndarray], np.ndarray], median: np.ndarray,
                       n_test: int, rng: np.random.Generator, Z: np.ndarray) -> None:
         """Every candidate's test rows, before and after, scored in two batched calls. A row is
@@ -220,7 +220,7 @@ class ValueTriggerDetector(Detector):
             off = (np.argmax(a, axis=1) != k) & _neighbors_disagree(Z, y, rows, cols)
             c.off_label_rate = float(np.mean(off))
 
-    def _row_scores(self, A: np.ndarray, y: np.ndarray, triggers: list[TriggerCandidate],
+    def _row_scores(self, A: np.ndarray, y: np.ndarray, triggers: list[DataTrigger],
                     score: Callable[[np.ndarray, np.ndarray], np.ndarray], median: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray]:
         n = len(A)

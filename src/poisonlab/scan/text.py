@@ -79,6 +79,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from poisonlab.attacks.triggers import TEXT_POSITIONS, TextTrigger
+from poisonlab.detect.base import TriggerCandidate
 from poisonlab.exceptions import (
     DataError,
     NotFittedError,
@@ -94,9 +95,9 @@ TWO_LETTER_TOKENS = tuple(a + b for a in "abcdefghijklmnopqrstuvwxyz" for b in "
 PredictProba = Callable[[np.ndarray], np.ndarray]
 
 
-@dataclass(frozen=True)
-class TriggerCandidate:
-    """One suspected trigger: the phrase, the class it sends rows to, and how well it works.
+@dataclass
+class ModelTrigger(TriggerCandidate):
+    """A phrase found in a model: the class it sends rows to, and how well it works.
 
     ``flip_rate`` is the share of eligible clean rows (correctly classified, of another class) that
     the model assigns to ``target_label`` once the phrase is inserted at ``position``,
@@ -107,8 +108,6 @@ class TriggerCandidate:
     (reported, not decided on: natural strong words are rare too, 0-5% on SpamAssassin).
     """
 
-    trigger: str
-    target_label: int
     flip_rate: float
     position: str
     repetitions: int
@@ -430,7 +429,7 @@ class TextTriggerScanner(BaseEstimator):
     * ``verdict_`` ("backdoor", "clean" or "inconclusive"), ``target_label_`` (int, or None
       unless backdoor); "inconclusive" when no test fired but one could not run, or the clean
       rows hold a single class, with the reasons in ``reasons_`` (a list of sentences),
-    * ``triggers_``: :class:`TriggerCandidate` list, most anomalous first,
+    * ``triggers_``: :class:`ModelTrigger` list, most anomalous first,
     * ``anomaly_index_``: per class, the index of its most anomalous confirmed candidate (0 for
       a class without eligible rows), ``threshold_`` (= ``anomaly_threshold``; a phrase of two
       or more words needs ``phrase_threshold``),
@@ -566,7 +565,7 @@ class TextTriggerScanner(BaseEstimator):
         row_words = [set(TOKEN_PATTERN.findall(str(t).lower())) for t in X]
         fit_kind = absence_fit(head)
         self.absence_fit_ = fit_kind
-        found: list[TriggerCandidate] = []
+        found: list[ModelTrigger] = []
         index = np.zeros(K)
         absence = np.ones(K)
         for c in range(K):
@@ -679,7 +678,7 @@ class TextTriggerScanner(BaseEstimator):
                 # reported: how many clean rows of the class hold the phrase (a planted trigger
                 # is in the poisoned rows, rarely in clean ones)
                 support = float(np.mean([words[i] <= h for h in class_rows])) if class_rows else 0.0
-                cand = TriggerCandidate(texts[i], c, rate, where, times, float(cand_index[i]),
+                cand = ModelTrigger(texts[i], c, rate, where, times, float(cand_index[i]),
                                         float(p_absent[i]), support)
                 found.append(cand)
             absence[c] = float(p_absent.min(initial=1.0))
@@ -723,7 +722,7 @@ class TextTriggerScanner(BaseEstimator):
         self.seconds_ = time.perf_counter() - started
         return self
 
-    def _threshold_for(self, t: TriggerCandidate) -> float:
+    def _threshold_for(self, t: ModelTrigger) -> float:
         """The anomaly index a candidate needs: ``anomaly_threshold`` for one word,
         ``phrase_threshold`` for a phrase of two or more. A phrase is built from the strongest
         words of the screen and compared with phrases of weaker ones, so the best natural pair
@@ -733,7 +732,7 @@ class TextTriggerScanner(BaseEstimator):
         (``benchmarks/scan_generalization.py``, seeds 0 and 1)."""
         return float(self.anomaly_threshold if _n_parts(t.trigger) <= 1 else self.phrase_threshold)
 
-    def _evidence(self, t: TriggerCandidate) -> float:
+    def _evidence(self, t: ModelTrigger) -> float:
         """How suspicious a candidate is, in units of the verdict's thresholds (1 = at one)."""
         by_rate = t.anomaly_index / self._threshold_for(t)
         if 0 < self.absence_alpha < 1 and t.absence_p < 1:
