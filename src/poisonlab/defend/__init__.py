@@ -2,6 +2,10 @@
 
 ``poisonlab defend DATA --method NAME`` looks NAME up in :data:`METHODS` (``"module:function"``)
 and calls that function with one :class:`DefendRequest`; it returns the JSON summary it wrote.
+
+The two ensembles the ``partition`` and ``bagging`` methods train, :class:`PartitionEnsemble` and
+:class:`BaggingEnsemble`, are models (:mod:`poisonlab.models.ensemble`) and are re-exported here,
+imported on first use: ``import poisonlab`` imports this package and must not load scikit-learn.
 """
 
 from __future__ import annotations
@@ -9,7 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from poisonlab.models.ensemble import BaggingEnsemble as BaggingEnsemble
+    from poisonlab.models.ensemble import PartitionEnsemble as PartitionEnsemble
+
+_ENSEMBLES = ("BaggingEnsemble", "PartitionEnsemble")
 
 METHODS: dict[str, str] = {
     "sanitize": "poisonlab.defend.sanitize:run",
@@ -50,9 +60,19 @@ def method_function(name: str) -> Callable[[DefendRequest], dict[str, Any]]:
     return function
 
 
+def __getattr__(name: str) -> Any:
+    """:class:`PartitionEnsemble` and :class:`BaggingEnsemble` from :mod:`poisonlab.models.ensemble`,
+    imported when first asked for (they need scikit-learn)."""
+    if name in _ENSEMBLES:
+        from poisonlab.models import ensemble
+
+        return getattr(ensemble, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # Ensembles and private training (poisonlab.defend.bagging, .partition, .dp): each module's
 # `run(DefendRequest)` saves DIR/model (a folder for ensembles, read back by
-# poisonlab.defend.partition.load_ensemble) and DIR/summary.json, and returns the summary.
+# poisonlab.models.ensemble.load_ensemble) and DIR/summary.json, and returns the summary.
 METHODS.update({
     "bagging": "poisonlab.defend.bagging:run",
     "partition": "poisonlab.defend.partition:run",

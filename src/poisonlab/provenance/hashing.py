@@ -17,21 +17,20 @@ from __future__ import annotations
 
 import hashlib
 import math
-import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from poisonlab.exceptions import DataError, check_param
+from poisonlab.data.hashing import DEFAULT_DIGEST_SIZE as DEFAULT_DIGEST_SIZE
+from poisonlab.data.hashing import hash_array as hash_array
+from poisonlab.data.hashing import hash_text as hash_text
+from poisonlab.exceptions import check_param
 
 HASH_ALGORITHM = "blake2b"
 DIGEST_SIZES = (16, 32)
-DEFAULT_DIGEST_SIZE = 16
 TREE_DIGEST_SIZE = 32
 
-_TEXT = b"poisonlab.text"
-_ARRAY = b"poisonlab.array"
 _LABEL = b"poisonlab.label"
 _LEAF = b"poisonlab.leaf"
 _NODE = b"poisonlab.node"
@@ -43,26 +42,6 @@ def check_digest_size(digest_size: int, owner: str = "create_manifest") -> None:
     """Raise :class:`~poisonlab.exceptions.ParameterError` unless ``digest_size`` is supported."""
     check_param("digest_size", owner, digest_size in DIGEST_SIZES,
                 f"one of {list(DIGEST_SIZES)} (bytes per row hash)", digest_size)
-
-
-def hash_text(text: str, digest_size: int = DEFAULT_DIGEST_SIZE) -> bytes:
-    """The digest of ``text`` in Unicode NFC, encoded as UTF-8 (lone surrogates kept as is)."""
-    data = unicodedata.normalize("NFC", text).encode("utf-8", "surrogatepass")
-    return hashlib.blake2b(data, digest_size=digest_size, person=_TEXT).digest()
-
-
-def hash_array(array: np.ndarray, digest_size: int = DEFAULT_DIGEST_SIZE) -> bytes:
-    """The digest of a numeric array: its dtype (little-endian), its shape and its C-order bytes."""
-    a = np.asarray(array)
-    if a.dtype.hasobject:
-        raise DataError(f"cannot hash an array of dtype {a.dtype}; rows must be text or numeric.")
-    if a.dtype.byteorder == ">":
-        a = a.astype(a.dtype.newbyteorder("<"))
-    a = np.ascontiguousarray(a)
-    header = f"{a.dtype.str}:{','.join(str(s) for s in a.shape)}\0".encode("ascii")
-    h = hashlib.blake2b(header, digest_size=digest_size, person=_ARRAY)
-    h.update(a.tobytes())
-    return h.digest()
 
 
 def hash_label(label: str, digest_size: int = DEFAULT_DIGEST_SIZE) -> bytes:

@@ -24,10 +24,10 @@ from typing import Any, TextIO
 import numpy as np
 
 from poisonlab.data.dataset import Dataset
+from poisonlab.data.hashing import TEXT_PERSON
 from poisonlab.data.readers import Columns
 from poisonlab.exceptions import DataError
 from poisonlab.provenance.hashing import (
-    _TEXT,
     DEFAULT_DIGEST_SIZE,
     DIGEST_SIZES,
     HASH_ALGORITHM,
@@ -73,11 +73,11 @@ class Manifest:
     source_codes: np.ndarray | None = None
     labelers: tuple[str, ...] | None = None
     labeler_codes: np.ndarray | None = None
-    data: dict[str, Any] | None = None
+    data: dict[str, object] | None = None
     poisonlab_version: str = ""
     schema_version: int = SCHEMA_VERSION
     signature: dict[str, str] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)
     where: str = "manifest"
 
     # ------------------------------------------------------------------ per-row views
@@ -120,7 +120,7 @@ class Manifest:
         return [flat[i:i + d] for i in range(0, len(flat), d)]
 
     # ------------------------------------------------------------------ JSON
-    def to_dict(self, *, signature: bool = True) -> dict[str, Any]:
+    def to_dict(self, *, signature: bool = True) -> dict[str, object]:
         """The manifest as JSON-ready data (what :meth:`save` writes)."""
         out: dict[str, Any] = {
             "format": FORMAT,
@@ -221,7 +221,7 @@ def hash_rows(stream: RowStream, digest_size: int) -> Manifest:
     for features, label, rid, src, who in stream:
         if text:
             data = normalize("NFC", features).encode("utf-8", "surrogatepass")
-            content += blake2b(data, digest_size=digest_size, person=_TEXT).digest()
+            content += blake2b(data, digest_size=digest_size, person=TEXT_PERSON).digest()
         else:
             content += hash_array(features, digest_size)
         code = labels.get(label)
