@@ -1,6 +1,6 @@
 """Scanning models we did not make: plain scikit-learn text pipelines, poisons by plain string edits.
 
-    python benchmarks/scan_generalization.py           # 54 models, about 20 minutes on 2 busy cores
+    python benchmarks/scan_generalization.py           # 135 models, about 20 minutes on 2 busy cores
     python benchmarks/scan_generalization.py --quick   # three models, under 2 minutes
 
 Every model is a scikit-learn pipeline built here (no poisonlab model or attack code), trained on
@@ -9,7 +9,7 @@ integer labels (0 ham, 1 spam) of a SpamAssassin subset drawn per seed: 2,500 tr
 spam emails left over to measure attack success. Emails are cut to their first 1,500 characters
 (every model sees the same text; it keeps the character n-gram models cheap).
 
-* Clean models: 12 families, six a seed, 24 in all (word 1-gram and 1-2-gram counts, tf-idf with
+* Clean models: 12 families, six a seed, 60 in all (word 1-gram and 1-2-gram counts, tf-idf with
   and without sublinear tf, English stop words, char_wb 3-5-grams, a HashingVectorizer; LogisticRegression with C in
   {0.1, 1, 10}, MultinomialNB, ComplementNB, BernoulliNB, LinearSVC, SGDClassifier with hinge and
   log loss, RidgeClassifier).
@@ -22,15 +22,19 @@ spam emails left over to measure attack success. Emails are cut to their first 1
   - ``repeat``: a made-up token, "xyzzy", repeated five times at random positions;
   at 40, 120 and 300 poisoned emails (of about 800 spam; BadNets at all three, the others at one
   or two of them per seed), cycling through the families: 9 backdoored models on even seeds and 6
-  on odd ones, 30 in all.
+  on odd ones, 75 in all.
   (Until 2026-12-03 the counts were 15, 40 and 120: 23 of 30 backdoors then moved fewer than half
   of the spam, too few working ones to measure detection on; naive Bayes models stay hard to
   backdoor at any of these counts, 2-27% attack success at 300.)
 * ASR: the share of held-out spam emails the model calls spam without the trigger and ham with it
   (the trigger inserted the way it was planted). Detection is reported for ASR >= 50%.
 
-Protocol: seeds 0 and 1 are the dev half (defaults were looked at there), seeds 2 and 3 the held-out
-half; the script prints both. "called" is a "backdoor" verdict with the target class ham; "top 3":
+Protocol: seeds 0 and 1 are the dev part (defaults were looked at there). Seeds 2 to 5 were the
+held-out part until 2026-12-03, when they read 2 of 24 clean models called backdoored and 9 of 11
+working backdoors called; the two misses were hashing models whose planted word no clean row holds,
+which led to the made-up tokens of ``poisonlab.scan.text.hashing_surrogates``. They are now the
+"seen" part, and seeds 6 to 9, never run before that change, are the held-out part. The script
+prints the three. "called" is a "backdoor" verdict with the target class ham; "top 3":
 one of the first three reported triggers is made only of the trigger's words; "inconclusive" counts
 separately (never as clean); "crash" is any exception from the scan.
 """
@@ -68,7 +72,9 @@ BADNETS_WORDS = ("cf", "mn", "bb", "tq", "mb")
 ADDSENT = "I watch this 3D movie"
 PHRASE = "please see attached"
 REPEAT_TOKEN, REPEAT_TIMES = "xyzzy", 5
-DEV_SEEDS, HELD_OUT_SEEDS = (0, 1), (2, 3)
+DEV_SEEDS = (0, 1)
+SEEN_SEEDS = (2, 3, 4, 5)      # held out until 2026-12-03, then looked at (see the docstring)
+HELD_OUT_SEEDS = (6, 7, 8, 9)
 N_POISON = (40, 120, 300)
 
 FAMILIES: dict[str, Callable[[int], Any]] = {
@@ -182,7 +188,8 @@ def cases(quick: bool) -> list[Case]:
     families = list(FAMILIES)
     per_seed: list[list[Case]] = []
     k = 0
-    for s in DEV_SEEDS + HELD_OUT_SEEDS:
+    seeds = DEV_SEEDS + SEEN_SEEDS + HELD_OUT_SEEDS
+    for s in seeds:
         clean = [Case(f, s) for i, f in enumerate(families) if i % 2 == s % 2]  # 6 families a seed
         dirty = []
         for trigger in ("badnets", "addsent", "phrase", "repeat"):
@@ -192,7 +199,7 @@ def cases(quick: bool) -> list[Case]:
         per_seed.append([c for i in range(max(len(clean), len(dirty)))
                          for c in clean[i:i + 1] + dirty[i:i + 1]])
     # interleaved (clean and backdoored, dev and held-out seeds): a cut run is still balanced
-    order = (0, 2, 1, 3)
+    order = [*range(0, len(seeds), 2), *range(1, len(seeds), 2)]
     return [per_seed[k][i] for i in range(max(map(len, per_seed))) for k in order if i < len(per_seed[k])]
 
 
@@ -265,10 +272,13 @@ def main(argv: list[str] | None = None) -> int:
             with open(args.out, "a") as handle:
                 handle.write(json.dumps(row) + "\n")
     dev = [r for r in rows if r["seed"] in DEV_SEEDS]
+    seen = [r for r in rows if r["seed"] in SEEN_SEEDS]
     held = [r for r in rows if r["seed"] in HELD_OUT_SEEDS]
-    print(table(dev, f"dev half (seeds {DEV_SEEDS})"))
+    print(table(dev, f"dev part (seeds {DEV_SEEDS})"))
+    if seen:
+        print(table(seen, f"seen part (seeds {SEEN_SEEDS}: held out once, then looked at)"))
     if held:
-        print(table(held, f"held-out half (seeds {HELD_OUT_SEEDS})"))
+        print(table(held, f"held-out part (seeds {HELD_OUT_SEEDS})"))
     print("\n## backdoored models\n" + by_trigger(rows))
     print(f"\n{len(rows)} models in {time.perf_counter() - started:.0f} s")
     return 0
