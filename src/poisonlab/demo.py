@@ -139,7 +139,7 @@ def run_demo(
     target_label: str | None = None,
     target_asr: float = 0.9,
     progress: Progress | None = None,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """Run the demo and return its results (the content of ``results.json``)."""
     say = progress or (lambda _msg: None)
     started = time.perf_counter()

@@ -17,7 +17,6 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from poisonlab.exceptions import DataError
 
@@ -31,7 +30,7 @@ _STAGED: contextvars.ContextVar[tuple[tuple[Path, Path], ...]] = contextvars.Con
     "poisonlab_staged", default=())
 
 
-def to_jsonable(value: Any) -> Any:
+def to_jsonable(value: object) -> object:
     """``json.dumps``'s ``default``: numpy scalars and arrays, and paths, as plain JSON values."""
     import numpy as np
 
@@ -48,12 +47,12 @@ def to_jsonable(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def dumps(obj: Any) -> str:
+def dumps(obj: object) -> str:
     """``obj`` as indented JSON."""
     return json.dumps(obj, indent=2, default=to_jsonable)
 
 
-def write_json(path: Path, obj: Any) -> None:
+def write_json(path: Path, obj: object) -> None:
     """Write ``obj`` as JSON to ``path`` through a temporary sibling, so the file is whole or absent."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
@@ -72,7 +71,7 @@ def formula_safe(cell: str) -> str:
     return "'" + cell if cell.startswith(FORMULA_CHARS) else cell
 
 
-def write_csv_for_people(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]], *,
+def write_csv_for_people(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]], *,
                          text_columns: Iterable[str]) -> Path:
     """Write a CSV meant to be opened by a person, through a temporary sibling.
 
@@ -92,7 +91,7 @@ def write_csv_for_people(path: Path, header: Sequence[str], rows: Iterable[Seque
             writer = csv.writer(handle)
             writer.writerow(header)
             for row in rows:
-                cells = []
+                cells: list[object] = []
                 for value, text in zip(row, escape, strict=True):
                     if isinstance(value, (bool, np.bool_)):
                         cells.append("true" if value else "false")

@@ -5,31 +5,39 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from poisonlab.api import results
-from poisonlab.api.inputs import as_dataset, read_training_data
+from poisonlab.api.inputs import DataLike, as_dataset, read_training_data
 from poisonlab.data import Columns, Dataset
 from poisonlab.exceptions import DataError, ModelError, ParameterError
 
+if TYPE_CHECKING:
+    from poisonlab.attacks import PoisonedDataset
+    from poisonlab.audit import AuditResult
+    from poisonlab.data.types import LabelsLike
+    from poisonlab.models.protocols import ModelLike
+
 
 def audit(
-    X: Any,
-    y: Any = None,
+    X: DataLike | PoisonedDataset,
+    y: LabelsLike | None = None,
     *,
-    model: Any = None,
-    classes: Any = None,
+    model: ModelLike | None = None,
+    classes: Sequence[str] | None = None,
     columns: Columns | None = None,
     representation: str = "auto",
     detectors: tuple[str, ...] | None = None,
     n_folds: int | None = None,
     random_state: int = 0,
-    progress: Any = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    # Any: TorchClassifier's keyword options, each of its own type (as resolve_model's **params)
     torch_params: dict[str, Any] | None = None,
-) -> Any:
+) -> AuditResult:
     """Rank the training rows that look planted or mislabeled, with reasons and triggers.
 
     Parameters
@@ -83,17 +91,17 @@ def audit(
 
 
 def scan(
-    model: Any,
-    X: Any,
-    y: Any = None,
+    model: ModelLike | Path,
+    X: DataLike,
+    y: LabelsLike | None = None,
     *,
-    classes: Any = None,
+    classes: Sequence[str] | None = None,
     class_map: str | dict[str, str] | None = None,
     columns: Columns | None = None,
     max_rows: int | None = None,
     random_state: int | None = 0,
     trust_pickle: bool = False,
-    progress: Any = None,
+    progress: Callable[[str], None] | None = None,
 ) -> results.ScanResult:
     """Scan a trained model for a backdoor and its trigger, with clean labelled rows.
 
@@ -146,7 +154,8 @@ def scan(
     if labelled:
         data = as_dataset(X, y, columns=columns)
     else:  # texts alone: placeholder labels, replaced by the model's predictions in the scan
-        data = as_dataset(X, ["unlabelled"] * len(X), columns=columns)
+        # X is a list, tuple or array here (what `labelled` tested), which mypy cannot follow
+        data = as_dataset(X, ["unlabelled"] * len(X), columns=columns)  # type: ignore[arg-type]
     adapter, model_classes, model_name = _trained(model, data.X, classes, trust_pickle, "scan")
     report = scan_model(adapter, model_classes or data.classes, data, max_rows=max_rows,
                         random_state=random_state, where=model_name, progress=progress,
@@ -156,19 +165,19 @@ def scan(
 
 
 def check(
-    model: Any,
-    X: Any,
+    model: ModelLike | Path,
+    X: DataLike,
     *,
-    calibrate: Any,
-    classes: Any = None,
+    calibrate: DataLike,
+    classes: Sequence[str] | None = None,
     columns: Columns | None = None,
     false_rejection_rate: float = 0.01,
     n_perturbations: int = 128,
-    triggers: Any = None,
+    triggers: results.ScanResult | Sequence[str] | None = None,
     window: bool = True,
     random_state: int | None = 0,
     trust_pickle: bool = False,
-    progress: Any = None,
+    progress: Callable[[str], None] | None = None,
 ) -> results.CheckResult:
     """Check live inputs for triggers (STRIP), calibrated on clean inputs.
 
@@ -236,19 +245,19 @@ def check(
 
 
 def defend(
-    X: Any,
-    y: Any = None,
+    X: DataLike | PoisonedDataset,
+    y: LabelsLike | None = None,
     *,
     method: str = "sanitize",
-    model: Any = None,
-    classes: Any = None,
+    model: ModelLike | None = None,
+    classes: Sequence[str] | None = None,
     columns: Columns | None = None,
-    test: Any = None,
-    ground_truth: Any = None,
+    test: DataLike | None = None,
+    ground_truth: PoisonedDataset | None = None,
     random_state: int = 0,
     out: str | Path | None = None,
-    progress: Any = None,
-    **options: Any,
+    progress: Callable[[str, int, int], None] | None = None,
+    **options: object,
 ) -> results.DefendResult:
     """Defend a training set: sanitize and retrain, bagging, partition aggregation, or DP training.
 

@@ -3,22 +3,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
 from poisonlab.data import Columns, Dataset
 from poisonlab.data.arrays import MAX_DENSE_CELLS as MAX_DENSE_CELLS
 from poisonlab.data.arrays import dataset_from_arrays, features_from_array, is_dataframe
+from poisonlab.data.types import FeaturesLike, LabelsLike
 from poisonlab.exceptions import DataError
+
+if TYPE_CHECKING:
+    from poisonlab.attacks import PoisonedDataset
+
+DataLike: TypeAlias = Dataset | str | Path | FeaturesLike
+"""What :func:`as_dataset` reads: a Dataset, a path or corpus name, or rows in memory
+(:data:`poisonlab.data.FeaturesLike`)."""
 
 
 def as_dataset(
-    X: Any,
-    y: Any = None,
+    X: DataLike,
+    y: LabelsLike | None = None,
     *,
-    classes: Any = None,
+    classes: Sequence[str] | None = None,
     columns: Columns | None = None,
     labels: bool = True,
     name: str | None = None,
@@ -85,7 +94,7 @@ def as_dataset(
 
 
 def read_training_data(path: str | Path, columns: Columns | None = None, *,
-                       data_dir: str | Path | None = None) -> tuple[Dataset, Any]:
+                       data_dir: str | Path | None = None) -> tuple[Dataset, PoisonedDataset | None]:
     """A labelled dataset from a path or corpus name, read as ``poisonlab audit`` and ``defend``
     read theirs, and for a folder written by ``poisonlab attack`` its ground truth.
 

@@ -12,19 +12,27 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from poisonlab.files import saved_as_result_set
 from poisonlab.report.notebook import frame, html_table
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from poisonlab.data import Dataset
+    from poisonlab.detect_inputs.check import CheckReport
+    from poisonlab.models.protocols import Classifier
+    from poisonlab.scan.pipeline import ScanReport
+
 SCAN_FILES = ("scan.json", "report.html")
 CHECK_FILES = ("verdicts.csv", "summary.json")
 
 
 # ---------------------------------------------------------------------------------- writers
-def scan_document(report: Any, *, model: str, data: str, seed: int | None) -> dict[str, Any]:
+def scan_document(report: ScanReport, *, model: str, data: str, seed: int | None) -> dict[str, object]:
     """The ``scan.json`` document of ``poisonlab scan MODEL --data DATA --seed SEED``.
 
     References
@@ -35,7 +43,7 @@ def scan_document(report: Any, *, model: str, data: str, seed: int | None) -> di
     return {"model": model, "data": data, "seed": seed, **report.to_json()}
 
 
-def write_scan(report: Any, out_dir: str | Path, *, model: str, data: str,
+def write_scan(report: ScanReport, out_dir: str | Path, *, model: str, data: str,
                seed: int | None) -> dict[str, Path]:
     """Write ``scan.json`` and ``report.html`` for a :class:`~poisonlab.scan.pipeline.ScanReport`.
 
@@ -54,8 +62,8 @@ def write_scan(report: Any, out_dir: str | Path, *, model: str, data: str,
     return paths
 
 
-def check_summary(report: Any, classes: tuple[str, ...] | None, *, model: str, data: str,
-                  calibrate: str, seed: int | None) -> dict[str, Any]:
+def check_summary(report: CheckReport, classes: tuple[str, ...] | None, *, model: str, data: str,
+                  calibrate: str, seed: int | None) -> dict[str, object]:
     """The ``summary.json`` document of ``poisonlab check``.
 
     References
@@ -67,7 +75,7 @@ def check_summary(report: Any, classes: tuple[str, ...] | None, *, model: str, d
             **report.summary(classes)}
 
 
-def write_verdicts(path: str | Path, report: Any, classes: tuple[str, ...] | None) -> Path:
+def write_verdicts(path: str | Path, report: CheckReport, classes: tuple[str, ...] | None) -> Path:
     """Write ``verdicts.csv``: one row per checked input.
 
     Columns: row, id, score, flagged, predicted, n_perturbations, strip_flagged, trigger_match,
@@ -88,8 +96,9 @@ def write_verdicts(path: str | Path, report: Any, classes: tuple[str, ...] | Non
         for i in range(len(report.scores)):
             k = int(report.predictions[i])
             name = classes[k] if classes and k < len(classes) else str(k)
-            extra = [f"{report.window_scores[i]:.6f}", bool(report.window_flags[i])] \
-                if windowed else []
+            # both window arrays are set when `windowed` (checked above), which mypy cannot follow
+            extra = ([f"{report.window_scores[i]:.6f}", bool(report.window_flags[i])]  # type: ignore[index]
+                     if windowed else [])
             yield [i, report.ids[i], f"{report.scores[i]:.6f}", bool(report.flags[i]), name,
                    int(report.n_perturbations[i]), bool(report.strip_flags[i]),
                    bool(report.matched[i]), *extra]
@@ -97,7 +106,7 @@ def write_verdicts(path: str | Path, report: Any, classes: tuple[str, ...] | Non
     return write_csv_for_people(Path(path), header, rows(), text_columns=("id", "predicted"))
 
 
-def write_check(report: Any, out_dir: str | Path, classes: tuple[str, ...] | None, *, model: str,
+def write_check(report: CheckReport, out_dir: str | Path, classes: tuple[str, ...] | None, *, model: str,
                 data: str, calibrate: str, seed: int | None) -> dict[str, Path]:
     """Write ``verdicts.csv`` and ``summary.json`` for a
     :class:`~poisonlab.detect_inputs.check.CheckReport`.
@@ -118,6 +127,7 @@ def write_check(report: Any, out_dir: str | Path, classes: tuple[str, ...] | Non
     return paths
 
 
+# ``doc`` stays Any-valued: it is parsed JSON (json.loads), read key by key with defaults.
 def scan_trigger_phrases(doc: dict[str, Any]) -> list[str]:
     """The trigger phrases of a text scan's backdoor verdict (a ``scan.json`` document): the
     suspects towards the suspected class at or above the threshold, or called on absence.
@@ -173,8 +183,8 @@ class ScanResult:
        https://arxiv.org/abs/2205.06900
     """
 
-    report: Any
-    model: Any = field(repr=False)
+    report: ScanReport
+    model: Classifier = field(repr=False)
     model_name: str = "model"
     data_name: str = "data"
     seed: int | None = 0
@@ -188,7 +198,7 @@ class ScanResult:
         return self.report.target_class
 
     @property
-    def triggers(self) -> list[dict[str, Any]]:
+    def triggers(self) -> list[dict[str, object]]:
         return list(self.report.triggers)
 
     @property
@@ -199,7 +209,7 @@ class ScanResult:
     def threshold(self) -> float:
         return float(self.report.threshold)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         """The ``scan.json`` document."""
         return scan_document(self.report, model=self.model_name, data=self.data_name, seed=self.seed)
 
@@ -212,7 +222,7 @@ class ScanResult:
         """Text scans: the phrases a backdoor verdict rests on (for :func:`poisonlab.check`)."""
         return scan_trigger_phrases(json.loads(json.dumps(self.to_json(), default=str)))
 
-    def to_frame(self) -> Any:
+    def to_frame(self) -> pd.DataFrame:
         """One row per suspected trigger, most suspicious first."""
         keys = list(dict.fromkeys(k for t in self.report.triggers for k in t))
         return frame({k: [t.get(k) for t in self.report.triggers] for k in keys})
@@ -252,8 +262,8 @@ class CheckResult:
        ACSAC 2019. https://arxiv.org/abs/1902.06531
     """
 
-    report: Any
-    model: Any = field(repr=False)
+    report: CheckReport
+    model: Classifier = field(repr=False)
     classes: tuple[str, ...] | None = None
     model_name: str = "model"
     data_name: str = "data"
@@ -284,7 +294,7 @@ class CheckResult:
         return np.array([names[k] if names and k < len(names) else str(k)
                          for k in np.asarray(self.report.predictions, dtype=int)], dtype=object)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, object]:
         """The ``summary.json`` document."""
         return check_summary(self.report, self.classes, model=self.model_name, data=self.data_name,
                              calibrate=self.calibrate_name, seed=self.seed)
@@ -295,7 +305,7 @@ class CheckResult:
             self.report, tmp, self.classes, model=self.model_name, data=self.data_name,
             calibrate=self.calibrate_name, seed=self.seed))
 
-    def to_frame(self) -> Any:
+    def to_frame(self) -> pd.DataFrame:
         """One row per checked input, in input order."""
         r = self.report
         cols: dict[str, Any] = {"id": self.ids, "score": self.scores, "flagged": self.flags,
@@ -352,12 +362,12 @@ class DefendResult:
     """
 
     method: str
-    summary: dict[str, Any]
+    summary: dict[str, object]
     files: dict[str, bytes] = field(repr=False)
     written_to: str = field(repr=False, default="")
-    model: Any = field(repr=False, default=None)
+    model: Classifier | None = field(repr=False, default=None)
     flags: np.ndarray | None = field(repr=False, default=None)
-    dataset: Any = field(repr=False, default=None)
+    dataset: Dataset | None = field(repr=False, default=None)
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """Write the defense's files into ``out_dir``, as ``poisonlab defend --out`` does."""
@@ -377,7 +387,7 @@ class DefendResult:
 
         return saved_as_result_set(out, "defend", write)
 
-    def to_frame(self) -> Any:
+    def to_frame(self) -> pd.DataFrame:
         """One row per training row: id, label and whether the defense flagged it."""
         if self.dataset is None or self.flags is None:
             raise ValueError(f"The {self.method} defense flags no training rows; see .summary.")

@@ -11,7 +11,7 @@ import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -24,6 +24,9 @@ try:  # typer >= 0.26 carries its own copy of click
     from typer.main import get_current_context  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - older typer uses click itself
     from click import get_current_context  # type: ignore[no-redef]
+
+if TYPE_CHECKING:
+    from poisonlab.data import Columns
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -150,7 +153,7 @@ def _as_flags(message: str) -> str:
 
 def columns_from(text_col: str | None, label_col: str | None, feature_cols: str | None,
                  id_col: str | None = None, source_col: str | None = None,
-                 labeler_col: str | None = None) -> Any:
+                 labeler_col: str | None = None) -> Columns:
     from poisonlab.data import Columns
 
     for flag, value in (("--text-col", text_col), ("--label-col", label_col), ("--id-col", id_col),
@@ -163,7 +166,7 @@ def columns_from(text_col: str | None, label_col: str | None, feature_cols: str 
                    labeler=labeler_col)
 
 
-def emit_json(obj: Any) -> None:
+def emit_json(obj: object) -> None:
     sys.stdout.write(dumps(obj) + "\n")
 
 

@@ -8,7 +8,7 @@ import json
 import math
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -19,6 +19,14 @@ from poisonlab.cli.common import (
 )
 from poisonlab.exceptions import ParameterError
 from poisonlab.models import SPEC_TABLE
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from poisonlab.attacks import PoisonedDataset
+    from poisonlab.data import Dataset
+    from poisonlab.models.io import SavedModel
+    from poisonlab.models.protocols import ModelLike
 
 MODEL_OPTION = typer.Option(
     None, "--model",
@@ -40,7 +48,7 @@ TRUST_PICKLE_OPTION = typer.Option(
 
 def load_training_data(data: str, text_col: str | None, label_col: str | None, feature_cols: str | None,
           id_col: str | None, source_col: str | None, labeler_col: str | None,
-          data_dir: Path | None) -> tuple[Any, Any]:
+          data_dir: Path | None) -> tuple[Dataset, PoisonedDataset | None]:
     """The dataset and, for a folder written by ``poisonlab attack``, its ground truth."""
     from poisonlab.data import load_dataset
 
@@ -87,7 +95,7 @@ def header_of(path: Path) -> set[str]:
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     return {h.strip().lstrip("\ufeff") for h in next(csv.reader([first], delimiter=delimiter), [])}
 
-def model_option(spec: str | None, kind: str, trust_pickle: bool = False) -> Any:
+def model_option(spec: str | None, kind: str, trust_pickle: bool = False) -> ModelLike | None:
     """A spec name checked against the data kind, or an unfitted copy of a saved model."""
     if spec is None:
         return None
@@ -118,14 +126,14 @@ class Steps:
         self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
                                  TimeElapsedColumn(), console=console, transient=True,
                                  disable=disable or not console.is_terminal)
-        self.task: Any = None
+        self.task: Any = None  # rich's TaskID once __enter__ has added the task
 
     def __enter__(self) -> Steps:
         self.progress.__enter__()
         self.task = self.progress.add_task("loading", total=None)
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: Any) -> None:  # Any: passed on as they came to rich's __exit__
         self.progress.__exit__(*exc)
 
     def __call__(self, step: str, done: int, total: int) -> None:
@@ -148,11 +156,11 @@ def ints(value: str | None, flag: str) -> list[int] | None:
         raise ParameterError(f"{flag} must be whole numbers separated by commas. Got {value!r}.")
     return None if numbers is None else [int(v) for v in numbers]
 
-def given(**options: Any) -> dict[str, Any]:
+def given(**options: object) -> dict[str, object]:
     """Only the options the user gave; the library's defaults stand for the rest."""
     return {k: v for k, v in options.items() if v is not None}
 
-def load_saved_model(model: Path, trust_pickle: bool) -> Any:
+def load_saved_model(model: Path, trust_pickle: bool) -> SavedModel:
     from poisonlab.models.io import load_model
 
     with warnings.catch_warnings(record=True) as caught:
@@ -162,7 +170,7 @@ def load_saved_model(model: Path, trust_pickle: bool) -> Any:
         warn(str(w.message))
     return saved
 
-def progress_line(json_out: bool) -> Any:
+def progress_line(json_out: bool) -> Progress:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     return Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), TimeElapsedColumn(),

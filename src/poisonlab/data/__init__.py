@@ -14,6 +14,7 @@ import numpy as np
 from poisonlab.data.arrays import dataset_from_arrays
 from poisonlab.data.dataset import Dataset, encode_labels
 from poisonlab.data.readers import Columns, read_image_folder, read_npz, read_table_file
+from poisonlab.data.types import FeaturesLike, LabelsLike, TableLike
 from poisonlab.exceptions import DataError
 
 CORPORA = ("spamassassin", "digits", "mnist")
@@ -22,6 +23,9 @@ __all__ = [
     "CORPORA",
     "Columns",
     "Dataset",
+    "FeaturesLike",
+    "LabelsLike",
+    "TableLike",
     "dataset_from_arrays",
     "encode_labels",
     "load_dataset",
@@ -30,7 +34,7 @@ __all__ = [
 
 
 def load_dataset(
-    spec: str | Path | Any,
+    spec: str | Path | TableLike,
     columns: Columns | None = None,
     *,
     data_dir: str | Path | None = None,

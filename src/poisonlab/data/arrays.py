@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 
@@ -18,13 +18,18 @@ from poisonlab.data.dataset import Dataset
 from poisonlab.data.readers import Columns, to_unit_images
 from poisonlab.exceptions import DataError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from poisonlab.data.types import FeaturesLike, LabelsLike
+
 MAX_DENSE_CELLS = 200_000_000
 """A sparse matrix is densified (the detectors read dense rows); above this many cells it is refused."""
 
 
 def dataset_from_arrays(
-    X: Any,
-    y: Any = None,
+    X: Dataset | FeaturesLike,
+    y: LabelsLike | None = None,
     *,
     classes: Sequence[str] | None = None,
     columns: Columns | None = None,
@@ -103,7 +108,7 @@ def dataset_from_arrays(
                    feature_names=feature_names, name=name or "array")
 
 
-def features_from_array(X: Any, columns: Columns | None = None) -> tuple[np.ndarray, tuple[str, ...] | None]:
+def features_from_array(X: FeaturesLike, columns: Columns | None = None) -> tuple[np.ndarray, tuple[str, ...] | None]:
     """The features of ``X`` in poisonlab's form, with their names where ``X`` is a DataFrame.
 
     Parameters
@@ -134,12 +139,12 @@ def features_from_array(X: Any, columns: Columns | None = None) -> tuple[np.ndar
     return _features(X), feature_names
 
 
-def is_dataframe(value: Any) -> bool:
+def is_dataframe(value: object) -> TypeGuard[pd.DataFrame]:
     """True for a pandas DataFrame (checked without importing pandas)."""
     return type(value).__name__ == "DataFrame" and hasattr(value, "columns") and hasattr(value, "dtypes")
 
 
-def is_series(value: Any) -> bool:
+def is_series(value: object) -> TypeGuard[pd.Series]:
     """True for a pandas Series (checked without importing pandas)."""
     return type(value).__name__ == "Series" and hasattr(value, "index") and hasattr(value, "dtype")
 

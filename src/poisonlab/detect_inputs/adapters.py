@@ -18,14 +18,26 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
 from poisonlab.exceptions import ParameterError
 from poisonlab.models.sklearn import margin_probabilities as margin_probabilities  # re-exported
 
+if TYPE_CHECKING:
+    from torch import nn
+
+    from poisonlab.models.protocols import MarginClassifier, ProbabilisticClassifier
+
 FORWARD_BATCH = 256
+
+
+class _FittedNetwork(Protocol):
+    """poisonlab's fitted PyTorch model (``TorchClassifier``): its network and class count."""
+
+    net_: nn.Module
+    n_classes_: int
 
 
 def _sklearn_function(model: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -56,14 +68,15 @@ def _sklearn_function(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     return predict_proba
 
 
-def predict_proba_function(model: Any, *, batch_size: int = FORWARD_BATCH
-                           ) -> Callable[[np.ndarray], np.ndarray]:
+def predict_proba_function(model: ProbabilisticClassifier | MarginClassifier, *,
+                           batch_size: int = FORWARD_BATCH) -> Callable[[np.ndarray], np.ndarray]:
     """A function mapping inputs to an (N, K) array of class probabilities, as fast as we can."""
     net = getattr(model, "net_", None)
     if net is None:
         return _sklearn_function(model)
     import torch
 
+    network = cast("_FittedNetwork", model)
     net.eval()
     device = next(net.parameters()).device
     compiled: dict[tuple[int, ...], Any] = {}
@@ -85,7 +98,7 @@ def predict_proba_function(model: Any, *, batch_size: int = FORWARD_BATCH
         if X.ndim == 3:
             X = X[..., None]
         if len(X) == 0:
-            return np.zeros((0, int(model.n_classes_)))
+            return np.zeros((0, int(network.n_classes_)))
         x = torch.from_numpy(np.ascontiguousarray(X.transpose(0, 3, 1, 2))).to(device)
         f = forward_for(x)
         out = []

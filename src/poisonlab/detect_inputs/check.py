@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from poisonlab.detect_inputs.leave_out import LeaveOutDetector
 from poisonlab.detect_inputs.strip import StripDetector, infer_kind
 from poisonlab.detect_inputs.window import WindowStripDetector
 from poisonlab.exceptions import DataError, check_param
+
+if TYPE_CHECKING:
+    from poisonlab.models.protocols import MarginClassifier, ProbabilisticClassifier
 
 UNLABELLED = "__poisonlab_unlabelled__"
 CHECK_METHODS = ("auto", "strip", "leave-out")
@@ -64,13 +67,13 @@ class CheckReport:
     kind: str
     saturated: bool
     seconds: float
-    detector_params: dict[str, Any]
+    detector_params: dict[str, object]
     window_scores: np.ndarray | None = None
     window_flags: np.ndarray | None = None
-    window: dict[str, Any] | None = None
+    window: dict[str, object] | None = None
     method: str = "strip"
 
-    def summary(self, classes: tuple[str, ...] | None = None) -> dict[str, Any]:
+    def summary(self, classes: tuple[str, ...] | None = None) -> dict[str, object]:
         counts = np.bincount(self.predictions[self.flags], minlength=len(classes or ())) \
             if len(self.predictions) else np.zeros(0, dtype=int)
         by_class = ({c: int(n) for c, n in zip(classes, counts, strict=False) if n}
@@ -124,7 +127,7 @@ def trigger_matches(texts: np.ndarray, phrases: list[str]) -> np.ndarray:
     return out
 
 
-def check_inputs(model: Any, X: np.ndarray, X_clean: np.ndarray, *,
+def check_inputs(model: ProbabilisticClassifier | MarginClassifier, X: np.ndarray, X_clean: np.ndarray, *,
                  ids: np.ndarray | None = None, false_rejection_rate: float = 0.01,
                  n_perturbations: int = 128, random_state: int | None = 0,
                  triggers: list[str] | None = None, window: bool = True,

@@ -48,8 +48,8 @@ class TriggerConfig:
     alpha: float = 0.2
     note: str = ""
 
-    def as_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"trigger": self.name, "model": self.model, "kind": self.kind}
+    def as_dict(self) -> dict[str, object]:
+        d: dict[str, object] = {"trigger": self.name, "model": self.model, "kind": self.kind}
         if self.kind == "text":
             d.update(phrase=self.phrase, position=self.position,
                      train_repetitions=self.repetitions, test_repetitions=self.test_repetitions)
@@ -102,6 +102,7 @@ class RetrainRunner:
     train: Dataset
     test: Dataset
     target_label: int
+    # Any: TorchClassifier's keyword options, each of its own type (forwarded to make_model)
     model_params: dict[str, Any] = field(default_factory=dict)
     _clean: dict[str, float] = field(default_factory=dict)
     _memo: dict[tuple[Any, ...], tuple[float, float]] = field(default_factory=dict)
@@ -160,9 +161,10 @@ class RetrainRunner:
         return acc, asr
 
 
+# model_params: Any as in RetrainRunner.model_params (TorchClassifier's options)
 def make_runner(train: Dataset, test: Dataset, target_label: int, configs: list[TriggerConfig],
                 model_params: dict[str, Any] | None = None) -> TextRunner | RetrainRunner:
-    """The fastest runner that can serve every config."""
+    """The fastest runner that can serve every config (``model_params``: as RetrainRunner's)."""
     if train.kind == "text" and all(c.model in FAST_MODELS for c in configs):
         return TextRunner(train, test, target_label, tuple(sorted({c.phrase for c in configs})))
     return RetrainRunner(train, test, target_label, dict(model_params or {}))

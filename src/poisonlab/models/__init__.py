@@ -18,19 +18,34 @@ logistic regression), ``logreg`` and ``mlp`` (scaled features, for tables or fla
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from poisonlab.exceptions import ModelError, ParameterError
+from poisonlab.models.protocols import (
+    Classifier,
+    LearnedFeatures,
+    MarginClassifier,
+    ModelAdapter,
+    ModelLike,
+    ProbabilisticClassifier,
+)
+
+if TYPE_CHECKING:
+    from torch import nn
+    from typing_extensions import TypeIs  # typing.TypeIs from Python 3.13
 
 __all__ = [
     "DEFAULT_SPECS",
     "MEMBER_SPECS",
     "SPECS",
     "SPEC_TABLE",
+    "Classifier",
+    "LearnedFeatures",
+    "MarginClassifier",
     "ModelAdapter",
+    "ModelLike",
     "ModelSpec",
+    "ProbabilisticClassifier",
     "default_spec",
     "describe_model",
     "is_fitted",
@@ -38,30 +53,6 @@ __all__ = [
     "resolve_model",
     "specs_for",
 ]
-
-
-@runtime_checkable
-class ModelAdapter(Protocol):
-    """The contract every model inside poisonlab follows.
-
-    ``fit`` takes integer labels in ``range(n_classes)`` and returns the fitted model;
-    ``predict_proba`` returns ``n_classes`` columns even when a class was absent from the training
-    rows; ``features`` returns what the model learned about each row (a dense array, or a sparse
-    matrix for a wide text vocabulary).
-
-    References
-    ----------
-    .. [1] Buitinck et al., "API design for machine learning software: experiences from the
-       scikit-learn project", 2013. https://arxiv.org/abs/1309.0238
-    """
-
-    def fit(self, X: Any, y: np.ndarray, *, n_classes: int | None = None) -> Any: ...
-
-    def predict_proba(self, X: Any) -> np.ndarray: ...
-
-    def predict(self, X: Any) -> np.ndarray: ...
-
-    def features(self, X: Any) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -134,7 +125,8 @@ def default_spec(kind: str) -> str:
         raise ParameterError(f"Unknown kind of data {kind!r}; expected one of {list(DEFAULT_SPECS)}.") from None
 
 
-def make_model(spec: str, *, random_state: int | None = 0, **params: Any) -> Any:
+# ``params`` stay Any: they are TorchClassifier's keyword options, each of its own type, checked there.
+def make_model(spec: str, *, random_state: int | None = 0, **params: Any) -> ModelAdapter:
     """A fresh, unfitted model for a built-in spec name.
 
     ``params`` go to the torch classifier (``max_epochs``, ``device``, ...); scikit-learn specs
@@ -163,7 +155,9 @@ def make_model(spec: str, *, random_state: int | None = 0, **params: Any) -> Any
     return SklearnModel(estimator=builtin_estimator(spec, random_state), spec=spec)
 
 
-def resolve_model(model: Any, kind: str, *, random_state: int | None = 0, **params: Any) -> Any:
+# ``params`` stay Any: they are TorchClassifier's keyword options, each of its own type, checked there.
+def resolve_model(model: ModelLike | None, kind: str, *, random_state: int | None = 0,
+                  **params: Any) -> ModelAdapter:
     """The :class:`ModelAdapter` for whatever a user passed as ``model``.
 
     Parameters
@@ -226,7 +220,7 @@ def resolve_model(model: Any, kind: str, *, random_state: int | None = 0, **para
                      f"classifier or pipeline, or a torch nn.Module. Got a {type(model).__name__}.")
 
 
-def describe_model(model: Any) -> str:
+def describe_model(model: object) -> str:
     """The name reports give ``model``: a spec name, ``Pipeline(TfidfVectorizer, LogisticRegression)``,
     a class name, or ``TorchClassifier(MyNet)`` for a wrapped module.
 
@@ -252,7 +246,7 @@ def describe_model(model: Any) -> str:
     return type(model).__name__
 
 
-def is_fitted(model: Any) -> bool:
+def is_fitted(model: object) -> bool:
     """Whether ``model`` (an adapter, a scikit-learn estimator or a torch module) can predict now.
 
     A torch ``nn.Module`` counts as fitted: there is no telling trained weights from fresh ones.
@@ -282,14 +276,14 @@ def is_fitted(model: Any) -> bool:
     return True
 
 
-def _is_torch_module(model: Any) -> bool:
+def _is_torch_module(model: object) -> TypeIs[nn.Module]:
     import sys
 
     torch = sys.modules.get("torch")  # a module object implies torch was imported already
     return torch is not None and isinstance(model, torch.nn.Module)
 
 
-def _follows_contract(model: Any) -> bool:
+def _follows_contract(model: object) -> TypeGuard[ModelAdapter]:
     from poisonlab.models.sklearn import SklearnModel
 
     if isinstance(model, SklearnModel) or type(model).__name__ == "TorchClassifier":

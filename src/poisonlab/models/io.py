@@ -19,7 +19,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
@@ -30,6 +30,13 @@ from poisonlab.models.allowlist import refusal_reason as refusal_reason  # re-ex
 from poisonlab.models.structure import check_structure
 from poisonlab.version import __version__
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from torch import nn
+
+    from poisonlab.models.protocols import Classifier, MarginClassifier, ModelLike, ProbabilisticClassifier
+
 FORMAT = "poisonlab-model"
 FORMAT_VERSION = 1
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
@@ -39,13 +46,23 @@ PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
 class SavedModel:
     """A loaded model with the class names it predicts and the spec it was built from."""
 
-    model: Any
+    model: Classifier
     classes: tuple[str, ...]
     spec: str | None
     path: Path
 
 
-def check_can_save(model: Any) -> None:
+class _NetworkModel(Protocol):
+    """A fitted torch model save_model writes as .safetensors (TorchClassifier, DPTorchClassifier)."""
+
+    net_: nn.Module
+
+    def state(self) -> Mapping[str, object]: ...
+
+    def get_params(self, deep: bool = True) -> dict[str, object]: ...
+
+
+def check_can_save(model: ModelLike | MarginClassifier | Path | None) -> None:
     """Raise :class:`MissingExtraError` now if a model of this kind could not be saved later.
 
     ``model`` is a built-in spec name (``"cnn"``, ``"nb-text"``, ...), ``None`` for a
@@ -68,7 +85,7 @@ def check_can_save(model: Any) -> None:
                                 "dependency: pip install skops") from exc
 
 
-def _is_torch_model(model: Any) -> bool:
+def _is_torch_model(model: object) -> bool:
     from poisonlab.models import TORCH_SPECS
 
     if isinstance(model, (str, Path)):  # a spec name, or a model file to start from
@@ -78,7 +95,8 @@ def _is_torch_model(model: Any) -> bool:
     return type(model).__name__ == "TorchClassifier" or getattr(model, "arch", None) in ("cnn", "mlp")
 
 
-def save_model(model: Any, path: str | Path, *, classes: tuple[str, ...], spec: str | None) -> Path:
+def save_model(model: ProbabilisticClassifier | MarginClassifier, path: str | Path, *,
+               classes: tuple[str, ...], spec: str | None) -> Path:
     """Write a fitted model; the suffix is added when missing (``.skops`` or ``.safetensors``)."""
     check_can_save(model)
     path = Path(path)
@@ -90,10 +108,11 @@ def save_model(model: Any, path: str | Path, *, classes: tuple[str, ...], spec: 
 
         if path.suffix != ".safetensors":
             path = path.with_name(path.name + ".safetensors")
-        meta["torch"] = model.state()
-        meta["params"] = {k: v for k, v in model.get_params().items()
+        network = cast("_NetworkModel", model)
+        meta["torch"] = network.state()
+        meta["params"] = {k: v for k, v in network.get_params().items()
                           if isinstance(v, (int, float, str, bool, type(None)))}
-        state = {k: v.detach().cpu().contiguous() for k, v in model.net_.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in network.net_.state_dict().items()}
         tmp = path.with_name(path.name + ".partial")
         save_file(state, str(tmp), metadata={"poisonlab": json.dumps(meta)})
         tmp.replace(path)
@@ -216,7 +235,7 @@ def _wrap_sklearn(obj: Any, path: Path) -> SavedModel:
     return SavedModel(model, classes, spec, path)
 
 
-def unwrap_estimator(model: Any) -> Any:
+def unwrap_estimator(model: object) -> object:
     """The user's own estimator inside poisonlab's loading wrappers (:class:`SklearnModel`,
     :class:`IndexedClasses`), which add nothing; any other object is returned as it is."""
     from poisonlab.models.sklearn import SklearnModel
@@ -238,21 +257,21 @@ class IndexedClasses:
     estimator's; the class names stay in :attr:`SavedModel.classes`.
     """
 
-    def __init__(self, estimator: Any) -> None:
+    def __init__(self, estimator: Any) -> None:  # a fitted scikit-learn classifier: untyped
         self.estimator = estimator
         self.classes_ = np.arange(len(estimator.classes_))
 
-    def predict_proba(self, X: Any) -> Any:
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
         if not hasattr(self.estimator, "predict_proba"):
             from poisonlab.models.sklearn import margin_probabilities
 
             return margin_probabilities(self.estimator.decision_function(X))
         return self.estimator.predict_proba(X)
 
-    def predict(self, X: Any) -> Any:
+    def predict(self, X: np.ndarray) -> np.ndarray:
         return np.argmax(self.predict_proba(X), axis=1)
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> Any:  # the wrapped estimator's attribute: untyped
         if name == "estimator":
             raise AttributeError(name)
         return getattr(self.estimator, name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -11,8 +11,13 @@ from sklearn.pipeline import Pipeline
 
 from poisonlab.exceptions import NotFittedError
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
-def as_matrix(X: Any) -> Any:
+    from poisonlab.models.protocols import LearnedFeatures, MarginClassifier, ProbabilisticClassifier
+
+
+def as_matrix(X: ArrayLike | sp.spmatrix | sp.sparray) -> np.ndarray | sp.spmatrix | sp.sparray:
     """Text stays a 1-D object array; images and tables become 2-D rows; sparse rows stay sparse."""
     if sp.issparse(X):
         return X
@@ -46,7 +51,8 @@ class SklearnModel(ClassifierMixin, BaseEstimator):
        scikit-learn project", 2013. https://arxiv.org/abs/1309.0238
     """
 
-    def __init__(self, *, estimator: Any = None, spec: str | None = None) -> None:
+    def __init__(self, *, estimator: ProbabilisticClassifier | MarginClassifier | None = None,
+                 spec: str | None = None) -> None:
         self.estimator = estimator
         self.spec = spec
 
@@ -58,7 +64,7 @@ class SklearnModel(ClassifierMixin, BaseEstimator):
         self.estimator_.fit(as_matrix(X), y)
         return self
 
-    def fitted_estimator(self) -> Any:
+    def fitted_estimator(self) -> Any:  # the user's scikit-learn estimator: untyped, any class
         """The fitted scikit-learn estimator behind this adapter: the one ``fit`` trained, or the
         fitted estimator it was given (adopted as it is)."""
         self._check()
@@ -100,7 +106,7 @@ class SklearnModel(ClassifierMixin, BaseEstimator):
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.argmax(self.predict_proba(X), axis=1)
 
-    def features(self, X: np.ndarray) -> Any:
+    def features(self, X: np.ndarray) -> LearnedFeatures:
         """The input of the final estimator: the vectorized text or scaled rows.
 
         Wide sparse matrices (a text vocabulary) stay sparse; everything else is a dense array.

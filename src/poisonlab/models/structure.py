@@ -23,7 +23,7 @@ from poisonlab.exceptions import UntrustedModelError
 MAX_OBJECTS = 1_000_000
 
 
-def check_structure(obj: Any, path: Path) -> None:
+def check_structure(obj: object, path: Path) -> None:
     """Raise :class:`UntrustedModelError` if any tree inside ``obj`` has an index out of range."""
     from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
     from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer

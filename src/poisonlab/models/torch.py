@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -23,6 +23,14 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 ARCHITECTURES = ("cnn", "mlp")
+
+
+class NetworkSpec(TypedDict):
+    """What rebuilds a fitted built-in network, minus its weights (a model file's ``torch`` metadata)."""
+
+    arch: str
+    input_shape: list[int]
+    n_classes: int
 
 
 @contextlib.contextmanager
@@ -251,7 +259,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         """Penultimate-layer activations (64 per row)."""
         return self._forward(X, features=True)
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> NetworkSpec:
         """Everything needed to rebuild the fitted network, minus its weights."""
         if getattr(self, "module", None) is not None:
             from poisonlab.exceptions import ModelError

@@ -12,7 +12,7 @@ from poisonlab.provenance.manifest import Manifest
 
 
 def contributions_by_group(manifest_or_dataset: Manifest | Dataset,
-                           flags: np.ndarray) -> dict[str, Any]:
+                           flags: np.ndarray) -> dict[str, object]:
     """Count rows and flagged rows per source and per labeler.
 
     ``flags[i]`` is True where row ``i`` was flagged (rows in the order of the manifest or dataset,

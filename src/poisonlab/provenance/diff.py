@@ -52,7 +52,7 @@ class RowChange:
     new_labeler: str | None = None
     moved: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
@@ -149,7 +149,7 @@ class ManifestDiff:
         """
         return self._by_group(self.sources, rates=False)
 
-    def by_labeler(self) -> dict[str, dict[str, Any]] | None:
+    def by_labeler(self) -> dict[str, dict[str, float | None]] | None:
         """Per labeler: the same counts as :meth:`by_source`, plus its label-change rate.
 
         ``n_matched`` counts the rows present in both versions whose new labeler is this one;
@@ -205,7 +205,7 @@ class ManifestDiff:
             mask[self.new_rows[kind][self.new_rows[kind] >= 0]] = False
         return np.flatnonzero(mask)
 
-    def to_dict(self, limit: int | None = None) -> dict[str, Any]:
+    def to_dict(self, limit: int | None = None) -> dict[str, object]:
         """A JSON-ready report; ``limit`` caps the rows listed per category (counts stay exact)."""
         def side(m: Manifest) -> dict[str, Any]:
             return {"manifest": m.where, "n_rows": m.n_rows, "merkle_root": m.merkle_root,

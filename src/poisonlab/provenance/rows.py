@@ -34,7 +34,8 @@ from poisonlab.exceptions import DataError
 from poisonlab.provenance.hashing import canonical_label
 
 Kind = Literal["text", "tabular", "image"]
-# (features: str for text or a numeric array, label: class name, id, source, labeler)
+# (features: str for text or a numeric array, label: class name, id, source, labeler). The features
+# stay Any: the hashing loop (manifest.hash_rows) branches on the layout's kind, not on their type.
 Row = tuple[Any, str, "str | None", "str | None", "str | None"]
 TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
                  ".parquet": "parquet", ".npz": "npz"}
@@ -53,7 +54,7 @@ class Layout:
     source: str | None = None
     labeler: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"label": self.label, "text": self.text,
                 "features": None if self.features is None else list(self.features),
                 "id": self.id, "source": self.source, "labeler": self.labeler}

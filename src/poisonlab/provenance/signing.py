@@ -43,7 +43,7 @@ class SignatureCheck:
     status: str
     key_id: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"status": self.status, "key_id": self.key_id}
 
 

@@ -41,7 +41,7 @@ class VerifyReport:
             return False
         return self.diff.is_identical
 
-    def to_dict(self, limit: int | None = None) -> dict[str, Any]:
+    def to_dict(self, limit: int | None = None) -> dict[str, object]:
         diff = self.diff.to_dict(limit)
         return {
             "ok": self.ok,

@@ -9,14 +9,18 @@ from __future__ import annotations
 import base64
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from poisonlab.version import __version__
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 TEMPLATES = Path(__file__).parent / "templates"
 
 
-def render(template: str, **context: Any) -> str:
+def render(template: str, **context: object) -> str:
     """Render ``templates/<template>`` with autoescaping on."""
     import jinja2
 
@@ -32,7 +36,7 @@ def render(template: str, **context: Any) -> str:
     return env.get_template(template).render(poisonlab_version=__version__, **context)
 
 
-def figure_to_data_uri(fig: Any) -> str:
+def figure_to_data_uri(fig: Figure) -> str:
     """A matplotlib figure as a ``data:image/png;base64,...`` URI (the figure is closed)."""
     import matplotlib.pyplot as plt
 
@@ -42,7 +46,7 @@ def figure_to_data_uri(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def new_figure(width: float = 6.4, height: float = 3.6) -> tuple[Any, Any]:
+def new_figure(width: float = 6.4, height: float = 3.6) -> tuple[Figure, Axes]:
     """A figure and axes on the non-interactive Agg backend."""
     import matplotlib
 

@@ -7,19 +7,56 @@ are passed as (text, is_trigger) segments rather than as HTML.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from poisonlab.report import figure_to_data_uri, new_figure, render, write_html
 from poisonlab.report._plots import image_data_uri
 
+if TYPE_CHECKING:
+    from poisonlab.data import Dataset
+
 MAX_ROWS = 100
 SNIPPET = 320
 
 
-def write_audit_report(result: Any, path: str | Path) -> Path:
+class AuditReportSource(Protocol):
+    """What the audit report reads of an :class:`~poisonlab.audit.AuditResult` (``poisonlab.audit``
+    is a layer above this one, so it is described here rather than imported)."""
+
+    @property
+    def dataset(self) -> Dataset: ...
+
+    @property
+    def scores(self) -> np.ndarray: ...
+
+    @property
+    def flags(self) -> np.ndarray: ...
+
+    @property
+    def reasons(self) -> Sequence[str]: ...
+
+    @property
+    def detectors(self) -> Mapping[str, object]: ...
+
+    @property
+    def suspected_triggers(self) -> Sequence[Mapping[str, object]]: ...
+
+    @property
+    def evaluation(self) -> Mapping[str, object] | None: ...
+
+    @property
+    def arrays(self) -> Mapping[str, object]: ...
+
+    def ranked(self, limit: int | None = None) -> np.ndarray: ...
+
+    def summary(self) -> Mapping[str, object]: ...
+
+
+def write_audit_report(result: AuditReportSource, path: str | Path) -> Path:
     """Render ``report.html`` for an :class:`~poisonlab.audit.AuditResult`."""
     html = render("audit.html", s=result.summary(), rows=_rows(result),
                   score_plot=_score_plot(result), spectral_plots=_spectral_plots(result),
@@ -86,7 +123,7 @@ def _score_plot(result: Any) -> str:
     fig, ax = new_figure(7.0, 3.4)
     scores = result.scores
     lo, hi = float(np.min(scores)), float(np.max(scores))
-    bins = np.linspace(lo, hi if hi > lo else lo + 1, 40)
+    bins: Any = np.linspace(lo, hi if hi > lo else lo + 1, 40)  # an array; matplotlib's stubs want a Sequence
     for k, name in enumerate(ds.classes[:12]):
         rows = ds.y == k
         if rows.any():
@@ -114,7 +151,7 @@ def _spectral_plots(result: Any) -> list[dict[str, Any]]:
         fig, ax = new_figure(6.0, 2.6)
         s = det.scores[rows]
         f = det.flags[rows]
-        bins = np.linspace(float(s.min()), float(s.max()) + 1e-9, 40)
+        bins: Any = np.linspace(float(s.min()), float(s.max()) + 1e-9, 40)  # as in _score_plot
         ax.hist(s[~f], bins=bins, color="#4a7bb7", alpha=0.8, label="kept")
         ax.hist(s[f], bins=bins, color="#b02a2a", alpha=0.8, label="flagged")
         ax.set_xlabel(f"robust spectral score within class {name!r}")

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from poisonlab.report import figure_to_data_uri, new_figure, render, write_html
 
+# ``results`` below is the demo's results.json document (poisonlab.demo.run_demo), read key by key
+# into nested rows: Mapping[str, Any], as for any JSON read back (json.loads gives Any).
 
-def asr_curve_plot(results: dict[str, Any]) -> str:
+
+def asr_curve_plot(results: Mapping[str, Any]) -> str:
     fig, ax = new_figure()
     by_trigger: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in results["backdoor"]:
@@ -31,7 +35,7 @@ def asr_curve_plot(results: dict[str, Any]) -> str:
     return figure_to_data_uri(fig)
 
 
-def flip_plot(results: dict[str, Any]) -> str:
+def flip_plot(results: Mapping[str, Any]) -> str:
     fig, ax = new_figure()
     by_strategy: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in results["label_flip"]:
@@ -48,7 +52,7 @@ def flip_plot(results: dict[str, Any]) -> str:
     return figure_to_data_uri(fig)
 
 
-def trigger_plot(results: dict[str, Any]) -> str:
+def trigger_plot(results: Mapping[str, Any]) -> str:
     rows = results["triggers"]
     fig, ax = new_figure(6.4, 0.35 * len(rows) + 1.2)
     names = [r["trigger"] for r in rows][::-1]
@@ -60,7 +64,7 @@ def trigger_plot(results: dict[str, Any]) -> str:
     return figure_to_data_uri(fig)
 
 
-def write_demo_report(results: dict[str, Any], path: Path) -> Path:
+def write_demo_report(results: Mapping[str, Any], path: Path) -> Path:
     html = render(
         "demo.html",
         r=results,

@@ -6,10 +6,14 @@ Rows of a dataset are attacker-controlled text, so every cell of the HTML is esc
 from __future__ import annotations
 
 import html
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
-def frame(columns: dict[str, Any]) -> Any:
+def frame(columns: Mapping[str, object]) -> pd.DataFrame:
     """A pandas DataFrame of ``columns``, or an ImportError naming the package to install.
 
     References
@@ -24,8 +28,8 @@ def frame(columns: dict[str, Any]) -> Any:
     return pd.DataFrame(columns)
 
 
-def html_table(title: str, facts: list[tuple[str, Any]], header: list[str],
-               rows: list[list[Any]], note: str = "") -> str:
+def html_table(title: str, facts: Sequence[tuple[str, object]], header: Sequence[str],
+               rows: Sequence[Sequence[object]], note: str = "") -> str:
     """A small HTML block for notebooks: a title, key facts and a table, every text escaped.
 
     References

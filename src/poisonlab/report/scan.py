@@ -6,12 +6,32 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from poisonlab.report import render, write_html
+
+
+class ScanReportSource(Protocol):
+    """What the scan report reads of a :class:`~poisonlab.scan.pipeline.ScanReport`
+    (``poisonlab.scan`` is a layer above this one, so it is described here rather than imported)."""
+
+    @property
+    def classes(self) -> Sequence[str]: ...
+
+    @property
+    def per_class(self) -> dict[str, float]: ...
+
+    @property
+    def threshold(self) -> float: ...
+
+    @property
+    def images(self) -> Mapping[str, Any]: ...  # Any: the image scanner's trigger objects and arrays
+
+    def to_json(self) -> Mapping[str, Any]: ...  # Any: the scan.json document, read key by key
 
 
 def _png_data_uri(image: np.ndarray, *, scale: int = 8) -> str:
@@ -53,7 +73,7 @@ def _bar_chart_uri(values: dict[str, float], threshold: float, label: str) -> st
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def write_scan_report(report: Any, path: Path, *, model: str, data: str) -> Path:
+def write_scan_report(report: ScanReportSource, path: Path, *, model: str, data: str) -> Path:
     """Render ``report`` (a :class:`~poisonlab.scan.pipeline.ScanReport`) to ``path``."""
     doc = report.to_json()
     chart = _bar_chart_uri(report.per_class, report.threshold, "anomaly index")
