@@ -40,6 +40,20 @@ def test_skops_round_trip(tmp_path: Path, small_text: Dataset) -> None:
     np.testing.assert_allclose(saved.model.predict_proba(small_text.X), model.predict_proba(small_text.X))
 
 
+def test_a_model_fitted_on_some_classes_round_trips(tmp_path: Path, digits: Dataset) -> None:
+    # Before 2026-12-03 the loader renumbered the labels {2, 5, 7} of a model trained on three of
+    # the ten digits 0..2, and every prediction came back wrong (200 of 200). A plain estimator
+    # with names or shifted labels in a file without poisonlab's metadata is still read by position.
+    X, y = digits.X.reshape(len(digits), -1), digits.y
+    some = np.isin(y, [2, 5, 7])
+    model = SklearnModel(estimator=LogisticRegression(max_iter=500)).fit(X[some], y[some], n_classes=10)
+    path = save_model(model, tmp_path / "three", classes=digits.classes, spec="logreg")
+    loaded = load_model(path).model
+    np.testing.assert_array_equal(loaded.predict(X[:200]), model.predict(X[:200]))
+    assert set(loaded.predict(X[some][:50]).tolist()) <= {2, 5, 7}
+    np.testing.assert_allclose(loaded.predict_proba(X[:20]), model.predict_proba(X[:20]))
+
+
 def test_unknown_spec_and_format(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="Unknown model spec 'svm'"):
         make_model("svm")

@@ -215,18 +215,28 @@ def _wrap_sklearn(obj: Any, path: Path) -> SavedModel:
         estimator = obj["estimator"]
         classes = tuple(meta["classes"])
         spec = meta.get("spec")
+        own_file = True
     else:
         estimator = obj
         if not (hasattr(estimator, "predict_proba") or hasattr(estimator, "decision_function")):
             raise ModelError(f"{path}: the file holds a {type(obj).__name__}, not a classifier.")
         classes = tuple(str(c) for c in getattr(estimator, "classes_", []))
         spec = None
+        own_file = False
     if isinstance(estimator, SklearnModel):
         return SavedModel(estimator, classes, spec, path)
     if not (hasattr(estimator, "predict_proba") or hasattr(estimator, "decision_function")):
         raise ModelError(f"{path}: the model has neither predict_proba nor decision_function.")
     labels = np.asarray(getattr(estimator, "classes_", []))
-    if len(labels) and not np.array_equal(labels, np.arange(len(labels))):
+    # poisonlab's own file names all K classes; an estimator fitted on some of them (a partition
+    # member that saw three digits, a one-class partition's constant model) keeps integer labels
+    # that index those K classes, and SklearnModel spreads its columns over them. Only labels that
+    # are not such indices (names, or shifted numbers in a file without poisonlab's metadata) are
+    # renumbered 0..k-1 by position.
+    indexes_classes = len(labels) > 0 and labels.dtype.kind in "iu" and len(classes) > 0 and \
+        bool(np.all((labels >= 0) & (labels < len(classes)))) and len(set(labels.tolist())) == len(labels)
+    if len(labels) and not np.array_equal(labels, np.arange(len(labels))) and \
+            not (own_file and indexes_classes):
         estimator = IndexedClasses(estimator)  # string or shifted labels: columns by position
     model = SklearnModel(estimator=estimator, spec=spec)
     model.estimator_ = estimator
