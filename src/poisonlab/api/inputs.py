@@ -78,15 +78,15 @@ def as_dataset(
                             "with arrays.")
         if labels:
             return read_training_data(X, columns, data_dir=data_dir)[0]
-        from poisonlab.detect_inputs.check import load_inputs
+        from poisonlab.data import load_dataset
 
-        return load_inputs(X, columns, data_dir=data_dir)
+        return load_dataset(X, columns, data_dir=data_dir, require_labels=False)
     if y is None and not isinstance(X, Dataset) and not (labels and is_dataframe(X)):
         features, feature_names = features_from_array(X, columns)  # X's errors come first
         if labels:
             raise DataError("Labels are needed: pass y (class names or integers) with X, or a path "
                             "or DataFrame holding a label column.")
-        from poisonlab.detect_inputs.check import UNLABELLED
+        from poisonlab.data.readers import UNLABELLED
 
         return Dataset(X=features, y=np.zeros(len(features), dtype=np.int64), classes=(UNLABELLED,),
                        feature_names=feature_names, name=name or "array")

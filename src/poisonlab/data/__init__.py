@@ -38,6 +38,7 @@ def load_dataset(
     columns: Columns | None = None,
     *,
     data_dir: str | Path | None = None,
+    require_labels: bool = True,
 ) -> Dataset:
     """Load a named corpus, a file or folder, or a table already in memory.
 
@@ -53,6 +54,10 @@ def load_dataset(
         Which columns play which role (default: the usual names, as for files).
     data_dir : str or Path, optional
         Where named corpora are cached.
+    require_labels : bool, default True
+        False for inputs that may come without labels (what ``check`` reads): a table without a
+        label column or an NPZ without ``y`` is then read with the one placeholder class
+        :data:`~poisonlab.data.readers.UNLABELLED`. Labels that are there are read either way.
 
     Returns
     -------
@@ -70,7 +75,8 @@ def load_dataset(
         from poisonlab.data.readers import table_to_dataset
 
         where = "the DataFrame" if hasattr(spec, "columns") else "the table"
-        return table_to_dataset(table, columns or Columns(), where=where, name="dataframe")
+        return table_to_dataset(table, columns or Columns(), where=where, name="dataframe",
+                                require_labels=require_labels)
     if not isinstance(spec, (str, Path)):
         raise DataError(f"load_dataset takes a corpus name, a path or a DataFrame; got a "
                         f"{type(spec).__name__}.")
@@ -85,15 +91,15 @@ def load_dataset(
     if path.is_dir():
         inner = sorted(path.glob("data.*"))
         if inner:
-            return load_dataset(inner[0], columns)
+            return load_dataset(inner[0], columns, require_labels=require_labels)
         return read_image_folder(path)
     if not path.exists():
         raise DataError(
             f"{path}: no such file, and not a named corpus ({', '.join(CORPORA)})."
         )
     if path.suffix.lower() == ".npz":
-        return read_npz(path)
-    return read_table_file(path, columns)
+        return read_npz(path, require_labels=require_labels)
+    return read_table_file(path, columns, require_labels=require_labels)
 
 
 def _in_memory_table(spec: Any) -> dict[str, list[object]] | None:

@@ -43,8 +43,17 @@ class Columns:
     labeler: str | None = None
 
 
-def read_table_file(path: str | Path, columns: Columns | None = None) -> Dataset:
-    """Read a CSV, TSV, JSONL or Parquet file (the format from the extension)."""
+UNLABELLED = "__poisonlab_unlabelled__"
+"""The one placeholder class of rows read with ``require_labels=False`` from a file without labels."""
+
+
+def read_table_file(path: str | Path, columns: Columns | None = None, *,
+                    require_labels: bool = True) -> Dataset:
+    """Read a CSV, TSV, JSONL or Parquet file (the format from the extension).
+
+    With ``require_labels=False`` a file without a label column is read too: every row gets the
+    one placeholder class :data:`UNLABELLED` (live inputs to check come so).
+    """
     path = Path(path)
     columns = columns or Columns()
     suffix = path.suffix.lower()
@@ -60,7 +69,8 @@ def read_table_file(path: str | Path, columns: Columns | None = None) -> Dataset
         raise DataError(
             f"{path}: unknown table format {suffix!r}; use .csv, .tsv, .jsonl or .parquet."
         )
-    return table_to_dataset(table, columns, where=str(path), name=path.stem)
+    return table_to_dataset(table, columns, where=str(path), name=path.stem,
+                            require_labels=require_labels)
 
 
 def _read_delimited(path: Path, delimiter: str) -> dict[str, list[object]]:
@@ -191,9 +201,14 @@ def pick_label_column(names: Sequence[str], given: str | None, where: str) -> st
 
 
 def table_to_dataset(
-    table: dict[str, list[object]], columns: Columns, *, where: str, name: str
+    table: dict[str, list[object]], columns: Columns, *, where: str, name: str,
+    require_labels: bool = True,
 ) -> Dataset:
-    """Turn named columns into a dataset: pick the label, text or feature columns and check them."""
+    """Turn named columns into a dataset: pick the label, text or feature columns and check them.
+
+    Without a label column (and none named in ``columns``) the table is refused, or, with
+    ``require_labels=False``, read with the one placeholder class :data:`UNLABELLED`.
+    """
     names = list(table)
     if not names:
         raise DataError(f"{where}: the file is empty (no columns).")
@@ -203,13 +218,17 @@ def table_to_dataset(
     def pick(given: str | None, usual: Sequence[str], role: str, flag: str) -> str | None:
         return pick_column(names, given, usual, role, flag, where)
 
-    label_col = pick_label_column(names, columns.label, where)
+    label_col = pick_label_column(names, columns.label, where) if require_labels else \
+        pick(columns.label, LABEL_COLUMNS, "label", "--label-col")
     id_col = pick(columns.id, ID_COLUMNS, "row id", "--id-col")
     source_col = pick(columns.source, (), "source", "--source-col")
     labeler_col = pick(columns.labeler, (), "labeler", "--labeler-col")
     reserved = {c for c in (label_col, id_col, source_col, labeler_col) if c}
 
-    y, classes = encode_labels(table[label_col], where=f"{where}: column {label_col!r}")
+    if label_col is not None:
+        y, classes = encode_labels(table[label_col], where=f"{where}: column {label_col!r}")
+    else:
+        y, classes = np.zeros(len(table[names[0]]), dtype=np.int64), (UNLABELLED,)
     n = len(y)
     ids = _ids(table[id_col], where, id_col) if id_col else None
     source = _strings(table[source_col]) if source_col else None
@@ -273,8 +292,11 @@ def _strings(values: list[object]) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- images
-def read_npz(path: str | Path) -> Dataset:
+def read_npz(path: str | Path, *, require_labels: bool = True) -> Dataset:
     """Images from an NPZ with ``X`` (N×H×W or N×H×W×C) and ``y``; optional ``ids``, ``classes``.
+
+    With ``require_labels=False`` an NPZ without ``y`` is read too, every image with the one
+    placeholder class :data:`UNLABELLED`.
 
     Pixel values are scaled to float32 in [0, 1]: uint8 by 255, other ranges by their maximum.
     """
@@ -294,14 +316,14 @@ def read_npz(path: str | Path) -> Dataset:
             _check_npz_members(path, members)
         with np.load(path, allow_pickle=False) as archive:
             keys = set(archive.files)
-            for key in ("X", "y"):
+            for key in ("X", "y") if require_labels or "y" in keys else ("X",):
                 if key not in keys:
                     raise DataError(
                         f"{path}: the NPZ has no array {key!r} (it holds {sorted(keys)}); it needs "
                         "'X' (N×H×W or N×H×W×C) and 'y'."
                     )
             X = archive["X"]
-            y_raw = archive["y"]
+            y_raw = archive["y"] if "y" in keys else None
             ids = archive["ids"].astype(str).astype(object) if "ids" in keys else None
             classes = tuple(archive["classes"].astype(str)) if "classes" in keys else None
     except DataError:
@@ -318,13 +340,16 @@ def read_npz(path: str | Path) -> Dataset:
         raise DataError(f"{path}: X has shape {X.shape}: no pixels, so no images to read.")
     if ids is not None and ids.shape != (len(X),):
         raise DataError(f"{path}: X has {len(X)} rows but ids has shape {ids.shape}.")
-    if y_raw.ndim != 1 or len(y_raw) != len(X):
+    if y_raw is not None and (y_raw.ndim != 1 or len(y_raw) != len(X)):
         raise DataError(f"{path}: X has {len(X)} rows but y has shape {y_raw.shape}.")
     if X.dtype.kind not in "uif":
         raise DataError(f"{path}: X has dtype {X.dtype}; images must be integer or float pixels.")
     if np.issubdtype(X.dtype, np.floating) and not np.isfinite(X).all():
         raise DataError(f"{path}: X holds NaN or infinite pixel values.")
     images = to_unit_images(X)
+    if y_raw is None:
+        return Dataset(X=images, y=np.zeros(len(images), dtype=np.int64), classes=(UNLABELLED,),
+                       ids=ids if ids is not None else default_ids(len(images)), name=path.stem)
     if classes is not None and np.issubdtype(y_raw.dtype, np.integer):
         y = y_raw.astype(np.int64)
     else:

@@ -17,8 +17,6 @@ label column.
 
 from __future__ import annotations
 
-import csv
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from poisonlab.data import Columns, Dataset, load_dataset
+from poisonlab.data.readers import UNLABELLED as UNLABELLED  # the placeholder class of unlabelled inputs
 from poisonlab.detect_inputs.adapters import predict_proba_function
 from poisonlab.detect_inputs.leave_out import LeaveOutDetector
 from poisonlab.detect_inputs.strip import StripDetector, infer_kind
@@ -37,7 +36,6 @@ from poisonlab.exceptions import DataError, check_param
 if TYPE_CHECKING:
     from poisonlab.models.protocols import MarginClassifier, ProbabilisticClassifier
 
-UNLABELLED = "__poisonlab_unlabelled__"
 CHECK_METHODS = ("auto", "strip", "leave-out")
 
 
@@ -209,62 +207,7 @@ def load_inputs(spec: str | Path, columns: Columns | None = None, *,
                 data_dir: str | Path | None = None) -> Dataset:
     """Load inputs that may have no label column (then every row gets one placeholder class).
 
-    Anything :func:`poisonlab.data.load_dataset` reads works; CSV, TSV, JSONL and NPZ files also
-    work without labels.
+    :func:`poisonlab.data.load_dataset` with ``require_labels=False``: anything it reads works,
+    and a table file without a label column or an NPZ without ``y`` works too.
     """
-    columns = columns or Columns()
-    try:
-        return load_dataset(spec, columns, data_dir=data_dir)
-    except DataError as exc:
-        path = Path(spec)
-        text = str(exc)
-        unlabelled = "no label column" in text or "has no array 'y'" in text
-        if not unlabelled or not path.is_file() or columns.label is not None:
-            raise
-    suffix = path.suffix.lower()
-    if suffix == ".npz":
-        from poisonlab.data.readers import to_unit_images
-
-        with np.load(path, allow_pickle=False) as archive:
-            X = archive["X"]
-            ids = archive["ids"].astype(str).astype(object) if "ids" in archive.files else None
-        if X.ndim not in (3, 4):
-            raise DataError(f"{path}: X has shape {X.shape}; images must be N×H×W or N×H×W×C.")
-        images = to_unit_images(X)
-        return Dataset(X=images, y=np.zeros(len(images), dtype=np.int64), classes=(UNLABELLED,),
-                       ids=ids if ids is not None else np.arange(len(images)).astype(str).astype(object),
-                       name=path.stem)
-    if suffix in (".csv", ".tsv", ".jsonl"):
-        from poisonlab.data.readers import table_to_dataset
-
-        table = _read_table(path, suffix)
-        table[UNLABELLED] = [UNLABELLED] * len(next(iter(table.values()), []))
-        cols = Columns(label=UNLABELLED, text=columns.text, features=columns.features,
-                       id=columns.id)
-        return table_to_dataset(table, cols, where=str(path), name=path.stem)
-    raise DataError(f"{path}: inputs without labels are read from .csv, .tsv, .jsonl or .npz files.")
-
-
-def _read_table(path: Path, suffix: str) -> dict[str, list[object]]:
-    table: dict[str, list[object]] = {}
-    if suffix == ".jsonl":
-        rows = []
-        with path.open(encoding="utf-8") as handle:
-            for i, line in enumerate(handle):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        raise DataError(f"{path}: line {i + 1} is not valid JSON.") from None
-        names = list(dict.fromkeys(k for r in rows for k in r))
-        for name in names:
-            table[name] = [r.get(name) for r in rows]
-        return table
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
-        for name in reader.fieldnames or []:
-            table[name] = []
-        for row in reader:
-            for name in table:
-                table[name].append(row.get(name))
-    return table
+    return load_dataset(spec, columns or Columns(), data_dir=data_dir, require_labels=False)
