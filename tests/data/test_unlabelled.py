@@ -59,3 +59,14 @@ def test_unlabelled_inputs_go_through_the_hardened_reader(tmp_path: Path) -> Non
     path = tmp_path / "long.csv"
     path.write_text("text\n" + "x" * 200_000 + "\n", encoding="utf-8")
     assert len(load_inputs(path).X[0]) == 200_000
+
+
+def test_source_and_labeler_columns_are_found_by_name_in_python_too(tmp_path: Path) -> None:
+    # the command line found them by sniffing the file's header; Python's load_dataset took a
+    # table's 'source' column as a feature. Now the reader picks both roles by their names.
+    path = tmp_path / "rows.csv"
+    path.write_text("label,f1,f2,source,labeler\n0,1.0,2.0,vendor-a,ann\n1,3.0,4.0,vendor-b,bob\n",
+                    encoding="utf-8")
+    data = load_dataset(path)
+    assert data.feature_names == ("f1", "f2") and data.X.shape == (2, 2)
+    assert list(data.source) == ["vendor-a", "vendor-b"] and list(data.labeler) == ["ann", "bob"]

@@ -3,8 +3,6 @@ saved models, and the progress line of a long run."""
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import warnings
 from pathlib import Path
@@ -53,13 +51,6 @@ def load_training_data(data: str, text_col: str | None, label_col: str | None, f
     from poisonlab.data import load_dataset
 
     path = Path(data)
-    table = table_file(path)
-    if table is not None:
-        header = header_of(table)
-        if source_col is None and "source" in header:
-            source_col = "source"
-        if labeler_col is None and "labeler" in header:
-            labeler_col = "labeler"
     columns = columns_from(text_col, label_col, feature_cols, id_col, source_col, labeler_col)
     ds = load_dataset(data, columns, data_dir=data_dir)
     if path.is_dir() and ds.name == "data":  # a folder written by `poisonlab attack`
@@ -72,28 +63,6 @@ def load_training_data(data: str, text_col: str | None, label_col: str | None, f
 
         truth = load_ground_truth(ds, path / "poison.json")
     return ds, truth
-
-def table_file(path: Path) -> Path | None:
-    if path.is_dir():
-        inner = sorted(path.glob("data.*"))
-        path = inner[0] if inner else path
-    return path if path.is_file() and path.suffix.lower() in (".csv", ".tsv", ".jsonl") else None
-
-def header_of(path: Path) -> set[str]:
-    """Column names of a table file, read from its first line (empty on any trouble)."""
-    try:
-        with path.open(encoding="utf-8", newline="") as handle:
-            first = handle.readline()
-    except (OSError, UnicodeDecodeError):
-        return set()
-    if path.suffix.lower() == ".jsonl":
-        try:
-            obj = json.loads(first)
-        except json.JSONDecodeError:
-            return set()
-        return set(obj) if isinstance(obj, dict) else set()
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    return {h.strip().lstrip("\ufeff") for h in next(csv.reader([first], delimiter=delimiter), [])}
 
 def model_option(spec: str | None, kind: str, trust_pickle: bool = False) -> ModelLike | None:
     """A spec name checked against the data kind, or an unfitted copy of a saved model."""

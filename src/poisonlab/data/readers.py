@@ -24,6 +24,10 @@ from poisonlab.exceptions import DataError
 LABEL_COLUMNS = ("label", "labels", "class", "target", "y", "category", "group")
 TEXT_COLUMNS = ("text", "content", "body", "email", "message", "review", "sentence", "document")
 ID_COLUMNS = ("id", "row_id", "uid")
+SOURCE_COLUMNS = ("source",)
+"""Where a row came from (a scraped site, a vendor, a folder): picked by this name, or ``--source-col``."""
+LABELER_COLUMNS = ("labeler",)
+"""Who gave the label: picked by this name, or ``--labeler-col``."""
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 MAX_NPZ_BYTES = 8 * 1024**3
 """Largest uncompressed size of an NPZ's arrays that :func:`read_npz` reads (8 GiB; override with
@@ -221,8 +225,8 @@ def table_to_dataset(
     label_col = pick_label_column(names, columns.label, where) if require_labels else \
         pick(columns.label, LABEL_COLUMNS, "label", "--label-col")
     id_col = pick(columns.id, ID_COLUMNS, "row id", "--id-col")
-    source_col = pick(columns.source, (), "source", "--source-col")
-    labeler_col = pick(columns.labeler, (), "labeler", "--labeler-col")
+    source_col = pick(columns.source, SOURCE_COLUMNS, "source", "--source-col")
+    labeler_col = pick(columns.labeler, LABELER_COLUMNS, "labeler", "--labeler-col")
     reserved = {c for c in (label_col, id_col, source_col, labeler_col) if c}
 
     if label_col is not None:

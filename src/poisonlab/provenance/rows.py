@@ -25,6 +25,8 @@ import numpy as np
 from poisonlab.data.dataset import Dataset
 from poisonlab.data.readers import (
     ID_COLUMNS,
+    LABELER_COLUMNS,
+    SOURCE_COLUMNS,
     TEXT_COLUMNS,
     Columns,
     pick_column,
@@ -455,8 +457,8 @@ def _resolve(names: Sequence[str], columns: Columns, where: str) -> Layout:
 
     label = pick_label_column(names, columns.label, where)
     id_col = pick(columns.id, ID_COLUMNS, "row id", "--id-col")
-    source = pick(columns.source, (), "source", "--source-col")
-    labeler = pick(columns.labeler, (), "labeler", "--labeler-col")
+    source = pick(columns.source, SOURCE_COLUMNS, "source", "--source-col")
+    labeler = pick(columns.labeler, LABELER_COLUMNS, "labeler", "--labeler-col")
     text = None if columns.features else pick(columns.text, TEXT_COLUMNS, "text", "--text-col")
     if text is not None:
         return Layout(kind="text", label=label, text=text, id=id_col, source=source,
