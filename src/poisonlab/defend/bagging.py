@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from poisonlab.data.dataset import Dataset
-from poisonlab.defend.compare import (
+from poisonlab.defend.base import (
     DefenseResult,
     Progress,
     attack_rows,
@@ -68,7 +68,7 @@ def defend_bagging(train: Dataset, *, model: Any = None, test: Dataset | None = 
     clean accuracy, the attack success rate, and the share of clean and of triggered test inputs
     flagged. ``result.flags`` are the flagged training rows.
     """
-    from poisonlab.defend.compare import check_options
+    from poisonlab.defend.base import check_options
 
     check_options("bagging", options, OPTIONS)
     ensemble = BaggingEnsemble(

@@ -30,7 +30,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from poisonlab.data.dataset import Dataset
-from poisonlab.defend.compare import DefenseResult, Progress, attack_outcome, run_request
+from poisonlab.defend.base import DefenseResult, Progress, attack_outcome, run_request
 from poisonlab.exceptions import NotFittedError, ParameterError, check_param, require
 
 OPTIONS = ("epsilon", "delta", "max_grad_norm", "epochs", "batch_size", "learning_rate",
@@ -420,7 +420,7 @@ def defend_dp(train: Dataset, *, model: Any = None, test: Dataset | None = None,
     ``batch_size`` (256), ``learning_rate`` (5e-3), ``device``; for the logistic regression
     ``regularization`` (10.0) and ``n_features`` (2**18, text hashing width).
     """
-    from poisonlab.defend.compare import check_options
+    from poisonlab.defend.base import check_options
     from poisonlab.models import SPECS, default_spec
 
     check_options("dp", options, OPTIONS)

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from poisonlab.data.dataset import Dataset
-from poisonlab.defend.compare import (
+from poisonlab.defend.base import (
     DefenseResult,
     Progress,
     attack_rows,

@@ -22,7 +22,7 @@ import numpy as np
 from poisonlab.audit import AuditResult, audit, evaluate_audit, write_audit
 from poisonlab.data.dataset import Dataset
 from poisonlab.defend import DefendRequest
-from poisonlab.defend.compare import hold_out_clean_rows, measure_model
+from poisonlab.defend.base import hold_out_clean_rows, measure_model
 from poisonlab.exceptions import DataError
 
 
@@ -94,7 +94,7 @@ def defend_sanitize(train: Dataset, *, model: str | None = None, test: Dataset |
 
     For :func:`poisonlab.defend.compare.compare_defenses`; ``options`` may hold ``torch_params``.
     """
-    from poisonlab.defend.compare import DefenseResult, check_options
+    from poisonlab.defend.base import DefenseResult, check_options
 
     check_options("sanitize", options, ("torch_params",))
     res = sanitize(train, model=model, test=test, ground_truth=ground_truth,

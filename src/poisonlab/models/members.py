@@ -17,13 +17,23 @@ Theorem 1; see :mod:`poisonlab.defend.partition`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
 from poisonlab.data.hashing import hash_array, hash_text
 from poisonlab.exceptions import ModelError, ParameterError, check_param
+
+if TYPE_CHECKING:
+    from distributed import Client
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    from poisonlab.models.protocols import Classifier, ModelAdapter, ProbabilisticClassifier
+    from poisonlab.models.sklearn import SklearnModel
+
+T = TypeVar("T")
+"""What the tasks of :func:`run_parallel` return."""
 
 Progress = Callable[[str, int, int], None]
 """``progress(step, done, total)``: the same callback as :data:`poisonlab.defend.compare.Progress`."""
@@ -125,7 +135,8 @@ def out_of_bag_disagreement(member_predictions: np.ndarray, in_bag: np.ndarray,
 
 
 # ---------------------------------------------------------------------------------- members
-def resolve_member_model(model: Any, X: np.ndarray) -> Any:
+def resolve_member_model(model: str | ModelAdapter | ProbabilisticClassifier | None,
+                         X: np.ndarray) -> str | ModelAdapter:
     """A spec name, or an unfitted model object (a raw scikit-learn estimator gets wrapped)."""
     if model is None:
         from poisonlab.models import MEMBER_SPECS
@@ -146,7 +157,8 @@ def resolve_member_model(model: Any, X: np.ndarray) -> Any:
         from poisonlab.models.sklearn import SklearnModel
 
         return SklearnModel(estimator=model)
-    return model
+    # it has n_classes_ or features: a model of poisonlab's fit(X, y, n_classes=) contract
+    return cast("ModelAdapter", model)
 
 
 def _follows_contract(model: Any) -> bool:
@@ -157,14 +169,15 @@ def _follows_contract(model: Any) -> bool:
     return type(model).__name__ == "TorchClassifier" or hasattr(model, "features")
 
 
-def member_spec_name(model: Any) -> str:
+def member_spec_name(model: object) -> str:
     """The spec name (or estimator class name) an ensemble reports for its members."""
     if isinstance(model, str):
         return model
     return str(getattr(model, "spec", None) or type(getattr(model, "estimator", model)).__name__)
 
 
-def make_member(model: Any, seed: int, model_params: dict[str, Any] | None) -> Any:
+def make_member(model: str | ModelAdapter, seed: int,
+                model_params: Mapping[str, object] | None) -> ModelAdapter:
     """A fresh, unfitted base model with its own seed."""
     from sklearn.base import clone
 
@@ -184,8 +197,8 @@ def make_member(model: Any, seed: int, model_params: dict[str, Any] | None) -> A
     return member
 
 
-def fit_member(model: Any, X: np.ndarray, y: np.ndarray, n_classes: int, seed: int,
-               model_params: dict[str, Any] | None) -> Any:
+def fit_member(model: str | ModelAdapter, X: np.ndarray, y: np.ndarray, n_classes: int, seed: int,
+               model_params: Mapping[str, object] | None) -> ModelAdapter | None:
     """Train one base model; a partition with one class gets a constant model, an empty one None."""
     if len(y) == 0:
         return None
@@ -199,7 +212,7 @@ def fit_member(model: Any, X: np.ndarray, y: np.ndarray, n_classes: int, seed: i
     return make_member(model, seed, model_params).fit(X, y, n_classes=n_classes)
 
 
-def predict_member(member: Any, X: np.ndarray) -> np.ndarray:
+def predict_member(member: Classifier | None, X: np.ndarray) -> np.ndarray:
     """One member's class index for every row of ``X``, or ``-1`` everywhere for ``None`` (an empty
     partition, which abstains)."""
     if member is None:
@@ -217,7 +230,7 @@ class SharedCounts:
     cost when there are hundreds of members.
     """
 
-    def __init__(self, reference: Any, X: np.ndarray) -> None:
+    def __init__(self, reference: CountVectorizer, X: np.ndarray) -> None:
         from sklearn.feature_extraction.text import CountVectorizer
 
         self.params = _vectorizer_params(reference)
@@ -227,7 +240,7 @@ class SharedCounts:
         self.n = len(X)
 
     @classmethod
-    def for_members(cls, members: list[Any], X: np.ndarray) -> SharedCounts | None:
+    def for_members(cls, members: Sequence[Classifier | None], X: np.ndarray) -> SharedCounts | None:
         candidates = [m for m in members if _count_pipeline(m) is not None]
         if len(candidates) < 8 or np.asarray(X).dtype != object or len(X) == 0:
             return None
@@ -236,14 +249,14 @@ class SharedCounts:
         except ValueError:  # empty vocabulary: inputs without a single word
             return None
 
-    def handles(self, member: Any) -> bool:
+    def handles(self, member: Classifier | None) -> bool:
         vec = _count_pipeline(member)
         return vec is not None and _vectorizer_params(vec) == self.params
 
-    def predict(self, member: Any) -> np.ndarray:
+    def predict(self, member: Classifier) -> np.ndarray:
         import scipy.sparse as sp
 
-        pipe = member.estimator_
+        pipe = cast("SklearnModel", member).estimator_  # handles(member): a SklearnModel over a Pipeline
         vocab = pipe.steps[0][1].vocabulary_
         rows, cols = [], []
         for term, j in vocab.items():
@@ -278,14 +291,15 @@ def _vectorizer_params(vec: Any) -> dict[str, Any]:
     return params
 
 
-def member_seeds(random_state: Any, n: int) -> list[int]:
+def member_seeds(random_state: int | np.random.Generator | None, n: int) -> list[int]:
     """One seed per member, from ``random_state``: fixed for an int, fresh for None."""
     base = int(np.random.default_rng(random_state).integers(2**31 - 1))
     return [int(s) for s in np.random.SeedSequence([base, 0x5EED]).generate_state(n)]
 
 
-def run_parallel(tasks: list[Any], *, n_jobs: int | None, scheduler: Any,
-                 progress: Progress | None = None, step: str = "") -> list[Any]:
+def run_parallel(tasks: Sequence[tuple[Callable[..., T], tuple[object, ...], dict[str, object]]], *,
+                 n_jobs: int | None, scheduler: str | Client | None,
+                 progress: Progress | None = None, step: str = "") -> list[T]:
     """Run ``joblib.delayed`` tasks in order with joblib (``n_jobs``), or on a Dask cluster when
     ``scheduler`` is given (an address such as ``tcp://host:8786`` or a ``distributed.Client``)."""
     from joblib import Parallel, parallel_config
