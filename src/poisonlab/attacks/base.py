@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -23,6 +23,9 @@ from poisonlab.attacks.triggers import Trigger, trigger_from_dict
 from poisonlab.data.arrays import dataset_from_arrays, is_series
 from poisonlab.data.dataset import Dataset
 from poisonlab.exceptions import DataError, ParameterError
+
+if TYPE_CHECKING:
+    from poisonlab.data.types import FeaturesLike, LabelsLike
 
 RECORD_FILE = "poison.json"
 RECORD_VERSION = 1
@@ -65,7 +68,7 @@ class PoisonedDataset:
     dataset: Dataset
     poison_mask: np.ndarray
     original_y: np.ndarray
-    record: dict[str, Any]
+    record: dict[str, object]
     trigger: Trigger | None = None
     target_label: int | None = None
     label_form: LabelForm = "codes"
@@ -105,7 +108,7 @@ class PoisonedDataset:
         return self.trigger.apply(X, random_state=random_state, repetitions=repetitions)
 
     # ------------------------------------------------------------------ files
-    def to_record(self) -> dict[str, Any]:
+    def to_record(self) -> dict[str, object]:
         changed = np.flatnonzero(self.poison_mask)
         classes = self.dataset.classes
         return {
@@ -204,7 +207,8 @@ class Attack(BaseEstimator):
     """Base class: :meth:`apply` reads the data once; subclasses implement
     ``_apply(dataset) -> PoisonedDataset`` on a :class:`~poisonlab.data.Dataset`."""
 
-    def apply(self, X: Any, y: Any = None, *, classes: Sequence[str] | None = None) -> PoisonedDataset:
+    def apply(self, X: Dataset | FeaturesLike, y: LabelsLike | None = None, *,
+              classes: Sequence[str] | None = None) -> PoisonedDataset:
         """Poison a training set: a Dataset, or features ``X`` with labels ``y``.
 
         Parameters

@@ -6,6 +6,7 @@ Each trigger is a small frozen dataclass with ``apply(X)`` (a new array, same sh
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -30,7 +31,7 @@ class Trigger:
               repetitions: int | None = None) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         d = asdict(self)  # type: ignore[call-overload]
         for k, v in d.items():
             if isinstance(v, np.ndarray):
@@ -205,7 +206,7 @@ class FeatureTrigger(Trigger):
             out[:, j] = v
         return out
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"kind": self.kind, "values": {str(k): v for k, v in self.values.items()}}
 
     def describe(self) -> str:
@@ -217,16 +218,17 @@ def _check_images(X: np.ndarray) -> None:
         raise ParameterError(f"Image triggers take images N×H×W×C; got shape {X.shape}.")
 
 
-def trigger_from_dict(d: dict[str, Any]) -> Trigger:
+def trigger_from_dict(d: Mapping[str, object]) -> Trigger:
     """Rebuild a trigger written by ``Trigger.to_dict``."""
     kinds: dict[str, type[Trigger]] = {
         "text": TextTrigger, "patch": PatchTrigger, "blend": BlendTrigger, "feature": FeatureTrigger,
     }
-    d = dict(d)
-    kind = d.pop("kind", None)
+    # Any: a record's fields go to the trigger's constructor, which checks them (TypeError below)
+    fields: dict[str, Any] = dict(d)
+    kind = fields.pop("kind", None)
     if kind not in kinds:
         raise ParameterError(f"Unknown trigger kind {kind!r}; expected one of {list(kinds)}.")
     try:
-        return kinds[kind](**d)
+        return kinds[kind](**fields)
     except TypeError as exc:
         raise ParameterError(f"Bad {kind} trigger record: {exc}.") from None

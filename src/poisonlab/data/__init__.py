@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from poisonlab.data.arrays import dataset_from_arrays
 from poisonlab.data.dataset import Dataset, encode_labels
-from poisonlab.data.readers import Columns, read_image_folder, read_npz, read_table_file
+from poisonlab.data.readers import Columns, in_memory_table, read_image_folder, read_npz, read_table_file
 from poisonlab.data.types import FeaturesLike, LabelsLike, TableLike
 from poisonlab.exceptions import DataError
 
@@ -70,7 +68,7 @@ def load_dataset(
     """
     from poisonlab.data import corpora
 
-    table = _in_memory_table(spec)
+    table = in_memory_table(spec)
     if table is not None:
         from poisonlab.data.readers import table_to_dataset
 
@@ -100,25 +98,6 @@ def load_dataset(
     if path.suffix.lower() == ".npz":
         return read_npz(path, require_labels=require_labels)
     return read_table_file(path, columns, require_labels=require_labels)
-
-
-def _in_memory_table(spec: Any) -> dict[str, list[object]] | None:
-    """The columns of a DataFrame or a mapping of columns, as lists (None for anything else)."""
-    if isinstance(spec, Mapping):
-        return {str(k): list(v) for k, v in spec.items()}
-    if type(spec).__name__ == "DataFrame" and hasattr(spec, "columns") and hasattr(spec, "to_dict"):
-        out: dict[str, list[object]] = {}
-        for col in spec.columns:
-            values = spec[col].tolist()
-            out[str(col)] = [None if _missing(v) else v for v in values]
-        if len(out) != len(spec.columns):
-            raise DataError("The DataFrame has two columns with the same name.")
-        return out
-    return None
-
-
-def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
 
 
 def save_dataset(dataset: Dataset, path: str | Path) -> Path:

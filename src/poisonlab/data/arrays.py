@@ -86,10 +86,13 @@ def dataset_from_arrays(
     if isinstance(X, (str, Path)):
         raise DataError(f"X is the path or name {str(X)!r}; pass arrays here, or read the file first "
                         "with poisonlab.load_dataset.")
-    if is_dataframe(X) and y is None:
-        from poisonlab.data import load_dataset
+    if is_dataframe(X) and y is None:  # read like a table file, as load_dataset reads a DataFrame
+        from poisonlab.data.readers import in_memory_table, table_to_dataset
 
-        return load_dataset(X, columns)
+        table = in_memory_table(X)
+        if table is None:
+            raise DataError(f"X is a {type(X).__name__} that does not read as a table.")
+        return table_to_dataset(table, columns or Columns(), where="the DataFrame", name="dataframe")
     features, feature_names = features_from_array(X, columns)
     n = len(features)
     if y is None:

@@ -12,9 +12,10 @@ import math
 import sys
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -202,6 +203,26 @@ def pick_label_column(names: Sequence[str], given: str | None, where: str) -> st
             f"--label-col. Columns are {list(names)}."
         )
     return label
+
+
+def in_memory_table(spec: Any) -> dict[str, list[object]] | None:  # Any: a duck-typed DataFrame
+    """The columns of a pandas DataFrame or a mapping of columns, as lists, with missing cells
+    (None, NaN) as None; None for anything else."""
+    if isinstance(spec, Mapping):
+        return {str(k): list(v) for k, v in spec.items()}
+    if type(spec).__name__ == "DataFrame" and hasattr(spec, "columns") and hasattr(spec, "to_dict"):
+        out: dict[str, list[object]] = {}
+        for col in spec.columns:
+            values = spec[col].tolist()
+            out[str(col)] = [None if _missing_cell(v) else v for v in values]
+        if len(out) != len(spec.columns):
+            raise DataError("The DataFrame has two columns with the same name.")
+        return out
+    return None
+
+
+def _missing_cell(value: object) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def table_to_dataset(

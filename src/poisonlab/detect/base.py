@@ -15,13 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Literal, overload
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 
 from poisonlab.exceptions import NotFittedError, ParameterError
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 @dataclass
@@ -40,8 +43,8 @@ class TriggerCandidate:
     trigger: str
     target_label: int
 
-    def to_dict(self, classes: Sequence[str] | None = None) -> dict[str, Any]:
-        target: Any = self.target_label if classes is None else classes[self.target_label]
+    def to_dict(self, classes: Sequence[str] | None = None) -> dict[str, object]:
+        target: int | str = self.target_label if classes is None else classes[self.target_label]
         return {"trigger": self.trigger, "target_label": target}
 
 
@@ -80,8 +83,8 @@ class Detector(BaseEstimator):
                 f"This {type(self).__name__} is not fitted yet: call fit first."
             )
 
-    def fit_predict(self, *args: Any, **kwargs: Any) -> np.ndarray:
-        """Fit and return ``flags_``."""
+    def fit_predict(self, *args: object, **kwargs: object) -> np.ndarray:
+        """Fit and return ``flags_`` (the arguments are the subclass's ``fit`` arguments)."""
         self.fit(*args, **kwargs)
         return self.flags_
 
@@ -102,7 +105,18 @@ def threshold_for_rate(scores: np.ndarray, rate: float) -> float:
     return float(order[n_flag]) if n_flag < n else float(order[-1]) - 1.0
 
 
-def check_features(features: Any, owner: str, *, allow_sparse: bool = False) -> Any:
+@overload
+def check_features(features: ArrayLike | sp.spmatrix | sp.sparray, owner: str, *,
+                   allow_sparse: Literal[False] = False) -> np.ndarray: ...
+
+
+@overload
+def check_features(features: ArrayLike | sp.spmatrix | sp.sparray, owner: str, *,
+                   allow_sparse: bool) -> np.ndarray | sp.csr_matrix: ...
+
+
+def check_features(features: ArrayLike | sp.spmatrix | sp.sparray, owner: str, *,
+                   allow_sparse: bool = False) -> np.ndarray | sp.csr_matrix:
     """Features as a 2-D float array (or CSR matrix when ``allow_sparse``), finite, with rows."""
     if sp.issparse(features):
         if not allow_sparse:
@@ -124,7 +138,7 @@ def check_features(features: Any, owner: str, *, allow_sparse: bool = False) -> 
     return arr
 
 
-def check_labels(y: Any, n_rows: int, owner: str, *, name: str = "features") -> np.ndarray:
+def check_labels(y: ArrayLike, n_rows: int, owner: str, *, name: str = "features") -> np.ndarray:
     """Integer labels, one per row."""
     labels = np.asarray(y)
     if labels.ndim != 1:
@@ -138,7 +152,7 @@ def check_labels(y: Any, n_rows: int, owner: str, *, name: str = "features") -> 
     return labels.astype(np.int64, copy=False)
 
 
-def check_pred_probs(pred_probs: Any, y: np.ndarray, owner: str) -> np.ndarray:
+def check_pred_probs(pred_probs: ArrayLike, y: np.ndarray, owner: str) -> np.ndarray:
     """An N×K array of probabilities whose rows sum to one, with K above every label."""
     probs = np.asarray(pred_probs, dtype=np.float64)
     if probs.ndim != 2:
@@ -160,7 +174,7 @@ def check_pred_probs(pred_probs: Any, y: np.ndarray, owner: str) -> np.ndarray:
     return probs
 
 
-def check_positive_int(value: Any, name: str, owner: str, *, minimum: int = 1) -> int:
+def check_positive_int(value: object, name: str, owner: str, *, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ParameterError(
             f"The '{name}' parameter of {owner} must be an int >= {minimum}. Got {value!r} instead."

@@ -17,8 +17,6 @@ minority side of conflicting groups.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
@@ -29,7 +27,7 @@ from poisonlab.exceptions import ParameterError
 
 
 def duplicate_conflict_scores(
-    features: Any,
+    features: np.ndarray | sp.spmatrix | sp.sparray,
     y: np.ndarray,
     *,
     min_similarity: float = 0.98,
@@ -116,7 +114,7 @@ class DuplicateConflictDetector(Detector):
         self.n_neighbors = n_neighbors
         self.contamination = contamination
 
-    def fit(self, features: Any, y: np.ndarray,
+    def fit(self, features: np.ndarray | sp.spmatrix | sp.sparray, y: np.ndarray,
             neighbors: tuple[np.ndarray, np.ndarray] | None = None,
             label_probs: np.ndarray | None = None) -> DuplicateConflictDetector:
         self._check_contamination()

@@ -13,8 +13,6 @@ share of the row's own label, in [-1, 1]; above 0 a kNN vote would relabel the r
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import scipy.sparse as sp
 
@@ -113,7 +111,7 @@ class ConfidentLearningDetector(Detector):
 
 
 # ---------------------------------------------------------------------------------- kNN
-def nearest_neighbors(features: Any, n_neighbors: int, *, max_reference: int | None = 20000,
+def nearest_neighbors(features: np.ndarray | sp.spmatrix | sp.sparray, n_neighbors: int, *, max_reference: int | None = 20000,
                       random_state: int | np.random.Generator | None = 0,
                       ) -> tuple[np.ndarray, np.ndarray]:
     """Indices and cosine similarities of each row's ``n_neighbors`` nearest other rows.
@@ -127,7 +125,7 @@ def nearest_neighbors(features: Any, n_neighbors: int, *, max_reference: int | N
     return neighbor_search(X, k, max_reference, np.random.default_rng(random_state))
 
 
-def neighbor_search(X: Any, k: int, max_reference: int | None,
+def neighbor_search(X: np.ndarray | sp.csr_matrix, k: int, max_reference: int | None,
                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """:func:`nearest_neighbors` on features already checked (no validation, no copy)."""
     n = X.shape[0]
@@ -165,7 +163,7 @@ def neighbor_search(X: Any, k: int, max_reference: int | None,
     return idx, sim
 
 
-def knn_label_scores(features: Any, y: np.ndarray, *, n_neighbors: int = 10,
+def knn_label_scores(features: np.ndarray | sp.spmatrix | sp.sparray, y: np.ndarray, *, n_neighbors: int = 10,
                      neighbors: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Share of the most common other label among a row's neighbors minus its own label's share.
 
@@ -213,7 +211,7 @@ class KnnLabelDetector(Detector):
         self.contamination = contamination
         self.random_state = random_state
 
-    def fit(self, features: Any, y: np.ndarray,
+    def fit(self, features: np.ndarray | sp.spmatrix | sp.sparray, y: np.ndarray,
             neighbors: tuple[np.ndarray, np.ndarray] | None = None) -> KnnLabelDetector:
         owner = type(self).__name__
         self._check_contamination()

@@ -21,12 +21,15 @@ input features otherwise (``benchmarks/audit_vs_art.py --representations`` measu
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from poisonlab.exceptions import ParameterError
+
+if TYPE_CHECKING:
+    from poisonlab.models.protocols import ModelAdapter
 
 REPRESENTATIONS = ("auto", "activations", "contributions", "gradient", "input")
 
@@ -43,7 +46,7 @@ def _final_step(model: Any) -> tuple[Any, Any]:
     return est, None
 
 
-def class_weights(model: Any) -> np.ndarray | None:
+def class_weights(model: object) -> np.ndarray | None:
     """D×K' weights of a linear final step, centered across classes (None if not linear).
 
     Logistic regression: ``coef_`` (binary: one column); naive Bayes: ``feature_log_prob_`` minus
@@ -65,7 +68,7 @@ def class_weights(model: Any) -> np.ndarray | None:
     return None
 
 
-def default_representation(model: Any) -> str:
+def default_representation(model: object) -> str:
     """``activations`` for networks, ``contributions`` for linear models, else ``input``."""
     if hasattr(model, "net_"):
         return "activations"
@@ -78,7 +81,7 @@ def default_representation(model: Any) -> str:
 
 
 def model_representation(
-    model: Any,
+    model: ModelAdapter,
     X: np.ndarray,
     y: np.ndarray | None = None,
     *,
@@ -174,7 +177,7 @@ def _gradient(Z: Any, probs: np.ndarray, y: np.ndarray) -> Any:
     return sp.hstack(blocks, format="csr") if sp.issparse(Z) else np.hstack(blocks)
 
 
-def reduce_dims(Z: Any, n_dims: int, random_state: int | None = 0) -> np.ndarray:
+def reduce_dims(Z: np.ndarray | sp.spmatrix | sp.sparray, n_dims: int, random_state: int | None = 0) -> np.ndarray:
     """Dense ``Z`` if it has at most ``n_dims`` columns, else its seeded truncated-SVD projection."""
     if Z.shape[1] <= n_dims:
         return Z.toarray() if sp.issparse(Z) else np.asarray(Z, dtype=np.float64)

@@ -27,8 +27,8 @@ below fixes both:
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from scipy.linalg import eigh, get_lapack_funcs
@@ -59,7 +59,7 @@ def _chi2_quantile(dof: int, q: float = 0.999) -> float:
 _CONTROLLER: list[object] = []
 
 
-def one_blas_thread() -> Any:
+def one_blas_thread() -> AbstractContextManager[object]:
     """A context limiting BLAS to one thread (the controller is built once per process)."""
     from threadpoolctl import ThreadpoolController
 

@@ -34,12 +34,17 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from poisonlab.detect.base import Detector, TriggerCandidate, check_labels, check_positive_int
 from poisonlab.exceptions import ParameterError
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
+    from poisonlab.detect.value_triggers import ValueTriggerDetector
 
 TOKEN_PATTERN = r"(?u)\b\w+\b"
 PredictProba = Callable[[np.ndarray], np.ndarray]
@@ -70,7 +75,7 @@ class DataTrigger(TriggerCandidate):
     companions: list[str] = field(default_factory=list)
     rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
 
-    def to_dict(self, classes: Sequence[str] | None = None) -> dict[str, Any]:
+    def to_dict(self, classes: Sequence[str] | None = None) -> dict[str, object]:
         return {
             **super().to_dict(classes),
             "score": round(float(self.score), 4),
@@ -91,7 +96,8 @@ class DataTrigger(TriggerCandidate):
         }
 
 
-def token_statistics(presence: Any, y: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
+def token_statistics(presence: np.ndarray | sp.spmatrix | sp.sparray, y: np.ndarray,
+                     n_classes: int) -> dict[str, np.ndarray]:
     """Per token: row count, best class, concentration, lift over prior and G statistic.
 
     ``presence`` is an N×V binary (sparse) matrix: row ``i`` holds token ``j``.
@@ -352,7 +358,8 @@ def score_significance(candidates: Sequence[DataTrigger], class_error: np.ndarra
         c.score = c.effect * c.concentration
 
 
-def check_trigger_params(det: Any, owner: str) -> tuple[int, int, int, int]:
+def check_trigger_params(det: TriggerKeywordDetector | ValueTriggerDetector,
+                         owner: str) -> tuple[int, int, int, int]:
     """Validate the parameters the trigger detectors share; return ``(min_count, min_rows,
     n_candidates, n_test_rows)``."""
     min_count = check_positive_int(det.min_count, "min_count", owner)
@@ -402,7 +409,7 @@ def class_error_rates(texts: np.ndarray, y: np.ndarray, score: Callable[[np.ndar
     return out
 
 
-def excess_doubt(presence: Any, y: np.ndarray, n_classes: int, doubt: np.ndarray,
+def excess_doubt(presence: np.ndarray | sp.spmatrix | sp.sparray, y: np.ndarray, n_classes: int, doubt: np.ndarray,
                   best: np.ndarray) -> np.ndarray:
     """Per token, the summed doubt (how much a row looks like another class) of its rows with its
     best label, minus what as many rows of that label carry on average."""

@@ -25,7 +25,7 @@ suspected value score 0. ``score > 1`` is flagged.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -43,9 +43,12 @@ from poisonlab.detect.triggers import (
 )
 from poisonlab.exceptions import ParameterError
 
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
 
 def value_candidates(X: np.ndarray, min_count: int, max_share: float = 0.5
-                     ) -> tuple[Any, list[tuple[int, float]]]:
+                     ) -> tuple[sp.csc_matrix, list[tuple[int, float]]]:
     """The N×V binary matrix of rows holding each exact (feature, value) pair, and the pairs."""
     import scipy.sparse as sp
 

@@ -22,8 +22,9 @@ import json
 import re
 import time
 from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -48,6 +49,12 @@ from poisonlab.models.members import (
     vote_disagreement,
 )
 
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from poisonlab.models.io import SavedModel
+    from poisonlab.models.protocols import Classifier, ModelAdapter, ProbabilisticClassifier
+
 ENSEMBLE_FORMAT = "poisonlab-ensemble"
 ENSEMBLE_FORMAT_VERSION = 1
 MANIFEST_NAME = "ensemble.json"
@@ -56,7 +63,7 @@ MAX_MEMBERS = 100_000
 MAX_MANIFEST_BYTES = 64 * 1024**2
 
 
-def ensure_fitted(model: Any) -> None:
+def ensure_fitted(model: object) -> None:
     """Raise :class:`~poisonlab.exceptions.NotFittedError` unless the ensemble has members."""
     if not hasattr(model, "members_"):
         raise NotFittedError("This ensemble is not fitted yet: call fit first.")
@@ -80,9 +87,10 @@ class PartitionEnsemble(ClassifierMixin, BaseEstimator):
     :mod:`poisonlab.defend.partition`.
     """
 
-    def __init__(self, *, n_partitions: int = 50, model: Any = None, hash_seed: int = 0,
-                 n_jobs: int | None = None, scheduler: Any = None,
-                 random_state: int | None = 0, model_params: dict[str, Any] | None = None) -> None:
+    def __init__(self, *, n_partitions: int = 50,
+                 model: str | ModelAdapter | ProbabilisticClassifier | None = None, hash_seed: int = 0,
+                 n_jobs: int | None = None, scheduler: str | Client | None = None,
+                 random_state: int | None = 0, model_params: Mapping[str, object] | None = None) -> None:
         self.n_partitions = n_partitions
         self.model = model
         self.hash_seed = hash_seed
@@ -122,8 +130,9 @@ class PartitionEnsemble(ClassifierMixin, BaseEstimator):
                                      y[order_arr[starts[j]:starts[j + 1]]], self.n_classes_,
                                      self.member_seeds_[j], self.model_params)
                  for j in range(k)]
-        self.members_ = run_parallel(tasks, n_jobs=self.n_jobs, scheduler=self.scheduler,
-                                     progress=progress, step=f"training {k} partition models")
+        self.members_: list[Classifier | None] = run_parallel(
+            tasks, n_jobs=self.n_jobs, scheduler=self.scheduler, progress=progress,
+            step=f"training {k} partition models")
         self.fit_seconds_ = time.perf_counter() - t
         return self
 
@@ -186,10 +195,11 @@ class BaggingEnsemble(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, *, n_estimators: int = 10, max_samples: float = 0.5, bootstrap: bool = False,
-                 model: Any = None, threshold: float = 0.5, input_threshold: float | None = None,
-                 n_jobs: int | None = None, scheduler: Any = None,
+                 model: str | ModelAdapter | ProbabilisticClassifier | None = None, threshold: float = 0.5,
+                 input_threshold: float | None = None, n_jobs: int | None = None,
+                 scheduler: str | Client | None = None,
                  random_state: int | np.random.Generator | None = None,
-                 model_params: dict[str, Any] | None = None) -> None:
+                 model_params: Mapping[str, object] | None = None) -> None:
         self.n_estimators = n_estimators
         self.max_samples = max_samples
         self.bootstrap = bootstrap
@@ -239,8 +249,9 @@ class BaggingEnsemble(ClassifierMixin, BaseEstimator):
         t = time.perf_counter()
         tasks = [delayed(fit_member)(base, X[idx], y[idx], self.n_classes_, seeds[j], self.model_params)
                  for j, idx in enumerate(subsets)]
-        self.members_ = run_parallel(tasks, n_jobs=self.n_jobs, scheduler=self.scheduler,
-                                     progress=progress, step=f"training {m} bagged models")
+        self.members_: list[Classifier | None] = run_parallel(
+            tasks, n_jobs=self.n_jobs, scheduler=self.scheduler, progress=progress,
+            step=f"training {m} bagged models")
         self.fit_seconds_ = time.perf_counter() - t
         P = self.member_predictions(X)
         self.train_scores_ = out_of_bag_disagreement(P, self.in_bag_, y)
@@ -287,8 +298,8 @@ class BaggingEnsemble(ClassifierMixin, BaseEstimator):
 
 
 # ---------------------------------------------------------------------------------- files
-def save_members(ensemble: Any, path: Path, *, classes: tuple[str, ...], method: str,
-                 extra: dict[str, Any]) -> Path:
+def save_members(ensemble: PartitionEnsemble | BaggingEnsemble, path: Path, *, classes: tuple[str, ...],
+                 method: str, extra: Mapping[str, object]) -> Path:
     """Save each member with :func:`poisonlab.models.io.save_model` and a JSON manifest beside them."""
     from poisonlab.models.io import save_model
 
@@ -325,12 +336,12 @@ class EnsembleFolder:
     """A checked ensemble manifest with its members loaded (``None`` for an empty partition)."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: dict[str, object]
     method: str
     classes: tuple[str, ...]
     n_classes: int
     spec: str | None
-    members: list[Any]
+    members: list[Classifier | None]
 
 
 def read_ensemble_folder(path: str | Path) -> EnsembleFolder:
@@ -372,7 +383,7 @@ def read_ensemble_folder(path: str | Path) -> EnsembleFolder:
         raise ModelError(f"{manifest_path}: malformed manifest ('members' must list 1 to {MAX_MEMBERS} "
                          "member files).")
     folder = path.resolve()
-    members: list[Any] = []
+    members: list[Classifier | None] = []
     for name in names:
         if name is None:
             members.append(None)
@@ -387,7 +398,7 @@ def read_ensemble_folder(path: str | Path) -> EnsembleFolder:
     return EnsembleFolder(path, manifest, method, tuple(classes), n_classes, spec, members)
 
 
-def load_ensemble(path: str | Path) -> Any:
+def load_ensemble(path: str | Path) -> SavedModel:
     """Read an ensemble folder into a :class:`poisonlab.models.io.SavedModel` that predicts like the saved one.
 
     A partition ensemble also certifies; a bagging ensemble also flags disagreement.

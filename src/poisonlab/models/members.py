@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar, cast
 
 import numpy as np
 
@@ -32,8 +32,7 @@ if TYPE_CHECKING:
     from poisonlab.models.protocols import Classifier, ModelAdapter, ProbabilisticClassifier
     from poisonlab.models.sklearn import SklearnModel
 
-T = TypeVar("T")
-"""What the tasks of :func:`run_parallel` return."""
+_T = TypeVar("_T")  # what the tasks of run_parallel return
 
 Progress = Callable[[str, int, int], None]
 """``progress(step, done, total)``: the same callback as :data:`poisonlab.defend.compare.Progress`."""
@@ -249,7 +248,7 @@ class SharedCounts:
         except ValueError:  # empty vocabulary: inputs without a single word
             return None
 
-    def handles(self, member: Classifier | None) -> bool:
+    def handles(self, member: Classifier | None) -> TypeGuard[Classifier]:
         vec = _count_pipeline(member)
         return vec is not None and _vectorizer_params(vec) == self.params
 
@@ -297,9 +296,9 @@ def member_seeds(random_state: int | np.random.Generator | None, n: int) -> list
     return [int(s) for s in np.random.SeedSequence([base, 0x5EED]).generate_state(n)]
 
 
-def run_parallel(tasks: Sequence[tuple[Callable[..., T], tuple[object, ...], dict[str, object]]], *,
+def run_parallel(tasks: Sequence[tuple[Callable[..., _T], tuple[object, ...], dict[str, object]]], *,
                  n_jobs: int | None, scheduler: str | Client | None,
-                 progress: Progress | None = None, step: str = "") -> list[T]:
+                 progress: Progress | None = None, step: str = "") -> list[_T]:
     """Run ``joblib.delayed`` tasks in order with joblib (``n_jobs``), or on a Dask cluster when
     ``scheduler`` is given (an address such as ``tcp://host:8786`` or a ``distributed.Client``)."""
     from joblib import Parallel, parallel_config
