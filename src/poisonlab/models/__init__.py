@@ -18,9 +18,10 @@ logistic regression), ``logreg`` and ``mlp`` (scaled features, for tables or fla
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import Any, TypeGuard
 
 from poisonlab.exceptions import ModelError, ParameterError
+from poisonlab.models.fitted import is_fitted, is_torch_module
 from poisonlab.models.protocols import (
     Classifier,
     LearnedFeatures,
@@ -29,10 +30,6 @@ from poisonlab.models.protocols import (
     ModelLike,
     ProbabilisticClassifier,
 )
-
-if TYPE_CHECKING:
-    from torch import nn
-    from typing_extensions import TypeIs  # typing.TypeIs from Python 3.13
 
 __all__ = [
     "DEFAULT_SPECS",
@@ -202,7 +199,7 @@ def resolve_model(model: ModelLike | None, kind: str, *, random_state: int | Non
                 f"Choose one of {', '.join(specs_for(kind))}.")
         return make_model(model, random_state=random_state,
                           **(params if entry.framework == "torch" else {}))
-    if _is_torch_module(model):
+    if is_torch_module(model):
         from poisonlab.models.torch import TorchClassifier
 
         return TorchClassifier(module=model, random_state=random_state, **params)
@@ -244,43 +241,6 @@ def describe_model(model: object) -> str:
     if isinstance(steps, list) and steps:
         return f"{type(model).__name__}({', '.join(type(s).__name__ for _, s in steps)})"
     return type(model).__name__
-
-
-def is_fitted(model: object) -> bool:
-    """Whether ``model`` (an adapter, a scikit-learn estimator or a torch module) can predict now.
-
-    A torch ``nn.Module`` counts as fitted: there is no telling trained weights from fresh ones.
-
-    References
-    ----------
-    .. [1] scikit-learn, ``sklearn.utils.validation.check_is_fitted``.
-       https://scikit-learn.org/stable/modules/generated/sklearn.utils.validation.check_is_fitted.html
-    """
-    if _is_torch_module(model):
-        return True
-    if hasattr(model, "net_") or hasattr(model, "estimator_") or hasattr(model, "members_"):
-        return True
-    from poisonlab.models.sklearn import SklearnModel
-
-    if isinstance(model, SklearnModel):
-        return model.estimator is not None and is_fitted(model.estimator)
-    if type(model).__name__ == "TorchClassifier":
-        return getattr(model, "module", None) is not None
-    from sklearn.exceptions import NotFittedError as SklearnNotFitted
-    from sklearn.utils.validation import check_is_fitted
-
-    try:
-        check_is_fitted(model)
-    except (SklearnNotFitted, TypeError):
-        return False
-    return True
-
-
-def _is_torch_module(model: object) -> TypeIs[nn.Module]:
-    import sys
-
-    torch = sys.modules.get("torch")  # a module object implies torch was imported already
-    return torch is not None and isinstance(model, torch.nn.Module)
 
 
 def _follows_contract(model: object) -> TypeGuard[ModelAdapter]:

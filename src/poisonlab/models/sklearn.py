@@ -73,7 +73,7 @@ class SklearnModel(ClassifierMixin, BaseEstimator):
     def _check(self) -> None:
         if hasattr(self, "estimator_"):
             return
-        from poisonlab.models import is_fitted
+        from poisonlab.models.fitted import is_fitted
 
         if self.estimator is None or not is_fitted(self.estimator):
             raise NotFittedError("This model is not fitted yet: call fit first.")
