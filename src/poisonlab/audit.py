@@ -30,15 +30,21 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from poisonlab.data.dataset import Dataset
 from poisonlab.exceptions import DataError, ParameterError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import scipy.sparse as sp
+
+    from poisonlab.models.protocols import ModelAdapter, ModelLike
 
 Progress = Callable[[str, int, int], None]
 """``progress(step, done, total)``: called as each step of a long run starts."""
@@ -69,7 +75,7 @@ class DetectorOutcome:
     threshold: float
     votes: bool
     seconds: float
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, object] = field(default_factory=dict)
     reason: Callable[[int], str] | None = field(default=None, repr=False)
 
     @property
@@ -84,7 +90,7 @@ class DetectorOutcome:
                 return np.zeros_like(self.scores)
         return (self.scores - med) / (thr - med)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, object]:
         return {
             "title": TITLES.get(self.name, self.name),
             "votes": self.votes,
@@ -106,16 +112,16 @@ class AuditResult:
     flags: np.ndarray
     reasons: list[str]
     detectors: dict[str, DetectorOutcome]
-    suspected_triggers: list[dict[str, Any]]
+    suspected_triggers: list[dict[str, object]]
     timings: dict[str, float]
     oof_accuracy: float
-    model: Any = field(repr=False, default=None)
-    evaluation: dict[str, Any] | None = None
-    groups: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    arrays: dict[str, Any] = field(default_factory=dict, repr=False)
+    model: ModelAdapter | None = field(repr=False, default=None)
+    evaluation: dict[str, object] | None = None
+    groups: dict[str, object] | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray | tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, object]:
         """The JSON summary written to ``summary.json``."""
         ds = self.dataset
         per_class = []
@@ -123,7 +129,7 @@ class AuditResult:
             rows = ds.y == k
             per_class.append({"class": name, "n_rows": int(rows.sum()),
                               "n_flagged": int(self.flags[rows].sum())})
-        out: dict[str, Any] = {
+        out: dict[str, object] = {
             "dataset": ds.name,
             "kind": ds.kind,
             "n_rows": len(ds),
@@ -152,7 +158,7 @@ class AuditResult:
         return order if limit is None else order[:limit]
 
     @property
-    def triggers(self) -> list[dict[str, Any]]:
+    def triggers(self) -> list[dict[str, object]]:
         """The suspected triggers (text), as in ``summary.json``."""
         return self.suspected_triggers
 
@@ -176,7 +182,7 @@ class AuditResult:
 
         return saved_as_result_set(out_dir, "audit", lambda tmp: write_audit(self, tmp, html=html))
 
-    def to_frame(self) -> Any:
+    def to_frame(self) -> pd.DataFrame:
         """One row per audited row (pandas): id, label, score, flagged, reasons."""
         from poisonlab.report.notebook import frame
 
@@ -203,14 +209,14 @@ class AuditResult:
 def audit(
     dataset: Dataset,
     *,
-    model: str | Any | None = None,
+    model: ModelLike | None = None,
     representation: str = "auto",
     detectors: tuple[str, ...] | None = None,
     n_folds: int | None = None,
     random_state: int = 0,
     progress: Progress | None = None,
-    torch_params: dict[str, Any] | None = None,
-    fitted_model: Any | None = None,
+    torch_params: Mapping[str, object] | None = None,
+    fitted_model: ModelAdapter | None = None,
 ) -> AuditResult:
     """Audit ``dataset`` (see the module docstring).
 
@@ -293,8 +299,9 @@ def audit(
         scores, flags = np.zeros(n), np.zeros(n, dtype=bool)
     reasons = _reasons(outcomes, flags)
     tick.done()
+    # the trigger detectors' details hold their suspected triggers' JSON documents (_run_detectors)
     triggers = [t for name in ("trigger_keywords", "value_triggers") if name in outcomes
-                for t in outcomes[name].details.get("suspected_triggers", [])]
+                for t in cast("list[dict[str, object]]", outcomes[name].details.get("suspected_triggers", []))]
     result = AuditResult(
         dataset=dataset, model_spec=spec_name, representation=rep_kind, scores=scores, flags=flags,
         reasons=reasons, detectors=outcomes, suspected_triggers=triggers, timings=timings,
@@ -302,7 +309,7 @@ def audit(
         arrays={"pred_probs": oof, "representation": rep, "neighbors": neighbors},
     )
     if "robust_spectral" in outcomes:
-        result.arrays["removal_flags"] = outcomes["robust_spectral"].details.pop("_removal_flags")
+        result.arrays["removal_flags"] = cast("np.ndarray", outcomes["robust_spectral"].details.pop("_removal_flags"))
     if dataset.source is not None or dataset.labeler is not None:
         result.groups = contributions(dataset, flags)
     return result
@@ -361,8 +368,8 @@ class _Ticker:
 
 # ---------------------------------------------------------------------------------- arrays
 def out_of_fold_proba(
-    fresh: Callable[[], Any],
-    fitted: Any,
+    fresh: Callable[[], ModelAdapter],
+    fitted: ModelAdapter,
     X: np.ndarray,
     y: np.ndarray,
     n_classes: int,
@@ -473,7 +480,7 @@ def consensus_probs(pred_probs: np.ndarray, neighbor_idx: np.ndarray, y: np.ndar
     return geo / geo.sum(axis=1, keepdims=True)
 
 
-def input_features(dataset: Dataset, *, n_dims: int = 64) -> Any:
+def input_features(dataset: Dataset, *, n_dims: int = 64) -> np.ndarray | sp.csr_matrix:
     """What kNN and duplicate checks compare: TF-IDF for text; pixels or standardized columns,
     projected on their top ``n_dims`` principal components when wider (centered, so cosine
     similarity compares deviations from the mean image)."""
@@ -498,7 +505,7 @@ def input_features(dataset: Dataset, *, n_dims: int = 64) -> Any:
     return X
 
 
-def contributions(dataset: Dataset, flags: np.ndarray) -> dict[str, Any] | None:
+def contributions(dataset: Dataset, flags: np.ndarray) -> dict[str, object] | None:
     """Flagged counts per source and labeler (via poisonlab.provenance when it is installed)."""
     try:
         from poisonlab.provenance import contributions_by_group
@@ -709,7 +716,7 @@ def _finite(value: Any) -> float | None:
 
 
 # ---------------------------------------------------------------------------------- ground truth
-def evaluate_audit(result: AuditResult, poison_mask: np.ndarray) -> dict[str, Any]:
+def evaluate_audit(result: AuditResult, poison_mask: np.ndarray) -> dict[str, object]:
     """Precision, recall, AUROC, AP and recall at 1.5x for the combined score and each detector."""
     from poisonlab.detect.metrics import detection_metrics
 

@@ -136,9 +136,7 @@ def defend_command(
     if not compare and given_elsewhere:
         flags = ", ".join("--" + k.replace("_", "-") for k in sorted(given_elsewhere))
         raise ParameterError(f"{flags} do not apply to --method {method}.")
-    # DefendRequest.model reads `str | None`, but a saved model file gives an unfitted model object
-    # here (as poisonlab.defend() passes sanitize an adapter): that annotation is too narrow.
-    request = DefendRequest(dataset=ds, out=tmp, model=spec,  # type: ignore[arg-type]
+    request = DefendRequest(dataset=ds, out=tmp, model=spec,
                             ground_truth=truth, test=test_ds,
                             random_state=seed, progress=None, options=options)
     with Steps(disable=json_out) as steps:

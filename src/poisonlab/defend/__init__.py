@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from poisonlab.attacks import PoisonedDataset
+    from poisonlab.data.dataset import Dataset
+    from poisonlab.models import ModelLike
     from poisonlab.models.ensemble import BaggingEnsemble as BaggingEnsemble
     from poisonlab.models.ensemble import PartitionEnsemble as PartitionEnsemble
 
@@ -30,21 +33,24 @@ METHODS: dict[str, str] = {
 class DefendRequest:
     """What every defense method receives from the command line.
 
-    ``ground_truth`` is a :class:`~poisonlab.attacks.PoisonedDataset` when DATA is a folder written
-    by ``poisonlab attack``; ``test`` a clean dataset to measure on (optional); ``options`` holds
-    method-specific settings.
+    ``model`` is a spec name or a model object (an unfitted copy of a saved model on the command
+    line, an adapter from :func:`poisonlab.defend`); ``ground_truth`` is a
+    :class:`~poisonlab.attacks.PoisonedDataset` when DATA is a folder written by ``poisonlab
+    attack``; ``test`` a clean dataset to measure on (optional); ``options`` holds method-specific
+    settings.
     """
 
-    dataset: Any
+    dataset: Dataset
     out: Path
-    model: str | None = None
-    ground_truth: Any | None = None
-    test: Any | None = None
+    model: ModelLike | None = None
+    ground_truth: PoisonedDataset | None = None
+    test: Dataset | None = None
     random_state: int = 0
     progress: Callable[[str, int, int], None] | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, object] = field(default_factory=dict)
 
 
+# Any: the command line reads the summary back key by key, nested values included (before/after).
 def method_function(name: str) -> Callable[[DefendRequest], dict[str, Any]]:
     """The function behind a ``--method`` name."""
     import importlib
@@ -60,7 +66,7 @@ def method_function(name: str) -> Callable[[DefendRequest], dict[str, Any]]:
     return function
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> type[BaggingEnsemble] | type[PartitionEnsemble]:
     """:class:`PartitionEnsemble` and :class:`BaggingEnsemble` from :mod:`poisonlab.models.ensemble`,
     imported when first asked for (they need scikit-learn)."""
     if name in _ENSEMBLES:

@@ -24,7 +24,7 @@ module is the defense: the summary, ``flags.csv`` and ``poisonlab defend --metho
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -44,6 +44,11 @@ from poisonlab.models.ensemble import load_ensemble as load_ensemble
 from poisonlab.models.members import out_of_bag_disagreement as out_of_bag_disagreement
 from poisonlab.models.members import vote_disagreement as vote_disagreement
 
+if TYPE_CHECKING:
+    from poisonlab.attacks import PoisonedDataset
+    from poisonlab.defend import DefendRequest
+    from poisonlab.models import ModelAdapter, ProbabilisticClassifier
+
 OPTIONS = ("n_estimators", "max_samples", "bootstrap", "threshold", "input_threshold", "n_jobs",
            "scheduler", "model_params")
 
@@ -55,9 +60,10 @@ def _detection(flags: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
             "recall": round(float(tp / mask.sum()), 4) if mask.any() else None}
 
 
-def defend_bagging(train: Dataset, *, model: Any = None, test: Dataset | None = None,
-                   ground_truth: Any | None = None, random_state: int = 0,
-                   progress: Progress | None = None, **options: Any) -> DefenseResult:
+def defend_bagging(train: Dataset, *, model: str | ModelAdapter | ProbabilisticClassifier | None = None,
+                   test: Dataset | None = None, ground_truth: PoisonedDataset | None = None,
+                   random_state: int = 0, progress: Progress | None = None,
+                   **options: Any) -> DefenseResult:  # Any: read by name into BaggingEnsemble's parameters
     """Train a bagged ensemble with disagreement flags on ``train``; measure it on ``test``.
 
     Options: ``n_estimators`` (10), ``max_samples`` (0.5), ``bootstrap`` (False), ``threshold``
@@ -79,7 +85,7 @@ def defend_bagging(train: Dataset, *, model: Any = None, test: Dataset | None = 
         random_state=random_state, model_params=options.get("model_params"))
     ensemble.fit(train.X, train.y, n_classes=train.n_classes, progress=progress)
     flags = ensemble.train_flags_
-    summary: dict[str, Any] = {
+    summary: dict[str, object] = {
         "method": "bagging", "dataset": train.name, "model": ensemble.spec_, "n_rows": len(train),
         "n_estimators": int(ensemble.n_estimators), "max_samples": float(ensemble.max_samples),
         "bootstrap": bool(ensemble.bootstrap), "threshold": float(ensemble.threshold),
@@ -111,7 +117,7 @@ def defend_bagging(train: Dataset, *, model: Any = None, test: Dataset | None = 
     return DefenseResult("bagging", ensemble, summary, flags=flags)
 
 
-def run(request: Any) -> dict[str, Any]:
+def run(request: DefendRequest) -> dict[str, object]:
     """``poisonlab defend --method bagging``: train, measure, save the ensemble and summary.
 
     Also writes ``flags.csv`` (row, id, score, flagged) for the training rows.
@@ -124,7 +130,7 @@ def write_flags(result: DefenseResult, train: Dataset, out: Path) -> Path:
     the id comes from the data and is formula-escaped for spreadsheets."""
     from poisonlab.files import write_csv_for_people
 
-    ensemble = result.model
+    ensemble = cast(BaggingEnsemble, result.model)
     rows = ([i, train.ids[i], f"{score:.4f}", bool(flag)]
             for i, (score, flag) in enumerate(zip(ensemble.train_scores_, ensemble.train_flags_, strict=True)))
     return write_csv_for_people(out / "flags.csv", ["row", "id", "score", "flagged"], rows,

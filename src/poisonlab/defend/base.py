@@ -15,16 +15,21 @@ that no defense imports the comparison that imports it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from poisonlab.data.dataset import Dataset
 from poisonlab.exceptions import ParameterError
 from poisonlab.models.members import Progress as Progress  # progress(step, done, total): one definition
+
+if TYPE_CHECKING:
+    from poisonlab.attacks import PoisonedDataset
+    from poisonlab.defend import DefendRequest
+    from poisonlab.models import Classifier, ModelAdapter
 
 DEFENSES = ("sanitize", "bagging", "partition", "dp")
 DEFAULT_RADII = (1, 5, 10, 20)
@@ -42,14 +47,15 @@ class DefenseResult:
     """
 
     method: str
-    model: Any
+    model: Classifier
+    # Any: the summary is read back key by key (compare_defenses, summary_lines), nested values included
     summary: dict[str, Any]
     certified: list[dict[str, float]] | None = None
     flags: np.ndarray | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)
 
 
-def attack_rows(test: Dataset, ground_truth: Any | None) -> tuple[np.ndarray, int] | None:
+def attack_rows(test: Dataset, ground_truth: PoisonedDataset | None) -> tuple[np.ndarray, int] | None:
     """Triggered copies of the test rows outside the target class, and the target, for a backdoor."""
     if ground_truth is None or getattr(ground_truth, "trigger", None) is None \
             or ground_truth.target_label is None:
@@ -82,7 +88,7 @@ def attack_scores(pred_triggered: np.ndarray, pred_clean: np.ndarray, y: np.ndar
 
 
 def attack_outcome(predict: Callable[[np.ndarray], np.ndarray], test: Dataset,
-                   ground_truth: Any | None,
+                   ground_truth: PoisonedDataset | None,
                    pred_clean: np.ndarray | None = None) -> dict[str, float]:
     """:func:`attack_scores` of ``predict`` on ``test`` for a backdoor; ``{}`` when there is none.
 
@@ -97,7 +103,8 @@ def attack_outcome(predict: Callable[[np.ndarray], np.ndarray], test: Dataset,
     return attack_scores(predict(X_t), clean, test.y[rows], target)
 
 
-def measure_model(model: Any, test: Dataset, ground_truth: Any | None = None) -> dict[str, float]:
+def measure_model(model: Classifier, test: Dataset,
+                  ground_truth: PoisonedDataset | None = None) -> dict[str, float]:
     """Clean accuracy on ``test`` and, for a backdoor, :func:`attack_scores` on its triggered rows."""
     pred = model.predict(test.X)
     out = {"clean_accuracy": round(float(np.mean(pred == test.y)), 4)}
@@ -105,7 +112,7 @@ def measure_model(model: Any, test: Dataset, ground_truth: Any | None = None) ->
     return out
 
 
-def check_options(method: str, options: dict[str, Any], allowed: Sequence[str]) -> None:
+def check_options(method: str, options: Mapping[str, object], allowed: Sequence[str]) -> None:
     """An unknown option is an error naming the ones the method takes, never silently ignored."""
     unknown = sorted(set(options) - set(allowed))
     if unknown:
@@ -114,7 +121,7 @@ def check_options(method: str, options: dict[str, Any], allowed: Sequence[str]) 
         )
 
 
-def save_defense(result: DefenseResult, out: str | Path, *, classes: tuple[str, ...]) -> dict[str, Any]:
+def save_defense(result: DefenseResult, out: str | Path, *, classes: tuple[str, ...]) -> dict[str, object]:
     """Write ``out/model...`` (a model file, or the folder ``out/model/`` for an ensemble) and
     ``out/summary.json``; return the summary with ``model_path`` added."""
     from poisonlab.files import final_path, write_json
@@ -135,15 +142,15 @@ def save_defense(result: DefenseResult, out: str | Path, *, classes: tuple[str, 
     return summary
 
 
-def timed_fit(model: Any, train: Dataset) -> float:
+def timed_fit(model: ModelAdapter, train: Dataset) -> float:
     """Fit ``model`` on ``train`` and return the seconds it took."""
     t = time.perf_counter()
     model.fit(train.X, train.y, n_classes=train.n_classes)
     return time.perf_counter() - t
 
 
-def hold_out_clean_rows(train: Dataset, ground_truth: Any, *, share: float = 0.25,
-                        random_state: int = 0) -> tuple[Dataset, Any, Dataset]:
+def hold_out_clean_rows(train: Dataset, ground_truth: PoisonedDataset, *, share: float = 0.25,
+                        random_state: int = 0) -> tuple[Dataset, PoisonedDataset, Dataset]:
     """Hold out a stratified ``share`` of the rows the attack did not touch, for measurement.
 
     Returns the training part, its ground truth, and the clean test part (with the original
@@ -173,8 +180,8 @@ def hold_out_clean_rows(train: Dataset, ground_truth: Any, *, share: float = 0.2
 CLI_SHARED_OPTIONS = ("html",)
 
 
-def run_request(request: Any, defend: Callable[..., DefenseResult], allowed: Sequence[str], *,
-                write_extra: Callable[[DefenseResult, Dataset, Path], object] | None = None) -> dict[str, Any]:
+def run_request(request: DefendRequest, defend: Callable[..., DefenseResult], allowed: Sequence[str], *,
+                write_extra: Callable[[DefenseResult, Dataset, Path], object] | None = None) -> dict[str, object]:
     """Call ``defend`` for a :class:`poisonlab.defend.DefendRequest`, save its model and summary.
 
     With ground truth and no ``test``, a stratified quarter of the clean rows is held out for
@@ -208,8 +215,8 @@ def run_request(request: Any, defend: Callable[..., DefenseResult], allowed: Seq
                     random_state=request.random_state, progress=request.progress, **options)
     if held_out:
         result.summary["measured_on"] = (
-            f"{len(test)} clean rows held out of the data (a stratified 25% of the rows the attack "
-            "did not touch); not trained on")
+            f"{len(cast(Dataset, test))} clean rows held out of the data (a stratified 25% of the rows "
+            "the attack did not touch); not trained on")
     elif test is None:
         result.summary["measured_on"] = "nothing: no --test data and no ground truth to hold out from"
     summary = save_defense(result, request.out, classes=request.dataset.classes)

@@ -15,10 +15,10 @@ undefended model. :func:`tradeoff_table` renders its rows as Markdown.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -39,6 +39,12 @@ from poisonlab.defend.base import save_defense as save_defense
 from poisonlab.defend.base import timed_fit as timed_fit
 from poisonlab.exceptions import ParameterError
 
+if TYPE_CHECKING:
+    from poisonlab.attacks import PoisonedDataset
+    from poisonlab.defend import DefendRequest
+    from poisonlab.defend.sanitize import SanitizeResult
+    from poisonlab.models import ModelLike
+
 
 # ---------------------------------------------------------------------------------- the comparison
 @dataclass
@@ -55,9 +61,9 @@ class TradeoffRow:
     relative_time: float | None = None
     guarantee: str = "none"
     note: str = ""
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, object] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"defense": self.defense, "setting": self.setting,
                 "clean_accuracy": self.clean_accuracy, "attack_success": self.attack_success,
                 "trigger_flips": self.trigger_flips,
@@ -70,7 +76,7 @@ class TradeoffRow:
 COMPARE_OPTIONS = ("methods", "radii", "epsilons", "sanitize", "bagging", "partition", "dp")
 
 
-def sanitize_function() -> Callable[..., Any] | None:
+def sanitize_function() -> Callable[..., SanitizeResult] | None:
     """``poisonlab.defend.sanitize.sanitize`` where that module is present, else None."""
     try:
         from poisonlab.defend.sanitize import sanitize
@@ -79,9 +85,9 @@ def sanitize_function() -> Callable[..., Any] | None:
     return sanitize
 
 
-def compare_defenses(train: Dataset, *, model: str | None = None, test: Dataset,
-                     ground_truth: Any | None = None, random_state: int = 0,
-                     progress: Progress | None = None, **options: Any) -> list[TradeoffRow]:
+def compare_defenses(train: Dataset, *, model: ModelLike | None = None, test: Dataset,
+                     ground_truth: PoisonedDataset | None = None, random_state: int = 0,
+                     progress: Progress | None = None, **options: object) -> list[TradeoffRow]:
     """Train the undefended model and each defense on ``train``; measure all on ``test``.
 
     Options: ``methods`` (default: all of :data:`DEFENSES`), ``radii`` (certified accuracy columns,
@@ -93,12 +99,12 @@ def compare_defenses(train: Dataset, *, model: str | None = None, test: Dataset,
     from poisonlab.models import TORCH_SPECS, default_spec, make_model
 
     check_options("compare", options, COMPARE_OPTIONS)
-    methods = tuple(options.get("methods") or DEFENSES)
+    methods = tuple(cast("Iterable[str]", options.get("methods") or DEFENSES))
     unknown = sorted(set(methods) - set(DEFENSES))
     if unknown:
         raise ParameterError(f"Unknown defense(s) {unknown}; choose from {list(DEFENSES)}.")
-    radii = sorted(int(r) for r in (options.get("radii") or DEFAULT_RADII))
-    epsilons = [float(e) for e in (options.get("epsilons") or (1.0, 8.0))]
+    radii = sorted(int(r) for r in cast("Iterable[int]", options.get("radii") or DEFAULT_RADII))
+    epsilons = [float(e) for e in cast("Iterable[float]", options.get("epsilons") or (1.0, 8.0))]
     spec = model or default_spec(train.kind)
     if not isinstance(spec, str):
         raise ParameterError(f"compare_defenses takes a model spec name; got {type(spec).__name__}.")
@@ -114,7 +120,7 @@ def compare_defenses(train: Dataset, *, model: str | None = None, test: Dataset,
             raise ParameterError(f"The '{method}' option of compare_defenses must be a dict of that "
                                  "defense's options (for partition, also a list of such dicts). "
                                  f"Got {found!r} instead.")
-        return [dict(f) for f in settings]
+        return [dict(cast("dict[str, Any]", f)) for f in settings]
 
     rows: list[TradeoffRow] = []
     step(f"training the undefended {spec}")
@@ -143,7 +149,7 @@ def compare_defenses(train: Dataset, *, model: str | None = None, test: Dataset,
             res = run_sanitize(train, model=opts.pop("model", spec), test=test,
                                ground_truth=ground_truth, random_state=random_state,
                                progress=progress, **opts)
-            after = res.metrics.get("after", {})
+            after = cast("Mapping[str, object]", res.metrics.get("after", {}))
             rows.append(TradeoffRow(
                 "sanitize", f"removed {res.metrics.get('n_removed')} rows",
                 **_scores(after), train_seconds=time.perf_counter() - t,
@@ -221,7 +227,7 @@ def compare_defenses(train: Dataset, *, model: str | None = None, test: Dataset,
     return rows
 
 
-def _scores(summary: dict[str, Any]) -> dict[str, Any]:
+def _scores(summary: Mapping[str, object]) -> dict[str, Any]:
     return {"clean_accuracy": summary.get("clean_accuracy"),
             "attack_success": summary.get("attack_success"),
             "trigger_flips": summary.get("trigger_flips")}
@@ -249,7 +255,9 @@ def tradeoff_table(rows: Sequence[TradeoffRow], *, radii: Sequence[int] = DEFAUL
     return "\n".join(lines)
 
 
-def run_compare(request: Any) -> dict[str, Any]:
+# Any: the command line reads it back key by key, in the variable that holds a method's summary
+# (poisonlab.defend.method_function).
+def run_compare(request: DefendRequest) -> dict[str, Any]:
     """``poisonlab defend DATA --compare``: every defense against the same attack.
 
     ``request`` is a :class:`poisonlab.defend.DefendRequest`; ``request.options`` may hold any
@@ -273,7 +281,7 @@ def run_compare(request: Any) -> dict[str, Any]:
                if k not in CLI_SHARED_OPTIONS and v is not None}
     rows = compare_defenses(train, model=request.model, test=test, ground_truth=truth,
                             random_state=request.random_state, progress=request.progress, **options)
-    radii = sorted(int(r) for r in (options.get("radii") or DEFAULT_RADII))
+    radii = sorted(int(r) for r in cast("Iterable[int]", options.get("radii") or DEFAULT_RADII))
     table = tradeoff_table(rows, radii=radii)
     out = Path(request.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -287,7 +295,7 @@ def run_compare(request: Any) -> dict[str, Any]:
     return result
 
 
-def summary_lines(summary: dict[str, Any]) -> list[str]:
+def summary_lines(summary: Mapping[str, Any]) -> list[str]:  # Any: a summary.json, read key by key
     """A few plain lines describing a bagging, partition or dp summary, for the command line."""
 
     def pct(v: Any) -> str:

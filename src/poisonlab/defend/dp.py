@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -32,6 +32,14 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from poisonlab.data.dataset import Dataset
 from poisonlab.defend.base import DefenseResult, Progress, attack_outcome, run_request
 from poisonlab.exceptions import NotFittedError, ParameterError, check_param, require
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+    from poisonlab.attacks import PoisonedDataset
+    from poisonlab.defend import DefendRequest
+    from poisonlab.models import LearnedFeatures, ModelLike
+    from poisonlab.models.sklearn import SklearnModel
 
 OPTIONS = ("epsilon", "delta", "max_grad_norm", "epochs", "batch_size", "learning_rate",
            "regularization", "n_features", "device")
@@ -74,7 +82,7 @@ def default_delta(n_rows: int) -> float:
 
 
 # ---------------------------------------------------------------------------------- scikit-learn
-def feature_map(text: bool, n_features: int) -> Any:
+def feature_map(text: bool, n_features: int) -> Pipeline:
     """The data-independent scikit-learn transformer behind :func:`dp_features` (fitting it learns
     nothing from the rows: no vocabulary, no idf, no scaling statistics)."""
     from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
@@ -90,7 +98,7 @@ def feature_map(text: bool, n_features: int) -> Any:
     return Pipeline([("scale", Normalizer(norm="l2"))])
 
 
-def dp_features(X: np.ndarray, n_features: int = 2**18) -> Any:
+def dp_features(X: np.ndarray, n_features: int = 2**18) -> LearnedFeatures:
     """Rows of L2 norm at most 1 from a data-independent map, with a constant last column.
 
     Text: hashed word counts, ``1 + log(count)``, rows scaled to unit norm (sparse). Arrays:
@@ -209,14 +217,14 @@ class DPLogisticRegression(ClassifierMixin, BaseEstimator):
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.argmax(self.predict_proba(X), axis=1)
 
-    def features(self, X: np.ndarray) -> Any:
+    def features(self, X: np.ndarray) -> LearnedFeatures:
         """The bounded, data-independent features the weights apply to (without the bias column)."""
         from poisonlab.models.sklearn import as_matrix
 
         self._check()
         return self.pipeline_[:-1].transform(as_matrix(np.asarray(X)))
 
-    def to_model(self, spec: str | None = None) -> Any:
+    def to_model(self, spec: str | None = None) -> SklearnModel:
         """The fitted pipeline as a :class:`~poisonlab.models.sklearn.SklearnModel` of plain
         scikit-learn parts (feature map + logistic regression with the noisy weights), which
         ``save_model`` writes as ``.skops``; it predicts exactly as this model does."""
@@ -385,14 +393,15 @@ class DPTorchClassifier(ClassifierMixin, BaseEstimator):
         self._check()
         return np.asarray(self.model_.features(X))
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> dict[str, object]:
         """What ``save_model`` stores to rebuild the network (as for a TorchClassifier)."""
         self._check()
         return {"arch": self.arch, "input_shape": list(self.input_shape_), "n_classes": self.n_classes_}
 
 
 # ---------------------------------------------------------------------------------- the defense
-def make_dp_model(spec: str, *, random_state: Any, **options: Any) -> Any:
+def make_dp_model(spec: str, *, random_state: int | None,
+                  **options: Any) -> DPTorchClassifier | DPLogisticRegression:  # Any: constructor keywords
     """The DP model for a spec: DP-SGD for torch specs, DP logistic regression otherwise."""
     if spec in TORCH_ARCH:
         keys = ("epsilon", "delta", "max_grad_norm", "epochs", "batch_size", "learning_rate", "device")
@@ -408,9 +417,9 @@ def make_dp_model(spec: str, *, random_state: Any, **options: Any) -> Any:
     return DPLogisticRegression(random_state=random_state, **options)
 
 
-def defend_dp(train: Dataset, *, model: Any = None, test: Dataset | None = None,
-              ground_truth: Any | None = None, random_state: int = 0,
-              progress: Progress | None = None, **options: Any) -> DefenseResult:
+def defend_dp(train: Dataset, *, model: ModelLike | None = None, test: Dataset | None = None,
+              ground_truth: PoisonedDataset | None = None, random_state: int = 0,
+              progress: Progress | None = None, **options: object) -> DefenseResult:
     """Train a differentially private model on ``train``; report (epsilon, delta) and measure it.
 
     ``model``: a spec name (default: ``cnn`` for images, ``logreg-text`` for text, ``logreg`` for
@@ -436,7 +445,7 @@ def defend_dp(train: Dataset, *, model: Any = None, test: Dataset | None = None,
     dp_model.fit(train.X, train.y, n_classes=train.n_classes)
     seconds = time.perf_counter() - t
     torch_model = isinstance(dp_model, DPTorchClassifier)
-    summary: dict[str, Any] = {
+    summary: dict[str, object] = {
         "method": "dp", "dataset": train.name, "model": spec, "n_rows": len(train),
         "mechanism": ("DP-SGD (Opacus, RDP accountant, Poisson sampling)" if torch_model else
                       "output perturbation of L2-regularized logistic regression (analytic Gaussian)"),
@@ -469,7 +478,7 @@ def defend_dp(train: Dataset, *, model: Any = None, test: Dataset | None = None,
     return DefenseResult("dp", saved, summary)
 
 
-def run(request: Any) -> dict[str, Any]:
+def run(request: DefendRequest) -> dict[str, object]:
     """``poisonlab defend --method dp``: train privately, measure, save the model and summary."""
     return run_request(request, defend_dp, OPTIONS)
 

@@ -31,7 +31,7 @@ are re-exported here. This module is the defense: certified accuracy, the summar
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -69,6 +69,11 @@ from poisonlab.models.members import resolve_member_model as resolve_member_mode
 from poisonlab.models.members import run_parallel as run_parallel
 from poisonlab.models.members import vote_counts as vote_counts
 
+if TYPE_CHECKING:
+    from poisonlab.attacks import PoisonedDataset
+    from poisonlab.defend import DefendRequest
+    from poisonlab.models import ModelAdapter, ProbabilisticClassifier
+
 OPTIONS = ("n_partitions", "hash_seed", "n_jobs", "scheduler", "model_params", "radii")
 
 
@@ -103,9 +108,10 @@ def median_certified_radius(radius: np.ndarray, correct: np.ndarray) -> int | No
 
 
 # ---------------------------------------------------------------------------------- the defense
-def defend_partition(train: Dataset, *, model: Any = None, test: Dataset | None = None,
-                     ground_truth: Any | None = None, random_state: int = 0,
-                     progress: Progress | None = None, **options: Any) -> DefenseResult:
+def defend_partition(train: Dataset, *, model: str | ModelAdapter | ProbabilisticClassifier | None = None,
+                     test: Dataset | None = None, ground_truth: PoisonedDataset | None = None,
+                     random_state: int = 0, progress: Progress | None = None,
+                     **options: Any) -> DefenseResult:  # Any: read by name into PartitionEnsemble's parameters
     """Train a partition ensemble on ``train`` and certify its predictions on ``test``.
 
     Options: ``n_partitions`` (default 50), ``hash_seed`` (0), ``n_jobs``, ``scheduler`` (Dask),
@@ -125,7 +131,7 @@ def defend_partition(train: Dataset, *, model: Any = None, test: Dataset | None 
         model_params=options.get("model_params"))
     ensemble.fit(train.X, train.y, n_classes=train.n_classes, progress=progress)
     sizes = ensemble.partition_sizes_
-    summary: dict[str, Any] = {
+    summary: dict[str, object] = {
         "method": "partition", "dataset": train.name, "model": ensemble.spec_,
         "n_rows": len(train), "n_partitions": int(ensemble.n_partitions),
         "hash_seed": int(ensemble.hash_seed), "hash": HASH_NAME, "tie_break": TIE_BREAK,
@@ -172,7 +178,7 @@ def _default_radii(k: int) -> list[int]:
     return sorted({r for r in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500) if r <= k // 2} | {0})
 
 
-def run(request: Any) -> dict[str, Any]:
+def run(request: DefendRequest) -> dict[str, object]:
     """``poisonlab defend --method partition``: train, certify on the test rows, save model and summary.
 
     ``request`` is a :class:`poisonlab.defend.DefendRequest`; its ``options`` may hold any option of

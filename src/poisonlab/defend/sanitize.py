@@ -14,16 +14,22 @@ stratified quarter of the clean rows is held out for measurement and never train
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from poisonlab.audit import AuditResult, audit, evaluate_audit, write_audit
 from poisonlab.data.dataset import Dataset
 from poisonlab.defend import DefendRequest
-from poisonlab.defend.base import hold_out_clean_rows, measure_model
+from poisonlab.defend.base import Progress, hold_out_clean_rows, measure_model
 from poisonlab.exceptions import DataError
+
+if TYPE_CHECKING:
+    from poisonlab.attacks import PoisonedDataset
+    from poisonlab.defend.base import DefenseResult
+    from poisonlab.models import ModelAdapter, ModelLike
 
 
 @dataclass
@@ -31,21 +37,21 @@ class SanitizeResult:
     """The kept rows, the model trained on them, and what was measured."""
 
     keep: np.ndarray
-    model: Any
+    model: ModelAdapter
     audit: AuditResult
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, object] = field(default_factory=dict)
 
 
 def sanitize(
     dataset: Dataset,
     *,
-    model: str | None = None,
+    model: ModelLike | None = None,
     audit_result: AuditResult | None = None,
     test: Dataset | None = None,
-    ground_truth: Any | None = None,
+    ground_truth: PoisonedDataset | None = None,
     random_state: int = 0,
-    progress: Any | None = None,
-    torch_params: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+    torch_params: Mapping[str, object] | None = None,
 ) -> SanitizeResult:
     """Audit ``dataset`` (unless ``audit_result`` is given), drop its removal set, retrain.
 
@@ -71,7 +77,7 @@ def sanitize(
     kept = dataset.subset(np.flatnonzero(keep))
     # The audit's model, unfitted: the same spec, estimator or module with the same settings.
     retrained = clone(result.model).fit(kept.X, kept.y, n_classes=dataset.n_classes)
-    metrics: dict[str, Any] = {
+    metrics: dict[str, object] = {
         "n_rows": len(dataset), "n_removed": int(removed.sum()), "n_flagged": int(result.flags.sum()),
         "n_kept": int(keep.sum()),
         "retrain_seconds": round(time.perf_counter() - t, 2),
@@ -82,14 +88,14 @@ def sanitize(
         metrics["poison_left"] = int(np.sum(mask & keep))
         metrics["detection"] = evaluate_audit(result, mask)["combined"]
     if test is not None:
-        metrics["before"] = measure_model(result.model, test, ground_truth)
+        metrics["before"] = measure_model(cast("ModelAdapter", result.model), test, ground_truth)
         metrics["after"] = measure_model(retrained, test, ground_truth)
     return SanitizeResult(keep, retrained, result, metrics)
 
 
-def defend_sanitize(train: Dataset, *, model: str | None = None, test: Dataset | None = None,
-                    ground_truth: Any | None = None, random_state: int = 0,
-                    progress: Any | None = None, **options: Any) -> Any:
+def defend_sanitize(train: Dataset, *, model: ModelLike | None = None, test: Dataset | None = None,
+                    ground_truth: PoisonedDataset | None = None, random_state: int = 0,
+                    progress: Progress | None = None, **options: object) -> DefenseResult:
     """:func:`sanitize` with the signature every defense shares, returning a ``DefenseResult``.
 
     For :func:`poisonlab.defend.compare.compare_defenses`; ``options`` may hold ``torch_params``.
@@ -99,13 +105,13 @@ def defend_sanitize(train: Dataset, *, model: str | None = None, test: Dataset |
     check_options("sanitize", options, ("torch_params",))
     res = sanitize(train, model=model, test=test, ground_truth=ground_truth,
                    random_state=random_state, progress=progress,
-                   torch_params=options.get("torch_params"))
+                   torch_params=cast("Mapping[str, object] | None", options.get("torch_params")))
     summary = {"method": "sanitize", "model": res.audit.model_spec, **res.metrics}
     return DefenseResult("sanitize", res.model, summary, flags=~res.keep,
                          extra={"audit": res.audit})
 
 
-def run(request: DefendRequest) -> dict[str, Any]:
+def run(request: DefendRequest) -> dict[str, object]:
     """``poisonlab defend --method sanitize``: sanitize, retrain, save the model and a summary."""
     from poisonlab.files import final_path, write_json
     from poisonlab.models import default_spec
@@ -119,13 +125,14 @@ def run(request: DefendRequest) -> dict[str, Any]:
     check_can_save(request.model or default_spec(dataset.kind))  # before training, not after
     res = sanitize(dataset, model=request.model, test=test, ground_truth=gt,
                    random_state=request.random_state, progress=request.progress,
-                   torch_params=request.options.get("torch_params"))
+                   torch_params=cast("Mapping[str, object] | None", request.options.get("torch_params")))
     out = request.out
     out.mkdir(parents=True, exist_ok=True)
     model_path = save_model(res.model, out / "model", classes=dataset.classes,
                             spec=res.audit.model_spec)
-    write_audit(res.audit, out, html=request.options.get("html", True), summary_name="audit.json")
-    summary: dict[str, Any] = {
+    write_audit(res.audit, out, html=cast(bool, request.options.get("html", True)),
+                summary_name="audit.json")
+    summary: dict[str, object] = {
         "method": "sanitize",
         "dataset": dataset.name,
         "model": res.audit.model_spec,

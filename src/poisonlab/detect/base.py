@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, Literal, cast, overload
 
 import numpy as np
 import scipy.sparse as sp
@@ -119,8 +119,8 @@ def check_features(features: ArrayLike | sp.spmatrix | sp.sparray, owner: str, *
                    allow_sparse: bool = False) -> np.ndarray | sp.csr_matrix:
     """Features as a 2-D float array (or CSR matrix when ``allow_sparse``), finite, with rows."""
     if sp.issparse(features):
-        if not allow_sparse:
-            features = features.toarray()
+        if not allow_sparse:  # (scipy is untyped: issparse does not narrow, hence the cast)
+            features = cast("sp.spmatrix", features).toarray()
         else:
             features = sp.csr_matrix(features, dtype=np.float64)
             if not np.isfinite(features.data).all():

@@ -13,6 +13,8 @@ share of the row's own label, in [-1, 1]; above 0 a kNN vote would relabel the r
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -111,7 +113,8 @@ class ConfidentLearningDetector(Detector):
 
 
 # ---------------------------------------------------------------------------------- kNN
-def nearest_neighbors(features: np.ndarray | sp.spmatrix | sp.sparray, n_neighbors: int, *, max_reference: int | None = 20000,
+def nearest_neighbors(features: np.ndarray | sp.spmatrix | sp.sparray, n_neighbors: int, *,
+                      max_reference: int | None = 20000,
                       random_state: int | np.random.Generator | None = 0,
                       ) -> tuple[np.ndarray, np.ndarray]:
     """Indices and cosine similarities of each row's ``n_neighbors`` nearest other rows.
@@ -130,7 +133,7 @@ def neighbor_search(X: np.ndarray | sp.csr_matrix, k: int, max_reference: int | 
     """:func:`nearest_neighbors` on features already checked (no validation, no copy)."""
     n = X.shape[0]
     if sp.issparse(X):
-        norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
+        norms = np.sqrt(np.asarray(cast("sp.csr_matrix", X).multiply(X).sum(axis=1)).ravel())  # scipy untyped
         Xn = sp.diags(1.0 / np.maximum(norms, 1e-12)) @ X
     else:
         norms = np.linalg.norm(X, axis=1)

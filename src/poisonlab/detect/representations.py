@@ -21,7 +21,7 @@ input features otherwise (``benchmarks/audit_vs_art.py --representations`` measu
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -177,10 +177,11 @@ def _gradient(Z: Any, probs: np.ndarray, y: np.ndarray) -> Any:
     return sp.hstack(blocks, format="csr") if sp.issparse(Z) else np.hstack(blocks)
 
 
-def reduce_dims(Z: np.ndarray | sp.spmatrix | sp.sparray, n_dims: int, random_state: int | None = 0) -> np.ndarray:
+def reduce_dims(Z: np.ndarray | sp.spmatrix | sp.sparray, n_dims: int,
+                random_state: int | None = 0) -> np.ndarray:
     """Dense ``Z`` if it has at most ``n_dims`` columns, else its seeded truncated-SVD projection."""
-    if Z.shape[1] <= n_dims:
-        return Z.toarray() if sp.issparse(Z) else np.asarray(Z, dtype=np.float64)
+    if Z.shape[1] <= n_dims:  # (scipy is untyped: issparse does not narrow, hence the cast)
+        return cast("sp.spmatrix", Z).toarray() if sp.issparse(Z) else np.asarray(Z, dtype=np.float64)
     from sklearn.decomposition import TruncatedSVD
 
     svd = TruncatedSVD(n_components=n_dims, algorithm="randomized", n_iter=4,

@@ -34,7 +34,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -43,8 +43,6 @@ from poisonlab.exceptions import ParameterError
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
-
-    from poisonlab.detect.value_triggers import ValueTriggerDetector
 
 TOKEN_PATTERN = r"(?u)\b\w+\b"
 PredictProba = Callable[[np.ndarray], np.ndarray]
@@ -358,8 +356,20 @@ def score_significance(candidates: Sequence[DataTrigger], class_error: np.ndarra
         c.score = c.effect * c.concentration
 
 
-def check_trigger_params(det: TriggerKeywordDetector | ValueTriggerDetector,
-                         owner: str) -> tuple[int, int, int, int]:
+class TriggerSearchParams(Protocol):
+    """The parameters both trigger detectors (text and table values) share."""
+
+    min_count: int
+    min_rows: int
+    n_candidates: int
+    n_test_rows: int
+    min_lift: float
+    min_concentration: float
+    min_effect: float
+    alpha: float
+
+
+def check_trigger_params(det: TriggerSearchParams, owner: str) -> tuple[int, int, int, int]:
     """Validate the parameters the trigger detectors share; return ``(min_count, min_rows,
     n_candidates, n_test_rows)``."""
     min_count = check_positive_int(det.min_count, "min_count", owner)

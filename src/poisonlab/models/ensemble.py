@@ -21,8 +21,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 

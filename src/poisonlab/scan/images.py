@@ -38,7 +38,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -52,6 +52,10 @@ from poisonlab.exceptions import (
     require,
 )
 from poisonlab.scan.stats import MAD_TO_SD
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ class ReversedTrigger:
         return (f"mask of {self.l1:.1f} pixels, rows {top}-{bottom}, columns {left}-{right}")
 
 
-def image_network(model: Any, method: str) -> Any:
+def image_network(model: object, method: str) -> nn.Module:
     """The PyTorch module behind ``model`` (``model.net_``), or a :class:`ModelError` naming ``method``."""
     import torch
 
@@ -107,7 +111,7 @@ def image_network(model: Any, method: str) -> Any:
     return net
 
 
-def as_images(X: Any, method: str) -> np.ndarray:
+def as_images(X: ArrayLike, method: str) -> np.ndarray:
     """``X`` as float32 images N×H×W×C (a missing channel axis added), or a :class:`DataError`."""
     X = np.asarray(X, dtype=np.float32)
     if X.ndim == 3:
@@ -177,7 +181,7 @@ class NeuralCleanseScanner(BaseEstimator):
         check_param("success_rate", owner, isinstance(self.success_rate, (int, float))
                     and 0 < self.success_rate <= 1, "a float in (0, 1]", self.success_rate)
 
-    def fit(self, model: Any, X: np.ndarray, y: np.ndarray, *,
+    def fit(self, model: object, X: np.ndarray, y: np.ndarray, *,
             progress: Callable[[str], None] | None = None) -> NeuralCleanseScanner:
         self._validate()
         require("torch", "torch")

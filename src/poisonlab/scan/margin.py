@@ -105,7 +105,7 @@ class MaxMarginScanner(BaseEstimator):
                     and not isinstance(self.alpha, bool) and 0 < self.alpha < 1,
                     "a float in (0, 1)", self.alpha)
 
-    def fit(self, model: Any, X: np.ndarray, y: np.ndarray | None = None, *,
+    def fit(self, model: object, X: np.ndarray, y: np.ndarray | None = None, *,
             progress: Callable[[str], None] | None = None) -> MaxMarginScanner:
         self._validate()
         require("torch", "torch")

@@ -14,13 +14,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from poisonlab.data import Dataset
 from poisonlab.exceptions import DataError, ParameterError
 from poisonlab.scan.text import text_scorer
+
+if TYPE_CHECKING:
+    from poisonlab.models.protocols import MarginClassifier, ProbabilisticClassifier
+    from poisonlab.scan.images import ReversedTrigger
 
 TEXT_STATISTIC = ("anomaly index of flip rates: (best flip rate - median of ordinary words) / "
                   "max(1.4826 × MAD, binomial noise)")
@@ -45,15 +49,15 @@ class ScanReport:
     method: str
     verdict: str
     target_class: str | None
-    triggers: list[dict[str, Any]]
+    triggers: list[dict[str, object]]
     statistic_name: str
     per_class: dict[str, float]
     threshold: float
     n_rows: int
     seconds: float
     classes: tuple[str, ...]
-    details: dict[str, Any] = field(default_factory=dict)
-    images: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, object] = field(default_factory=dict)
+    images: dict[str, list[ReversedTrigger] | np.ndarray] = field(default_factory=dict)
 
     @property
     def statistic(self) -> float:
@@ -63,7 +67,7 @@ class ScanReport:
             return float("inf")
         return float(max(finite)) if finite else 0.0
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         """The ``scan.json`` document."""
         return {
             "verdict": self.verdict,
@@ -221,7 +225,9 @@ def map_data_classes(data_classes: Sequence[str], y: np.ndarray, model_names: Se
     return lookup[y], mapping, f"model predictions agree on {best:.0%} of rows (next best {second:.0%})"
 
 
-def scan_model(model: Any, classes: Sequence[str], data: Dataset, *, max_rows: int | None = None,
+# The three option dicts stay Any-valued: they are keyword arguments of the scanners, each of its own type.
+def scan_model(model: ProbabilisticClassifier | MarginClassifier, classes: Sequence[str], data: Dataset, *,
+               max_rows: int | None = None,
                random_state: int | None = 0, progress: Callable[[str], None] | None = None,
                text_options: dict[str, Any] | None = None,
                image_options: dict[str, Any] | None = None,
@@ -276,6 +282,7 @@ def scan_model(model: Any, classes: Sequence[str], data: Dataset, *, max_rows: i
         else:
             verdict, target = "clean", None
         ranked = sorted(nc.triggers_, key=lambda t: t.target_label != target)  # stable: by size
+        triggers: list[dict[str, object]]
         triggers = [{"trigger": t.describe(), "flip_rate": round(t.success_rate, 4),
                      "target_class": classes[t.target_label], "mask_l1": round(t.l1, 2),
                      "anomaly_index": _finite(t.anomaly_index),

@@ -73,7 +73,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -88,6 +88,9 @@ from poisonlab.exceptions import (
     check_param,
 )
 from poisonlab.scan.stats import absence_p_values, rate_anomaly_index
+
+if TYPE_CHECKING:
+    from poisonlab.models.protocols import MarginClassifier, ProbabilisticClassifier
 
 TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")
 TWO_LETTER_TOKENS = tuple(a + b for a in "abcdefghijklmnopqrstuvwxyz" for b in "abcdefghijklmnopqrstuvwxyz")
@@ -115,7 +118,7 @@ class ModelTrigger(TriggerCandidate):
     absence_p: float = 1.0
     support: float = 0.0
 
-    def to_dict(self, classes: Sequence[str] | None = None) -> dict[str, Any]:
+    def to_dict(self, classes: Sequence[str] | None = None) -> dict[str, object]:
         d = asdict(self)
         d["flip_rate"] = round(self.flip_rate, 4)
         d["absence_p"] = float(f"{self.absence_p:.3g}")
@@ -127,7 +130,7 @@ class ModelTrigger(TriggerCandidate):
         return d
 
 
-def text_scorer(model: Any) -> tuple[PredictProba, str]:
+def text_scorer(model: ProbabilisticClassifier | MarginClassifier) -> tuple[PredictProba, str]:
     """``(scores, how)``: class probabilities on strings, in the order of the model's classes.
 
     ``predict_proba`` where the model has one. Otherwise (LinearSVC, RidgeClassifier,
@@ -156,7 +159,8 @@ def text_scorer(model: Any) -> tuple[PredictProba, str]:
     )
 
 
-def vectorizers(obj: Any, depth: int = 0) -> list[Any]:
+# Any: scikit-learn's vectorizers are untyped (and of any class with a vocabulary_)
+def vectorizers(obj: object, depth: int = 0) -> list[Any]:
     """Every fitted vectorizer inside a model: pipeline steps, unions, column transformers,
     calibrated or wrapped estimators, searched to a small depth."""
     if obj is None or depth > 6:
@@ -180,7 +184,7 @@ def vectorizers(obj: Any, depth: int = 0) -> list[Any]:
     return found
 
 
-def model_vocabulary(model: Any) -> list[str] | None:
+def model_vocabulary(model: object) -> list[str] | None:
     """Strings that a text model's own analyzer turns into its features, or None when it has none.
 
     A word analyzer's vocabulary entries (words, word n-grams, whatever a custom analyzer or
@@ -204,7 +208,7 @@ def model_vocabulary(model: Any) -> list[str] | None:
     return sorted(words) or None
 
 
-def vocabulary_is_complete(model: Any) -> bool:
+def vocabulary_is_complete(model: object) -> bool:
     """Whether :func:`model_vocabulary` holds every word the model has features for (a word
     analyzer's vocabulary does; char n-grams, hashing and several vectorizers do not)."""
     vecs = vectorizers(model)
@@ -212,7 +216,7 @@ def vocabulary_is_complete(model: Any) -> bool:
         (getattr(vecs[0], "analyzer", "word") == "word" or callable(vecs[0].analyzer))
 
 
-def candidate_tokens(model: Any, X: Sequence[str] | np.ndarray) -> tuple[list[str], str, list[str]]:
+def candidate_tokens(model: object, X: Sequence[str] | np.ndarray) -> tuple[list[str], str, list[str]]:
     """The strings the screen tries, where they came from, and which of them are made up.
 
     The model's vocabulary (mapped to strings its analyzer produces), plus the clean rows' words
@@ -290,7 +294,7 @@ def _hashed_pull(model: Any) -> tuple[Any, np.ndarray] | None:
     return vec, W * scale
 
 
-def hashing_surrogates(model: Any, X: Sequence[str] | np.ndarray, *, n_per_class: int = 256,
+def hashing_surrogates(model: object, X: Sequence[str] | np.ndarray, *, n_per_class: int = 256,
                        max_draws: int = 8_000_000, random_state: int = 0) -> list[str]:
     """Made-up tokens standing for the strongest hashed features no clean word reaches.
 
@@ -350,7 +354,7 @@ def hashing_surrogates(model: Any, X: Sequence[str] | np.ndarray, *, n_per_class
     return sorted(out)
 
 
-def final_estimator(model: Any) -> Any:
+def final_estimator(model: object) -> object:
     """The last step of a pipeline (through calibration wrappers), or the model itself."""
     for _ in range(6):
         steps = getattr(model, "steps", None)
@@ -365,7 +369,7 @@ def final_estimator(model: Any) -> Any:
     return model
 
 
-def absence_fit(head: Any) -> str:
+def absence_fit(head: object) -> str:
     """Which expectation the absence test uses for a model: "poisson" for a naive Bayes head,
     whose pull is the log of a count (:func:`~poisonlab.scan.stats.absence_p_values`), and
     "negative-binomial", fitted to the class's own words, for any other or unknown head."""
@@ -488,10 +492,10 @@ class TextTriggerScanner(BaseEstimator):
                     and not isinstance(self.absence_alpha, bool) and 0 <= self.absence_alpha < 1,
                     "a float in [0, 1)", self.absence_alpha)
 
-    def fit(self, model: Any, X: np.ndarray, y: np.ndarray, *,
-            progress: Callable[[str], None] | None = None,
+    def fit(self, model: ProbabilisticClassifier | MarginClassifier | PredictProba, X: np.ndarray,
+            y: np.ndarray, *, progress: Callable[[str], None] | None = None,
             vocabulary: Sequence[str] | None = None,
-            class_names: Sequence[str] | None = None, head: Any = None) -> TextTriggerScanner:
+            class_names: Sequence[str] | None = None, head: object = None) -> TextTriggerScanner:
         """Scan ``model`` with the clean rows ``X`` (strings) and their labels ``y``.
 
         ``model`` is a fitted text classifier that takes strings (anything with
