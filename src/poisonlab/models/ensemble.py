@@ -52,7 +52,7 @@ from poisonlab.models.members import (
 if TYPE_CHECKING:
     from distributed import Client
 
-    from poisonlab.models.io import SavedModel
+    from poisonlab.models.model_files import SavedModel
     from poisonlab.models.protocols import Classifier, ModelAdapter, ProbabilisticClassifier
 
 ENSEMBLE_FORMAT = "poisonlab-ensemble"
@@ -301,7 +301,7 @@ class BaggingEnsemble(ClassifierMixin, BaseEstimator):
 def save_members(ensemble: PartitionEnsemble | BaggingEnsemble, path: Path, *, classes: tuple[str, ...],
                  method: str, extra: Mapping[str, object]) -> Path:
     """Save each member with :func:`poisonlab.models.io.save_model` and a JSON manifest beside them."""
-    from poisonlab.models.io import save_model
+    from poisonlab.models.model_files import save_model
 
     if path.exists() and not path.is_dir():
         raise ParameterError(f"{path}: exists and is not a folder; an ensemble is saved as a folder.")
@@ -346,7 +346,7 @@ class EnsembleFolder:
 
 def read_ensemble_folder(path: str | Path) -> EnsembleFolder:
     """Check ``path/ensemble.json`` and load every member it lists; one line for anything off."""
-    from poisonlab.models.io import load_model
+    from poisonlab.models.model_files import load_model_file as load_model
 
     path = Path(path)
     manifest_path = path / MANIFEST_NAME
@@ -403,7 +403,7 @@ def load_ensemble(path: str | Path) -> SavedModel:
 
     A partition ensemble also certifies; a bagging ensemble also flags disagreement.
     """
-    from poisonlab.models.io import SavedModel
+    from poisonlab.models.model_files import SavedModel
 
     folder = read_ensemble_folder(path)
     manifest_path = folder.path / MANIFEST_NAME
