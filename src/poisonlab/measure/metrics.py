@@ -1,4 +1,7 @@
-"""Clean accuracy, attack success rate, per-class recall and bootstrap confidence intervals."""
+"""Every metric poisonlab reports, in one place: clean accuracy, attack success rate, per-class
+recall and bootstrap confidence intervals for models and attacks; and, re-exported from
+:mod:`poisonlab.detect.metrics` (the detectors' layer computes it too), ``detection_metrics``:
+precision, recall, AUROC and average precision of a detector's flags against the planted rows."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from poisonlab.detect.metrics import detection_metrics as detection_metrics
 from poisonlab.exceptions import ParameterError
 
 
