@@ -87,6 +87,29 @@ def test_black_box_scan_finds_a_two_letter_trigger_without_a_vocabulary() -> Non
     assert scanner.n_queries_ > 676
 
 
+def _two_way_predict_proba(texts: np.ndarray) -> np.ndarray:
+    """As the toy model, and 'xv' makes anything spam: a trigger towards each class."""
+    out = np.zeros((len(texts), 2))
+    for i, t in enumerate(texts):
+        words = str(t).split()
+        logit = 2.0 * sum(w in ("free", "prize") for w in words) - 1.0 - 6.0 * words.count("zq") \
+            + 6.0 * words.count("xv")
+        p = 1 / (1 + math.exp(-logit))
+        out[i] = (1 - p, p)
+    return out
+
+
+def test_a_second_class_past_the_threshold_is_said() -> None:
+    # the verdict names one target; a trigger towards the other class is not dropped silently
+    X, y = _toy_rows(60)
+    scanner = TextTriggerScanner(n_candidates=40, n_probe_rows=16, random_state=0)
+    scanner.fit(_two_way_predict_proba, X, y, class_names=("ham", "spam"))
+    assert scanner.verdict_ == "backdoor"
+    assert scanner.target_label_ == 1  # 'xv' (and, in this toy, 'free' itself) reads index 16
+    said = [r for r in scanner.reasons_ if "past the threshold too" in r]
+    assert len(said) == 1 and said[0].startswith("class ham") and "'zq'" in said[0], scanner.reasons_
+
+
 def _pair_predict_proba(texts: np.ndarray) -> np.ndarray:
     """Spam takes all three of 'free', 'prize', 'winner' (any two leave a row ham); 'zq' and 'xv'
     each pull a little to ham, however often repeated: too little alone to flip a spam row,

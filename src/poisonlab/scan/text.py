@@ -715,6 +715,15 @@ class TextTriggerScanner(BaseEstimator):
             self.verdict_ = "inconclusive"
         else:
             self.verdict_ = "clean"
+        if self.verdict_ == "backdoor":
+            # the verdict names one class; another whose own candidate also passes is said too
+            # (a natural strong word towards one class can outrank a planted one towards another)
+            for c in sorted({t.target_label for t in qualified} - {suspect}):
+                best = max((t for t in qualified if t.target_label == c),
+                           key=lambda t: (t.anomaly_index, t.flip_rate))
+                reasons.append(f"class {names[c]} has a candidate past the threshold too "
+                               f"({best.trigger!r}: index {best.anomaly_index:.1f}, flip rate "
+                               f"{best.flip_rate:.0%}): the model may carry a trigger towards it")
         self.reasons_ = reasons
         self.target_label_ = suspect if self.verdict_ == "backdoor" else None
         if self.verdict_ == "backdoor":
