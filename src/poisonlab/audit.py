@@ -91,6 +91,9 @@ class DetectorOutcome:
         return (self.scores - med) / (thr - med)
 
     def summary(self) -> dict[str, object]:
+        """This detector's entry in ``summary.json``: its title, whether it votes, how many rows it flagged,
+        its threshold (None where not finite), its run time in seconds and its own details.
+        """
         return {
             "title": TITLES.get(self.name, self.name),
             "votes": self.votes,

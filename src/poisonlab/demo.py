@@ -55,6 +55,10 @@ class DemoPlan:
 
 
 def text_plan(quick: bool, eligible: int) -> DemoPlan:
+    """The SpamAssassin grid: label-flip rates, backdoor counts and the trigger comparison on naive Bayes
+    (with logistic regression too unless ``quick``). Counts and budgets are capped at ``eligible``, the
+    number of training rows outside the target class.
+    """
     model = "nb-text"
     naive = TriggerConfig(f"rare token '{RARE_TOKEN}'", "text", model, RARE_TOKEN,
                           note="one insertion, as in the tutorials")
@@ -102,6 +106,10 @@ def text_plan(quick: bool, eligible: int) -> DemoPlan:
 
 
 def image_plan(quick: bool, eligible: int, size: int) -> DemoPlan:
+    """The image grid for the small CNN: label-flip rates, BadNets patch counts and a patch and blend
+    comparison. Counts and budgets are capped at ``eligible``, the number of training rows outside the
+    target class; ``size`` is the image height.
+    """
     model = "cnn"
     patch = TriggerConfig("3x3 checkerboard patch", "patch", model, size=3)
     comparison = [

@@ -191,22 +191,27 @@ class ScanResult:
 
     @property
     def verdict(self) -> str:
+        """"backdoor" or "clean": what the scan concluded about the model."""
         return str(self.report.verdict)
 
     @property
     def target_class(self) -> str | None:
+        """The class the backdoor sends inputs to, or None for a clean verdict."""
         return self.report.target_class
 
     @property
     def triggers(self) -> list[dict[str, object]]:
+        """The suspected triggers, most suspicious first, as dicts (trigger, target_class, flip_rate, anomaly_index)."""
         return list(self.report.triggers)
 
     @property
     def per_class(self) -> dict[str, float]:
+        """The anomaly index of each class (higher is more suspicious), by class name."""
         return dict(self.report.per_class)
 
     @property
     def threshold(self) -> float:
+        """The anomaly index at or above which a class is called backdoored."""
         return float(self.report.threshold)
 
     def to_json(self) -> dict[str, object]:
@@ -272,24 +277,29 @@ class CheckResult:
 
     @property
     def scores(self) -> np.ndarray:
+        """One score per input, ndarray of float, shape (N,): higher means more suspicious."""
         return np.asarray(self.report.scores)
 
     @property
     def flags(self) -> np.ndarray:
+        """One verdict per input, ndarray of bool, shape (N,): True where an input is flagged."""
         return np.asarray(self.report.flags, dtype=bool)
 
     flagged = flags
 
     @property
     def ids(self) -> np.ndarray:
+        """The id of each checked input, in input order."""
         return np.asarray(self.report.ids, dtype=object)
 
     @property
     def threshold(self) -> float:
+        """The score at or above which an input is flagged, calibrated on clean inputs."""
         return float(self.report.threshold)
 
     @property
     def predicted(self) -> np.ndarray:
+        """The model's class name for each input (the integer label as text where names are unknown)."""
         names = self.classes
         return np.array([names[k] if names and k < len(names) else str(k)
                          for k in np.asarray(self.report.predictions, dtype=int)], dtype=object)

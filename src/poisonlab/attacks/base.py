@@ -75,6 +75,7 @@ class PoisonedDataset:
 
     @property
     def n_poison(self) -> int:
+        """How many rows the attack changed: the number of True values in ``poison_mask``."""
         return int(self.poison_mask.sum())
 
     @property
@@ -109,6 +110,9 @@ class PoisonedDataset:
 
     # ------------------------------------------------------------------ files
     def to_record(self) -> dict[str, object]:
+        """The ``poison.json`` document: the attack and its parameters, which rows it changed (positions and
+        ids), their labels before the attack, the target label and the trigger, with class names for labels.
+        """
         changed = np.flatnonzero(self.poison_mask)
         classes = self.dataset.classes
         return {

@@ -25,13 +25,25 @@ def _rng(random_state: int | np.random.Generator | None) -> np.random.Generator:
 
 
 class Trigger:
+    """What a backdoor stamps on an input; the base of :class:`TextTrigger`, :class:`PatchTrigger`,
+    :class:`BlendTrigger` and :class:`FeatureTrigger`.
+
+    ``apply(X)`` returns a new array with the trigger stamped on every row, ``to_dict`` the record that
+    :func:`trigger_from_dict` rebuilds it from, ``describe`` a short name for reports.
+    """
     kind: ClassVar[str]
 
     def apply(self, X: np.ndarray, *, random_state: int | np.random.Generator | None = 0,
               repetitions: int | None = None) -> np.ndarray:  # pragma: no cover - abstract
+        """Stamp the trigger on every row of ``X``; a new array of the same shape and dtype (``X`` is not changed).
+
+        ``random_state`` places random text insertions; ``repetitions`` overrides how many times a text
+        trigger is inserted. Other triggers ignore both.
+        """
         raise NotImplementedError
 
     def to_dict(self) -> dict[str, object]:
+        """The trigger as a JSON-ready dict with its ``kind``, as :func:`trigger_from_dict` reads it back."""
         d = asdict(self)  # type: ignore[call-overload]
         for k, v in d.items():
             if isinstance(v, np.ndarray):
@@ -39,6 +51,7 @@ class Trigger:
         return {"kind": self.kind, **d}
 
     def describe(self) -> str:  # pragma: no cover - abstract
+        """A short human-readable name of the trigger, for reports and tables."""
         raise NotImplementedError
 
 
@@ -67,6 +80,11 @@ class TextTrigger(Trigger):
 
     def apply(self, X: np.ndarray, *, random_state: int | np.random.Generator | None = 0,
               repetitions: int | None = None) -> np.ndarray:
+        """Insert the phrase into every text of ``X``; an object array of ``str``, one per input.
+
+        ``repetitions`` (default: the trigger's own) says how many copies go in; ``random_state`` chooses
+        the word positions when ``position`` is "random".
+        """
         reps = self.repetitions if repetitions is None else repetitions
         rng = _rng(random_state)
         out = np.empty(len(X), dtype=object)
@@ -85,6 +103,7 @@ class TextTrigger(Trigger):
         return out
 
     def describe(self) -> str:
+        """The phrase, its position and the repetitions, e.g. ``'cf' (suffix x2)``."""
         reps = f" x{self.repetitions}" if self.repetitions > 1 else ""
         return f"'{self.phrase}' ({self.position}{reps})"
 
@@ -117,6 +136,7 @@ class PatchTrigger(Trigger):
             )
 
     def patch(self, channels: int) -> np.ndarray:
+        """The ``size``×``size``×``channels`` float32 pattern in [0, 1] that is pasted."""
         s = self.size
         if self.pattern == "white":
             p = np.ones((s, s))
@@ -129,6 +149,9 @@ class PatchTrigger(Trigger):
         return np.repeat(p[:, :, None], channels, axis=2).astype(np.float32)
 
     def corner(self, height: int, width: int) -> tuple[int, int]:
+        """The (row, column) of the patch's top-left pixel in ``height``×``width`` images; raises
+        :class:`~poisonlab.exceptions.ParameterError` when the patch and its margin do not fit.
+        """
         s, m = self.size, self.margin
         if s + m > min(height, width):
             raise ParameterError(f"A {s}×{s} patch does not fit in {height}×{width} images.")
@@ -141,6 +164,9 @@ class PatchTrigger(Trigger):
 
     def apply(self, X: np.ndarray, *, random_state: int | np.random.Generator | None = 0,
               repetitions: int | None = None) -> np.ndarray:
+        """Paste the patch on every image of ``X`` (N×H×W×C); a new array of the same shape and dtype.
+        ``random_state`` and ``repetitions`` are ignored.
+        """
         X = np.asarray(X)
         _check_images(X)
         out = X.copy()
@@ -149,6 +175,7 @@ class PatchTrigger(Trigger):
         return out
 
     def describe(self) -> str:
+        """Size, pattern and location, e.g. ``3x3 checkerboard patch, bottom-right``."""
         return f"{self.size}x{self.size} {self.pattern} patch, {self.location}"
 
 
@@ -167,16 +194,21 @@ class BlendTrigger(Trigger):
             )
 
     def pattern(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The fixed noise pattern (float32 in [0, 1], one image of ``shape[1:]``), the same for a given seed."""
         return np.random.default_rng(self.seed).random(shape[1:]).astype(np.float32)
 
     def apply(self, X: np.ndarray, *, random_state: int | np.random.Generator | None = 0,
               repetitions: int | None = None) -> np.ndarray:
+        """Blend the noise pattern into every image of ``X`` (N×H×W×C): ``(1 - alpha) * x + alpha * pattern``,
+        a new array of the same shape and dtype. ``random_state`` and ``repetitions`` are ignored.
+        """
         X = np.asarray(X)
         _check_images(X)
         blended = (1 - self.alpha) * X + self.alpha * self.pattern(X.shape)
         return blended.astype(X.dtype)
 
     def describe(self) -> str:
+        """The trigger and its strength, e.g. ``blended noise, alpha=0.2``."""
         return f"blended noise, alpha={self.alpha}"
 
 
@@ -196,6 +228,9 @@ class FeatureTrigger(Trigger):
 
     def apply(self, X: np.ndarray, *, random_state: int | np.random.Generator | None = 0,
               repetitions: int | None = None) -> np.ndarray:
+        """Set the trigger's columns to their values in every row of ``X`` (N×D); a new array.
+        Raises :class:`~poisonlab.exceptions.ParameterError` for a column outside the table.
+        """
         X = np.asarray(X)
         if X.ndim != 2:
             raise ParameterError(f"A feature trigger takes rows N×D; got shape {X.shape}.")
@@ -207,9 +242,11 @@ class FeatureTrigger(Trigger):
         return out
 
     def to_dict(self) -> dict[str, object]:
+        """The trigger as a JSON-ready dict, with the column indices written as strings."""
         return {"kind": self.kind, "values": {str(k): v for k, v in self.values.items()}}
 
     def describe(self) -> str:
+        """The columns and their values, e.g. ``x3=1, x7=0.5``."""
         return ", ".join(f"x{j}={v:g}" for j, v in self.values.items())
 
 

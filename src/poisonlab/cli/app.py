@@ -23,6 +23,10 @@ class OneLineErrors(TyperGroup):
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True,
              windows_expand_args: bool = True, **extra: Any) -> Any:  # Any: click's Command.main, as it is
+        """Run the command line. A usage error prints one ``error: ...`` line and exits with its exit
+        code (2); an abort (end of input at a prompt) exits with 1. With ``standalone_mode=False``
+        click's own behaviour is kept.
+        """
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
         try:

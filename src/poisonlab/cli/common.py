@@ -154,6 +154,9 @@ def _as_flags(message: str) -> str:
 def columns_from(text_col: str | None, label_col: str | None, feature_cols: str | None,
                  id_col: str | None = None, source_col: str | None = None,
                  labeler_col: str | None = None) -> Columns:
+    """The :class:`~poisonlab.data.Columns` named by the ``--*-col`` options (``--feature-cols`` split at
+    commas); raises :class:`~poisonlab.exceptions.ParameterError` for an option given but naming no column.
+    """
     from poisonlab.data import Columns
 
     for flag, value in (("--text-col", text_col), ("--label-col", label_col), ("--id-col", id_col),
@@ -167,6 +170,7 @@ def columns_from(text_col: str | None, label_col: str | None, feature_cols: str 
 
 
 def emit_json(obj: object) -> None:
+    """Write ``obj`` to standard output as one JSON document (``--json`` output)."""
     sys.stdout.write(dumps(obj) + "\n")
 
 

@@ -109,6 +109,9 @@ class Steps:
         self.progress.update(self.task, description=step, completed=done, total=total)
 
 def floats(value: str | None, flag: str) -> list[float] | None:
+    """The numbers of a comma-separated option (None when the option was not given); raises
+    :class:`~poisonlab.exceptions.ParameterError` naming ``flag`` for anything but finite numbers.
+    """
     if value is None:
         return None
     try:
@@ -120,6 +123,9 @@ def floats(value: str | None, flag: str) -> list[float] | None:
     return numbers
 
 def ints(value: str | None, flag: str) -> list[int] | None:
+    """The whole numbers of a comma-separated option (None when the option was not given); raises
+    :class:`~poisonlab.exceptions.ParameterError` naming ``flag`` for anything but whole numbers.
+    """
     numbers = floats(value, flag)
     if numbers is not None and not all(v.is_integer() for v in numbers):
         raise ParameterError(f"{flag} must be whole numbers separated by commas. Got {value!r}.")
@@ -130,6 +136,7 @@ def given(**options: object) -> dict[str, object]:
     return {k: v for k, v in options.items() if v is not None}
 
 def load_saved_model(model: Path, trust_pickle: bool) -> SavedModel:
+    """Load a saved model file (pickles only with ``trust_pickle``), its warnings shown as one-line CLI warnings."""
     from poisonlab.models.io import load_model
 
     with warnings.catch_warnings(record=True) as caught:
@@ -140,6 +147,9 @@ def load_saved_model(model: Path, trust_pickle: bool) -> SavedModel:
     return saved
 
 def progress_line(json_out: bool) -> Progress:
+    """A transient spinner with the step and elapsed time on standard error; off for ``--json`` output
+    and when standard error is not a terminal.
+    """
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     return Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), TimeElapsedColumn(),

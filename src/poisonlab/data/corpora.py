@@ -62,6 +62,7 @@ _DIR_TO_GROUP = {
 
 
 def cache_dir() -> Path:
+    """Where downloaded corpora are cached: ``$POISONLAB_CACHE`` if set, else ``~/.cache/poisonlab``."""
     root = os.environ.get("POISONLAB_CACHE") or Path.home() / ".cache" / "poisonlab"
     return Path(root)
 

@@ -139,6 +139,7 @@ class Dataset:
 
     @property
     def n_classes(self) -> int:
+        """The number of classes, ``len(classes)`` (K)."""
         return len(self.classes)
 
     def label_index(self, label: str | int) -> int:

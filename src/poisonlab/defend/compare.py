@@ -64,6 +64,9 @@ class TradeoffRow:
     summary: dict[str, object] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
+        """The row as a JSON-ready dict; ``certified`` becomes a list of ``{"radius", "accuracy"}`` by radius
+        (None where the defense certifies nothing). ``summary`` is left out.
+        """
         return {"defense": self.defense, "setting": self.setting,
                 "clean_accuracy": self.clean_accuracy, "attack_success": self.attack_success,
                 "trigger_flips": self.trigger_flips,

@@ -159,6 +159,38 @@ class DPLogisticRegression(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, n_classes: int | None = None) -> DPLogisticRegression:
+        """Fit the logistic regression on the bounded features of ``X`` and add the calibrated noise.
+
+        Parameters
+        ----------
+        X : ndarray
+            Training rows: texts (an object array of ``str``), images or tables; mapped by the
+            data-independent :func:`feature_map`.
+        y : ndarray of int, shape (N,)
+            Integer labels.
+        n_classes : int, optional
+            K, the number of classes (default ``y.max() + 1``), so that a class absent from ``y`` still
+            gets a column.
+
+        Returns
+        -------
+        DPLogisticRegression
+            ``self``, with ``coef_`` (the noisy K x D weights), ``sigma_`` (the noise scale, 0 for
+            ``epsilon=math.inf``), ``sensitivity_``, ``epsilon_`` and ``delta_`` (the guarantee spent).
+
+        Raises
+        ------
+        ParameterError
+            For ``epsilon``, ``delta`` or ``regularization`` out of range, ``X`` and ``y`` of different
+            lengths, or a solver that stops above ``tol`` (the sensitivity bound would not hold).
+
+        References
+        ----------
+        .. [1] Chaudhuri, Monteleoni and Sarwate, "Differentially Private Empirical Risk Minimization",
+           JMLR 12, 2011. https://arxiv.org/abs/0912.0071
+        .. [2] Balle and Wang, "Improving the Gaussian Mechanism for Differential Privacy: Analytical
+           Calibration and Optimal Denoising", ICML 2018. https://arxiv.org/abs/1805.06530
+        """
         from scipy.optimize import minimize
 
         from poisonlab.models.sklearn import as_matrix
@@ -209,12 +241,16 @@ class DPLogisticRegression(ClassifierMixin, BaseEstimator):
             raise NotFittedError("This model is not fitted yet: call fit first.")
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities, shape (N, K), from the noisy weights; raises
+        :class:`~poisonlab.exceptions.NotFittedError` before ``fit``.
+        """
         from poisonlab.models.sklearn import as_matrix
 
         self._check()
         return np.asarray(self.pipeline_.predict_proba(as_matrix(np.asarray(X))))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        """The most probable integer label of each row, shape (N,)."""
         return np.argmax(self.predict_proba(X), axis=1)
 
     def features(self, X: np.ndarray) -> LearnedFeatures:
@@ -285,6 +321,36 @@ class DPTorchClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, n_classes: int | None = None) -> DPTorchClassifier:
+        """Train the network with DP-SGD until the accountant has spent ``epsilon`` over ``epochs``.
+
+        Parameters
+        ----------
+        X : ndarray
+            Training images N×H×W×C (``cnn``) or rows N×D (``torch-mlp``).
+        y : ndarray of int, shape (N,)
+            Integer labels.
+        n_classes : int, optional
+            K, the number of classes (default ``y.max() + 1``).
+
+        Returns
+        -------
+        DPTorchClassifier
+            ``self``, with ``model_`` (a plain :class:`~poisonlab.models.torch.TorchClassifier` holding the
+            trained weights), ``epsilon_`` (what the accountant reports as spent), ``delta_``,
+            ``noise_multiplier_`` and ``loss_curve_`` (mean loss per epoch).
+
+        Raises
+        ------
+        ParameterError
+            For ``epsilon``, ``delta`` or ``epochs`` out of range.
+        MissingExtraError
+            Without torch, or without Opacus (the ``dp`` extra).
+
+        References
+        ----------
+        .. [1] Abadi et al., "Deep Learning with Differential Privacy", CCS 2016.
+           https://arxiv.org/abs/1607.00133
+        """
         require("torch", "torch")
         require("opacus", "dp")
         from poisonlab.models.torch import torch_threads
@@ -383,13 +449,18 @@ class DPTorchClassifier(ClassifierMixin, BaseEstimator):
             raise NotFittedError("This model is not fitted yet: call fit first.")
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities, shape (N, K), from the trained network; raises
+        :class:`~poisonlab.exceptions.NotFittedError` before ``fit``.
+        """
         self._check()
         return np.asarray(self.model_.predict_proba(X))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        """The most probable integer label of each row, shape (N,)."""
         return np.argmax(self.predict_proba(X), axis=1)
 
     def features(self, X: np.ndarray) -> np.ndarray:
+        """The trained network's penultimate-layer features of ``X``, one row per input."""
         self._check()
         return np.asarray(self.model_.features(X))
 

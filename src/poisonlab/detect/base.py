@@ -44,6 +44,9 @@ class TriggerCandidate:
     target_label: int
 
     def to_dict(self, classes: Sequence[str] | None = None) -> dict[str, object]:
+        """The JSON form: ``trigger`` and ``target_label`` (the class name when ``classes`` is given, else
+        the integer label).
+        """
         target: int | str = self.target_label if classes is None else classes[self.target_label]
         return {"trigger": self.trigger, "target_label": target}
 
@@ -175,6 +178,9 @@ def check_pred_probs(pred_probs: ArrayLike, y: np.ndarray, owner: str) -> np.nda
 
 
 def check_positive_int(value: object, name: str, owner: str, *, minimum: int = 1) -> int:
+    """``value`` as an int, or :class:`~poisonlab.exceptions.ParameterError` naming parameter ``name``
+    of ``owner`` unless it is an int (not a bool) of at least ``minimum``.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ParameterError(
             f"The '{name}' parameter of {owner} must be an int >= {minimum}. Got {value!r} instead."

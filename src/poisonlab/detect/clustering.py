@@ -210,6 +210,37 @@ class ActivationClusteringDetector(Detector):
 
     def fit(self, features: np.ndarray, y: np.ndarray,
             reference_scores: np.ndarray | None = None) -> ActivationClusteringDetector:
+        """Cluster each class's representations in two and score every row.
+
+        Parameters
+        ----------
+        features : ndarray, shape (N, D)
+            What the model learned about each training row (penultimate activations of a network,
+            per-feature contributions of a linear model).
+        y : ndarray of int, shape (N,)
+            Integer labels.
+        reference_scores : ndarray of float, shape (N,), optional
+            Per-row scores, higher when a row looks like another class (kNN label disagreement); they
+            pick the suspicious cluster of a class split into two large halves, and the relative-size
+            rule is then not applied.
+
+        Returns
+        -------
+        ActivationClusteringDetector
+            ``self``, with ``scores_`` (higher is more suspicious), ``threshold_``, ``flags_`` (True
+            where a row is flagged), ``result_`` and ``significant_``.
+
+        Raises
+        ------
+        ParameterError
+            For ``contamination``, ``max_size``, ``n_dims`` or ``reduce`` out of range, non-finite
+            features, or ``features`` and ``y`` of different lengths.
+
+        References
+        ----------
+        .. [1] Chen et al., "Detecting Backdoor Attacks on Deep Neural Networks by Activation
+           Clustering", 2018. https://arxiv.org/abs/1811.03728
+        """
         owner = type(self).__name__
         self._check_contamination()
         if not isinstance(self.max_size, (int, float)) or not 0 < self.max_size <= 0.5:

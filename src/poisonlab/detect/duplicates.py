@@ -117,6 +117,32 @@ class DuplicateConflictDetector(Detector):
     def fit(self, features: np.ndarray | sp.spmatrix | sp.sparray, y: np.ndarray,
             neighbors: tuple[np.ndarray, np.ndarray] | None = None,
             label_probs: np.ndarray | None = None) -> DuplicateConflictDetector:
+        """Link near-duplicate rows and score the rows that disagree with their group's label.
+
+        Parameters
+        ----------
+        features : ndarray or sparse matrix, shape (N, D)
+            The rows as vectors compared by cosine similarity (TF-IDF for text, pixels for images).
+        y : ndarray of int, shape (N,)
+            Integer labels.
+        neighbors : (ndarray, ndarray), optional
+            Precomputed ``(indices, similarities)`` of each row's nearest rows, as
+            :func:`~poisonlab.detect.labels.nearest_neighbors` returns them.
+        label_probs : ndarray of float, shape (N,), optional
+            Each row's out-of-fold probability of its own label; breaks ties between labels of a group.
+
+        Returns
+        -------
+        DuplicateConflictDetector
+            ``self``, with ``scores_`` (higher is more suspicious), ``threshold_``, ``flags_`` (True
+            where a row is flagged) and ``groups_`` (-1 outside any conflict).
+
+        Raises
+        ------
+        ParameterError
+            For ``contamination``, ``min_similarity`` or ``n_neighbors`` out of range, non-finite
+            features, or ``features`` and ``y`` of different lengths.
+        """
         self._check_contamination()
         scores, groups = duplicate_conflict_scores(
             features, y, min_similarity=self.min_similarity, n_neighbors=self.n_neighbors,

@@ -89,6 +89,33 @@ class ConfidentLearningDetector(Detector):
         self.contamination = contamination
 
     def fit(self, pred_probs: np.ndarray, y: np.ndarray) -> ConfidentLearningDetector:
+        """Score every row's label against out-of-fold probabilities and flag the label issues.
+
+        Parameters
+        ----------
+        pred_probs : ndarray of float, shape (N, K)
+            Out-of-sample (cross-validated) class probabilities of each row; rows sum to 1.
+        y : ndarray of int, shape (N,)
+            The given integer labels.
+
+        Returns
+        -------
+        ConfidentLearningDetector
+            ``self``, with ``scores_`` (one minus cleanlab's label quality: higher is more suspicious),
+            ``threshold_``, ``flags_`` (True where a label looks wrong), ``predicted_`` and, with
+            ``contamination="auto"``, ``n_issues_`` (how many issues cleanlab estimates).
+
+        Raises
+        ------
+        ParameterError
+            For ``contamination``, ``method`` or ``filter_by`` out of range, or ``pred_probs`` that are
+            not N×K probabilities matching ``y``.
+
+        References
+        ----------
+        .. [1] Northcutt, Jiang and Chuang, "Confident Learning: Estimating Uncertainty in Dataset
+           Labels", JAIR 70, 2021. https://arxiv.org/abs/1911.00068
+        """
         self._check_contamination()
         filters = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning",
                    "predicted_neq_given")
@@ -216,6 +243,35 @@ class KnnLabelDetector(Detector):
 
     def fit(self, features: np.ndarray | sp.spmatrix | sp.sparray, y: np.ndarray,
             neighbors: tuple[np.ndarray, np.ndarray] | None = None) -> KnnLabelDetector:
+        """Score every row by how strongly its nearest neighbors vote for another label.
+
+        Parameters
+        ----------
+        features : ndarray or sparse matrix, shape (N, D)
+            The rows as vectors compared by cosine similarity (inputs, or what the model learned).
+        y : ndarray of int, shape (N,)
+            Integer labels.
+        neighbors : (ndarray, ndarray), optional
+            Precomputed ``(indices, similarities)`` from :func:`nearest_neighbors`, at least
+            ``n_neighbors`` per row.
+
+        Returns
+        -------
+        KnnLabelDetector
+            ``self``, with ``scores_`` (in [-1, 1], higher is more suspicious), ``threshold_``,
+            ``flags_`` (True where a row is flagged) and ``neighbor_label_``.
+
+        Raises
+        ------
+        ParameterError
+            For ``contamination`` or ``n_neighbors`` out of range, non-finite features, or
+            ``features`` and ``y`` of different lengths.
+
+        References
+        ----------
+        .. [1] Peri et al., "Deep k-NN Defense against Clean-label Data Poisoning Attacks", ECCV
+           Workshops 2020. https://arxiv.org/abs/1909.13374
+        """
         owner = type(self).__name__
         self._check_contamination()
         k = check_positive_int(self.n_neighbors, "n_neighbors", owner)

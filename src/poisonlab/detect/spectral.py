@@ -150,6 +150,33 @@ class SpectralSignatureDetector(Detector):
         self.contamination = contamination
 
     def fit(self, features: np.ndarray, y: np.ndarray) -> SpectralSignatureDetector:
+        """Score every row by its squared projection on its class's top singular direction(s).
+
+        Parameters
+        ----------
+        features : ndarray, shape (N, D)
+            What the model learned about each training row (penultimate activations of a network,
+            per-feature contributions of a linear model).
+        y : ndarray of int, shape (N,)
+            Integer labels.
+
+        Returns
+        -------
+        SpectralSignatureDetector
+            ``self``, with ``scores_`` (higher is more suspicious), ``threshold_`` and ``flags_`` (True
+            where a row is flagged).
+
+        Raises
+        ------
+        ParameterError
+            For ``contamination`` or ``n_components`` out of range, non-finite features, or
+            ``features`` and ``y`` of different lengths.
+
+        References
+        ----------
+        .. [1] Tran, Li and Madry, "Spectral Signatures in Backdoor Attacks", NeurIPS 2018.
+           https://arxiv.org/abs/1811.00636
+        """
         owner = type(self).__name__
         self._check_contamination()
         k = check_positive_int(self.n_components, "n_components", owner)
@@ -434,6 +461,40 @@ class RobustSpectralDetector(Detector):
 
     def fit(self, features: np.ndarray, y: np.ndarray,
             reference_scores: np.ndarray | None = None) -> RobustSpectralDetector:
+        """Whiten each class by the other classes' covariance, split it along its top direction and score
+        every row by its posterior of lying on the suspicious side.
+
+        Parameters
+        ----------
+        features : ndarray, shape (N, D)
+            What the model learned about each training row.
+        y : ndarray of int, shape (N,)
+            Integer labels.
+        reference_scores : ndarray of float, shape (N,), optional
+            Per-row scores, higher when a row looks like another class (kNN label disagreement in input
+            space); they tell the suspicious side of a split from the clean one. Without them the
+            smaller side is the suspicious one.
+
+        Returns
+        -------
+        RobustSpectralDetector
+            ``self``, with ``scores_`` (higher is more suspicious), ``threshold_``, ``flags_`` (True
+            where a row is flagged), ``removal_flags_``, ``posterior_``, ``result_``, ``eigen_ratio_``,
+            ``class_weight_``, ``significant_`` and ``oversized_``.
+
+        Raises
+        ------
+        ParameterError
+            For a parameter out of range, non-finite features, or ``features`` and ``y`` of different
+            lengths.
+
+        References
+        ----------
+        .. [1] Tran, Li and Madry, "Spectral Signatures in Backdoor Attacks", NeurIPS 2018.
+           https://arxiv.org/abs/1811.00636
+        .. [2] Hayase et al., "SPECTRE: Defending Against Backdoor Attacks Using Robust Statistics",
+           ICML 2021. https://arxiv.org/abs/2104.11315
+        """
         owner = type(self).__name__
         self._check_contamination()
         for name in ("min_posterior", "removal_posterior", "confirm_posterior", "max_flagged_share"):

@@ -74,6 +74,10 @@ class DataTrigger(TriggerCandidate):
     rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
 
     def to_dict(self, classes: Sequence[str] | None = None) -> dict[str, object]:
+        """The JSON form written to ``summary.json``: the trigger and its target, then the evidence (label
+        concentration, lift, G statistic, removal flip rate, off-label and null rates, p-value,
+        repetitions and the candidates removed with it), rounded for reading.
+        """
         return {
             **super().to_dict(classes),
             "score": round(float(self.score), 4),
@@ -617,6 +621,38 @@ class TriggerKeywordDetector(Detector):
             n_classes: int | None = None,
             reference_scores: np.ndarray | None = None,
             held_out_proba: HeldOutProba | None = None) -> TriggerKeywordDetector:
+        """Find the words and phrases that act as text triggers and score every row that holds one.
+
+        Parameters
+        ----------
+        texts : ndarray of str, shape (N,)
+            The training texts.
+        y : ndarray of int, shape (N,)
+            Integer labels.
+        predict_proba : callable
+            From an array of texts to N×K probabilities: the model trained on these rows.
+        n_classes : int, optional
+            K, the number of classes (default ``y.max() + 1``).
+        reference_scores : ndarray of float, shape (N,), optional
+            Per-row scores, higher when a row looks like another class (kNN label disagreement); they
+            rank the candidates (see :func:`find_trigger_candidates`).
+        held_out_proba : callable, optional
+            ``held_out_proba(texts, rows)``, the out-of-fold models (see :data:`HeldOutProba`); the
+            better witness for the removal test. Without it ``predict_proba`` stands in.
+
+        Returns
+        -------
+        TriggerKeywordDetector
+            ``self``, with ``scores_`` (higher is more suspicious), ``threshold_``, ``flags_`` (True
+            where a row is flagged), ``candidates_``, ``triggers_``, ``row_trigger_`` and
+            ``row_flipped_``.
+
+        Raises
+        ------
+        ParameterError
+            For a parameter out of range, ``texts`` that are not a 1-D array, labels that do not match
+            the texts, or a ``predict_proba`` that is not callable.
+        """
         owner = type(self).__name__
         self._check_contamination()
         X = np.asarray(texts, dtype=object)

@@ -107,6 +107,45 @@ class ValueTriggerDetector(Detector):
             n_classes: int | None = None, reference_scores: np.ndarray | None = None,
             held_out_proba: HeldOutProba | None = None,
             feature_names: Sequence[str] | None = None) -> ValueTriggerDetector:
+        """Find the feature values that act as planted triggers and score every row that holds one.
+
+        Parameters
+        ----------
+        X : ndarray of float, shape (N, D)
+            The training table.
+        y : ndarray of int, shape (N,)
+            Integer labels.
+        predict_proba : callable
+            From an array of rows to N×K probabilities: the model trained on these rows.
+        n_classes : int, optional
+            K, the number of classes (default ``y.max() + 1``).
+        reference_scores : ndarray of float, shape (N,), optional
+            Per-row scores in [-1, 1], higher when a row looks like another class (kNN label
+            disagreement); they rank the candidates.
+        held_out_proba : callable, optional
+            ``held_out_proba(X_edited, rows)``, the out-of-fold models (see
+            :data:`poisonlab.detect.triggers.HeldOutProba`). Without it ``predict_proba`` stands in and
+            finds little, as it has fitted the rows.
+        feature_names : sequence of str, optional
+            Column names for the ``"feature = value"`` triggers (default ``"feature 0"``, ...).
+
+        Returns
+        -------
+        ValueTriggerDetector
+            ``self``, with ``scores_`` (higher is more suspicious), ``threshold_``, ``flags_`` (True
+            where a row is flagged), ``candidates_``, ``triggers_`` and ``row_trigger_``.
+
+        Raises
+        ------
+        ParameterError
+            For a parameter out of range, an ``X`` that is not 2-D, labels that do not match the rows,
+            or a ``predict_proba`` that is not callable.
+
+        References
+        ----------
+        .. [1] Pleiter et al., "Tabdoor: Backdoor Vulnerabilities in Transformer-based Neural Networks
+           for Tabular Data", 2023. https://arxiv.org/abs/2311.07550
+        """
         owner = type(self).__name__
         self._check_contamination()
         A = np.asarray(X, dtype=np.float64)

@@ -72,6 +72,10 @@ class CheckReport:
     method: str = "strip"
 
     def summary(self, classes: tuple[str, ...] | None = None) -> dict[str, object]:
+        """The verdict counts and the calibration as the ``summary.json`` document: inputs flagged (in all,
+        by STRIP, by window, by trigger match, and per predicted class when ``classes`` names them), the
+        threshold, the false rejection rates, the method and its parameters.
+        """
         counts = np.bincount(self.predictions[self.flags], minlength=len(classes or ())) \
             if len(self.predictions) else np.zeros(0, dtype=int)
         by_class = ({c: int(n) for c, n in zip(classes, counts, strict=False) if n}

@@ -28,12 +28,15 @@ class BudgetResult:
 
     @property
     def reached(self) -> bool:
+        """True where some count up to ``max_poison`` reached ``target_asr``."""
         return self.n_poison is not None
 
     def mean(self, n: int) -> float:
+        """The mean attack success over the seeds at ``n`` poisoned rows."""
         return float(np.mean(self.points[n]))
 
     def describe(self) -> str:
+        """One line for a table: ``"40 rows (mean success 0.93)"``, or ``"not reached up to 320"``."""
         if self.n_poison is None:
             return f"not reached up to {self.max_poison}"
         return f"{self.n_poison} rows (mean success {self.mean(self.n_poison):.2f})"
@@ -45,6 +48,9 @@ class BudgetResult:
         return point
 
     def as_dict(self) -> dict[str, object]:
+        """The result as a JSON-ready dict, with one point per count tried (mean and per-seed success, and
+        mean clean accuracy where it was measured).
+        """
         return {
             "target_asr": self.target_asr,
             "n_poison": self.n_poison,

@@ -24,6 +24,7 @@ class Estimate:
     n: int
 
     def as_dict(self) -> dict[str, float | int]:
+        """The estimate as a dict: ``value``, ``low``, ``high`` and ``n``."""
         return {"value": self.value, "low": self.low, "high": self.high, "n": self.n}
 
 

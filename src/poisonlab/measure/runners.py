@@ -49,6 +49,7 @@ class TriggerConfig:
     note: str = ""
 
     def as_dict(self) -> dict[str, object]:
+        """The config as a dict for reports: its name, model, kind and the fields of that kind."""
         d: dict[str, object] = {"trigger": self.name, "model": self.model, "kind": self.kind}
         if self.kind == "text":
             d.update(phrase=self.phrase, position=self.position,
@@ -73,22 +74,29 @@ class TextRunner:
     _labs: dict[str, TextLab] = field(default_factory=dict)
 
     def lab(self, model: str) -> TextLab:
+        """The :class:`~poisonlab.measure.textlab.TextLab` for ``model``, built on first use and kept."""
         if model not in self._labs:
             self._labs[model] = TextLab(self.train, self.test, model=model, triggers=self.phrases)
         return self._labs[model]
 
     def eligible(self) -> int:
+        """The number of training rows outside the target class (those an attack may poison)."""
         return int(np.sum(self.train.y != self.target_label))
 
     def clean_accuracy(self, model: str) -> float:
+        """Test accuracy of ``model`` trained on the unpoisoned training set."""
         return self.lab(model).flip(np.array([], dtype=np.int64), np.array([], dtype=np.int64))
 
     def flip(self, model: str, attack: LabelFlipAttack) -> float:
+        """Test accuracy of ``model`` trained on the training set relabeled by ``attack``."""
         poisoned = attack.apply(self.train)
         chosen = np.flatnonzero(poisoned.poison_mask)
         return self.lab(model).flip(chosen, poisoned.dataset.y[chosen])
 
     def backdoor(self, config: TriggerConfig, n_poison: int, seed: int) -> tuple[float, float]:
+        """(clean accuracy, attack success) of ``config.model`` trained with ``n_poison`` triggered rows
+        chosen with ``seed``.
+        """
         trigger = TextTrigger(config.phrase, config.position, config.repetitions)
         result = self.lab(config.model).run(trigger, n_poison, self.target_label, seed=seed,
                                             test_repetitions=config.test_repetitions)
@@ -115,15 +123,20 @@ class RetrainRunner:
             data.X, data.y, n_classes=data.n_classes)
 
     def eligible(self) -> int:
+        """The number of training rows outside the target class (those an attack may poison)."""
         return int(np.sum(self.train.y != self.target_label))
 
     def clean_accuracy(self, model: str) -> float:
+        """Test accuracy of ``model`` trained on the unpoisoned training set (trained once per model, seed 0)."""
         if model not in self._clean:
             fitted = self._fit(model, self.train, 0)
             self._clean[model] = accuracy(self.test.y, fitted.predict(self.test.X))
         return self._clean[model]
 
     def flip(self, model: str, attack: LabelFlipAttack) -> float:
+        """Test accuracy of ``model`` retrained on the training set relabeled by ``attack`` (the clean
+        accuracy when the attack flips nothing).
+        """
         if attack.poison_rate == 0 or attack.n_poison == 0:
             return self.clean_accuracy(model)
         poisoned = attack.apply(self.train)

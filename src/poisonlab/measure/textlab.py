@@ -91,6 +91,7 @@ class TextLab:
         return vec
 
     def eligible(self, target_label: int) -> np.ndarray:
+        """The training rows outside ``target_label`` (those an attack may poison), by position."""
         return np.flatnonzero(self.train.y != target_label)
 
     # ------------------------------------------------------------------ trials
@@ -118,6 +119,10 @@ class TextLab:
                            float(np.mean(pred_trig == target_label)))
 
     def choose(self, n_poison: int, target_label: int, seed: int) -> np.ndarray:
+        """The ``n_poison`` rows to poison, sorted: drawn without replacement from the eligible rows with
+        ``seed``, as :class:`~poisonlab.attacks.TextBackdoorAttack` draws them. Raises
+        :class:`~poisonlab.exceptions.ParameterError` when fewer rows are eligible.
+        """
         candidates = self.eligible(target_label)
         if n_poison > len(candidates):
             raise ParameterError(

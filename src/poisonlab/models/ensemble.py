@@ -101,6 +101,40 @@ class PartitionEnsemble(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, n_classes: int | None = None,
             progress: Progress | None = None) -> PartitionEnsemble:
+        """Split the training rows into ``n_partitions`` by a hash of their content and train one base model
+        on each partition.
+
+        A row's partition depends only on its content (and ``hash_seed``), so inserting or removing one
+        training row changes one base model: the vote margin then bounds how many rows an attacker must
+        change to flip a prediction (:meth:`certify`).
+
+        Parameters
+        ----------
+        X : ndarray
+            Training rows: texts (an object array of ``str``), images or tables.
+        y : ndarray of int, shape (N,)
+            Integer labels.
+        n_classes : int, optional
+            K, the number of classes (default ``y.max() + 1``).
+        progress : callable, optional
+            Called as ``progress(step, done, total)`` while the base models train.
+
+        Returns
+        -------
+        PartitionEnsemble
+            ``self``, with ``members_`` (``None`` for an empty partition), ``partition_``,
+            ``partition_sizes_``, ``member_seeds_`` and ``fit_seconds_``.
+
+        Raises
+        ------
+        ParameterError
+            For ``n_partitions`` below 1, ``X`` and ``y`` of different lengths, or fewer than two classes.
+
+        References
+        ----------
+        .. [1] Levine and Feizi, "Deep Partition Aggregation: Provable Defenses against General
+           Poisoning Attacks", ICLR 2021. https://arxiv.org/abs/2006.14768
+        """
         from joblib import delayed
 
         owner = type(self).__name__
@@ -166,6 +200,7 @@ class PartitionEnsemble(ClassifierMixin, BaseEstimator):
         return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        """The plurality class of the partitions' votes for each input (ties go to the smallest class index)."""
         return certified_radius(self.vote_counts(X))[0]
 
     def save(self, path: str | Path, *, classes: tuple[str, ...]) -> Path:
@@ -225,6 +260,38 @@ class BaggingEnsemble(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, n_classes: int | None = None,
             progress: Progress | None = None) -> BaggingEnsemble:
+        """Train ``n_estimators`` base models on random subsets of the rows and score every training row by
+        how many of the members that did not see it contradict its label.
+
+        Parameters
+        ----------
+        X : ndarray
+            Training rows: texts (an object array of ``str``), images or tables.
+        y : ndarray of int, shape (N,)
+            Integer labels.
+        n_classes : int, optional
+            K, the number of classes (default ``y.max() + 1``).
+        progress : callable, optional
+            Called as ``progress(step, done, total)`` while the members train.
+
+        Returns
+        -------
+        BaggingEnsemble
+            ``self``, with ``members_``, ``in_bag_``, ``train_scores_`` (out-of-bag disagreement in
+            [0, 1], higher is more suspicious), ``train_flags_`` (True above ``threshold``),
+            ``input_threshold_`` and ``fit_seconds_``.
+
+        Raises
+        ------
+        ParameterError
+            For ``n_estimators``, ``max_samples``, ``threshold`` or ``input_threshold`` out of range, or
+            ``X`` and ``y`` of different lengths.
+
+        References
+        ----------
+        .. [1] Breiman, "Bagging Predictors", Machine Learning 24, 1996.
+           https://doi.org/10.1007/BF00058655
+        """
         from joblib import delayed
 
         self._validate()
@@ -285,6 +352,7 @@ class BaggingEnsemble(ClassifierMixin, BaseEstimator):
         return total / max(used, 1)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        """The class with the highest mean member probability for each input."""
         return np.argmax(self.predict_proba(X), axis=1)
 
     def save(self, path: str | Path, *, classes: tuple[str, ...]) -> Path:

@@ -240,6 +240,9 @@ class SharedCounts:
 
     @classmethod
     def for_members(cls, members: Sequence[Classifier | None], X: np.ndarray) -> SharedCounts | None:
+        """The shared count matrix of ``X`` for these members, or None where it does not pay: fewer than eight
+        count-pipeline members, inputs that are not text, or inputs without a single word.
+        """
         candidates = [m for m in members if _count_pipeline(m) is not None]
         if len(candidates) < 8 or np.asarray(X).dtype != object or len(X) == 0:
             return None
@@ -249,10 +252,16 @@ class SharedCounts:
             return None
 
     def handles(self, member: Classifier | None) -> TypeGuard[Classifier]:
+        """True where ``member`` opens with a ``CountVectorizer`` of the shared settings, so that
+        :meth:`predict` can answer for it.
+        """
         vec = _count_pipeline(member)
         return vec is not None and _vectorizer_params(vec) == self.params
 
     def predict(self, member: Classifier) -> np.ndarray:
+        """``member.predict(X)`` from the shared counts: the member's vocabulary columns are selected and
+        passed through the rest of its pipeline.
+        """
         import scipy.sparse as sp
 
         pipe = cast("SklearnModel", member).estimator_  # handles(member): a SklearnModel over a Pipeline

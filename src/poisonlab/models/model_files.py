@@ -270,6 +270,9 @@ class IndexedClasses:
         self.classes_ = np.arange(len(estimator.classes_))
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """The wrapped estimator's class probabilities, one column per class in ``classes_`` order; for an
+        estimator with only ``decision_function``, its margins mapped to a ranking of the classes.
+        """
         if not hasattr(self.estimator, "predict_proba"):
             from poisonlab.models.sklearn import margin_probabilities
 
@@ -277,6 +280,7 @@ class IndexedClasses:
         return self.estimator.predict_proba(X)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        """The most probable class index (0..K-1) of each row."""
         return np.argmax(self.predict_proba(X), axis=1)
 
     def __getattr__(self, name: str) -> Any:  # the wrapped estimator's attribute: untyped

@@ -41,20 +41,26 @@ text vocabulary."""
 class ProbabilisticClassifier(Protocol):
     """A fitted classifier with ``predict_proba``: N rows in, an N×K array of class probabilities out."""
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities of the rows of ``X``, shape (N, K); each row sums to 1."""
+        ...
 
 
 class Classifier(ProbabilisticClassifier, Protocol):
     """A fitted classifier with ``predict_proba`` and ``predict`` (class indices): what a loaded model
     file holds (an adapter, or an ensemble a defense saved)."""
 
-    def predict(self, X: np.ndarray) -> np.ndarray: ...
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """The predicted class index of each row of ``X``, shape (N,)."""
+        ...
 
 
 class MarginClassifier(Protocol):
     """A fitted classifier with ``decision_function`` only: N (two classes) or N×K margins."""
 
-    def decision_function(self, X: np.ndarray) -> np.ndarray: ...
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Margins of the rows of ``X``: shape (N,) for two classes (above 0 for the second), else (N, K)."""
+        ...
 
 
 @runtime_checkable
@@ -72,13 +78,21 @@ class ModelAdapter(Protocol):
        scikit-learn project", 2013. https://arxiv.org/abs/1309.0238
     """
 
-    def fit(self, X: np.ndarray, y: np.ndarray, *, n_classes: int | None = None) -> ModelAdapter: ...
+    def fit(self, X: np.ndarray, y: np.ndarray, *, n_classes: int | None = None) -> ModelAdapter:
+        """Train on ``X`` and integer labels ``y`` in ``range(n_classes)``; returns the fitted model."""
+        ...
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities, shape (N, n_classes), a column for every class even if absent in training."""
+        ...
 
-    def predict(self, X: np.ndarray) -> np.ndarray: ...
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """The most probable class index of each row, shape (N,)."""
+        ...
 
-    def features(self, X: np.ndarray) -> LearnedFeatures: ...
+    def features(self, X: np.ndarray) -> LearnedFeatures:
+        """What the model learned about each row: a dense N×D array, or sparse CSR for a wide vocabulary."""
+        ...
 
 
 ModelLike: TypeAlias = Union[str, ModelAdapter, ProbabilisticClassifier, "nn.Module"]

@@ -57,6 +57,10 @@ class SklearnModel(ClassifierMixin, BaseEstimator):
         self.spec = spec
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, n_classes: int | None = None) -> SklearnModel:
+        """Fit a clone of ``estimator`` on ``X`` (images flattened to rows) and integer labels ``y``;
+        ``n_classes`` (default ``y.max() + 1``) fixes how many columns :meth:`predict_proba` returns.
+        Returns ``self``.
+        """
         y = np.asarray(y)
         self.n_classes_ = int(n_classes if n_classes is not None else y.max() + 1)
         self.classes_ = np.arange(self.n_classes_)
@@ -104,6 +108,7 @@ class SklearnModel(ClassifierMixin, BaseEstimator):
         return full
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        """The most probable integer label of each row, shape (N,)."""
         return np.argmax(self.predict_proba(X), axis=1)
 
     def features(self, X: np.ndarray) -> LearnedFeatures:

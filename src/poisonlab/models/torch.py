@@ -177,6 +177,12 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ contract
     def fit(self, X: np.ndarray, y: np.ndarray, *, n_classes: int | None = None) -> TorchClassifier:
+        """Train the network (a fresh built-in ``arch``, or a re-initialized copy of ``module``) on ``X``
+        and integer labels ``y`` with Adam until ``max_epochs`` or a training loss below ``tol``;
+        ``n_classes`` defaults to ``y.max() + 1``. Returns ``self``, with ``net_``, ``loss_curve_`` and
+        ``n_epochs_``. Raises :class:`~poisonlab.exceptions.ParameterError` for images that are not
+        N×H×W×C.
+        """
         with torch_threads(self.n_threads):
             return self._fit(X, y, n_classes)
 
@@ -250,9 +256,11 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         return np.concatenate(out).astype(np.float64)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Softmax class probabilities, shape (N, K), computed in batches of 1024."""
         return self._forward(X, features=False)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        """The most probable integer label of each row, shape (N,)."""
         return np.argmax(self.predict_proba(X), axis=1)
 
     def features(self, X: np.ndarray) -> np.ndarray:

@@ -53,6 +53,7 @@ class RowChange:
     moved: bool = False
 
     def to_dict(self) -> dict[str, object]:
+        """The change as a JSON-ready dict, one key per field."""
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
@@ -80,6 +81,9 @@ class ManifestDiff:
     # ------------------------------------------------------------------ counts
     @property
     def counts(self) -> dict[str, int]:
+        """How many rows fall in each category (added, removed, modified, relabeled, reattributed), with
+        ``moved`` and ``unchanged``.
+        """
         out = {k: len(self.old_rows[k]) for k in CATEGORIES}
         out["moved"] = len(self.moved_old)
         out["unchanged"] = self.n_unchanged

@@ -121,6 +121,7 @@ class MerkleTree:
         self.n_leaves += 1 << height
 
     def root(self) -> bytes:
+        """The RFC 6962 root of the leaves added so far (``H("")`` with the node personalization for none)."""
         if not self._stack:
             return hashlib.blake2b(b"", digest_size=TREE_DIGEST_SIZE, person=_NODE).digest()
         node = self._stack[-1]

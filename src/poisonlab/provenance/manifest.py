@@ -83,14 +83,17 @@ class Manifest:
     # ------------------------------------------------------------------ per-row views
     @property
     def n_rows(self) -> int:
+        """The number of rows the manifest covers."""
         return int(self.content.shape[0])
 
     @property
     def kind(self) -> Kind:
+        """``"text"``, ``"tabular"`` or ``"image"``, from the layout."""
         return self.layout.kind
 
     @property
     def has_ids(self) -> bool:
+        """True when the data had an id column and the manifest records each row's id."""
         return self.ids is not None
 
     def label_digests(self) -> list[bytes]:

@@ -57,6 +57,9 @@ class Layout:
     labeler: str | None = None
 
     def to_dict(self) -> dict[str, object]:
+        """The columns as a JSON-ready dict (label, text, features, id, source, labeler), as a manifest
+        records them.
+        """
         return {"label": self.label, "text": self.text,
                 "features": None if self.features is None else list(self.features),
                 "id": self.id, "source": self.source, "labeler": self.labeler}

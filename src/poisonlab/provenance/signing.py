@@ -44,6 +44,7 @@ class SignatureCheck:
     key_id: str | None = None
 
     def to_dict(self) -> dict[str, object]:
+        """The check as a JSON-ready dict: ``status`` and ``key_id``."""
         return {"status": self.status, "key_id": self.key_id}
 
 

@@ -37,11 +37,18 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
+        """True when every row matches the manifest, in order; with ``strict``, False too when the file's
+        SHA-256 differs from the one recorded.
+        """
         if self.strict and self.file_matches is False:
             return False
         return self.diff.is_identical
 
     def to_dict(self, limit: int | None = None) -> dict[str, object]:
+        """A JSON-ready report: the verdict, both sides' row counts and Merkle roots, the file and signature
+        checks and the diff's rows per category (``limit`` caps the rows listed per category; counts stay
+        exact).
+        """
         diff = self.diff.to_dict(limit)
         return {
             "ok": self.ok,

@@ -59,6 +59,9 @@ def new_figure(width: float = 6.4, height: float = 3.6) -> tuple[Figure, Axes]:
 
 
 def write_html(path: Path, html: str) -> Path:
+    """Write ``html`` to ``path`` (UTF-8) through a ``.partial`` file replaced at the end, so that a
+    reader never sees half a report; parent folders are created. Returns ``path``.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
     try:

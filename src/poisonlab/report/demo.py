@@ -14,6 +14,9 @@ from poisonlab.report import figure_to_data_uri, new_figure, render, write_html
 
 
 def asr_curve_plot(results: Mapping[str, Any]) -> str:
+    """Attack success against the number of poisoned rows, one line per trigger (mean, min-max band over
+    seeds, log scale), with the target success rate dashed; a PNG data URI.
+    """
     fig, ax = new_figure()
     by_trigger: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in results["backdoor"]:
@@ -36,6 +39,9 @@ def asr_curve_plot(results: Mapping[str, Any]) -> str:
 
 
 def flip_plot(results: Mapping[str, Any]) -> str:
+    """Clean test accuracy against the share of labels flipped, one line per strategy (mean, min-max
+    band over seeds); a PNG data URI.
+    """
     fig, ax = new_figure()
     by_strategy: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in results["label_flip"]:
@@ -53,6 +59,7 @@ def flip_plot(results: Mapping[str, Any]) -> str:
 
 
 def trigger_plot(results: Mapping[str, Any]) -> str:
+    """Attack success of each trigger compared, as horizontal bars; a PNG data URI."""
     rows = results["triggers"]
     fig, ax = new_figure(6.4, 0.35 * len(rows) + 1.2)
     names = [r["trigger"] for r in rows][::-1]
@@ -65,6 +72,9 @@ def trigger_plot(results: Mapping[str, Any]) -> str:
 
 
 def write_demo_report(results: Mapping[str, Any], path: Path) -> Path:
+    """Render the demo's ``report.html`` from its ``results.json`` document (``results``) into ``path``;
+    returns ``path``.
+    """
     html = render(
         "demo.html",
         r=results,

@@ -20,18 +20,30 @@ class ScanReportSource(Protocol):
     (``poisonlab.scan`` is a layer above this one, so it is described here rather than imported)."""
 
     @property
-    def classes(self) -> Sequence[str]: ...
+    def classes(self) -> Sequence[str]:
+        """The model's class names, in its column order."""
+        ...
 
     @property
-    def per_class(self) -> dict[str, float]: ...
+    def per_class(self) -> dict[str, float]:
+        """The anomaly index of each class (higher is more suspicious), by class name."""
+        ...
 
     @property
-    def threshold(self) -> float: ...
+    def threshold(self) -> float:
+        """The anomaly index at or above which a class is called backdoored."""
+        ...
 
     @property
-    def images(self) -> Mapping[str, Any]: ...  # Any: the image scanner's trigger objects and arrays
+    def images(self) -> Mapping[str, Any]:  # Any: the image scanner's trigger objects and arrays
+        """For image scans: the reversed triggers (``"triggers"``) and each class's widest-margin input
+        (``"margin_inputs"``); empty for text.
+        """
+        ...
 
-    def to_json(self) -> Mapping[str, Any]: ...  # Any: the scan.json document, read key by key
+    def to_json(self) -> Mapping[str, Any]:  # Any: the scan.json document, read key by key
+        """The ``scan.json`` document."""
+        ...
 
 
 def _png_data_uri(image: np.ndarray, *, scale: int = 8) -> str:

@@ -94,6 +94,9 @@ class ReversedTrigger:
         return top, left, bottom, right
 
     def describe(self) -> str:
+        """The mask's size and where it sits, e.g. ``mask of 9.2 pixels, rows 5-7, columns 5-7`` (the box
+        holding 90% of the mask).
+        """
         top, left, bottom, right = self.bounding_box()
         return (f"mask of {self.l1:.1f} pixels, rows {top}-{bottom}, columns {left}-{right}")
 
@@ -183,6 +186,44 @@ class NeuralCleanseScanner(BaseEstimator):
 
     def fit(self, model: object, X: np.ndarray, y: np.ndarray, *,
             progress: Callable[[str], None] | None = None) -> NeuralCleanseScanner:
+        """Reverse-engineer the smallest trigger of every class and call the model backdoored when one mask
+        is an outlier.
+
+        Parameters
+        ----------
+        model : TorchClassifier or object with a ``net_`` module
+            The fitted PyTorch image classifier to scan (its ``net_`` maps N×C×H×W to logits).
+        X : ndarray, shape (N, H, W, C)
+            Clean images in [0, 1] (a missing channel axis is added).
+        y : ndarray of int, shape (N,)
+            Their labels, in the model's class order; images the model misclassifies are not used.
+        progress : callable, optional
+            Called with a message every ``10 * check_every`` steps.
+
+        Returns
+        -------
+        NeuralCleanseScanner
+            ``self``, with ``triggers_`` (smallest mask first), ``l1_`` and ``anomaly_index_`` (per
+            class, higher is more suspicious), ``verdict_`` ("backdoor" or "clean"), ``target_label_``,
+            ``threshold_`` and ``seconds_``.
+
+        Raises
+        ------
+        ParameterError
+            For a parameter out of range.
+        ModelError
+            For a model without a PyTorch ``net_`` module.
+        DataError
+            For ``X`` that is not images, ``X`` and ``y`` of different lengths, or fewer than two clean
+            images the model classifies.
+        MissingExtraError
+            Without torch.
+
+        References
+        ----------
+        .. [1] Wang et al., "Neural Cleanse: Identifying and Mitigating Backdoor Attacks in Neural
+           Networks", IEEE S&P 2019. https://doi.org/10.1109/SP.2019.00031
+        """
         self._validate()
         require("torch", "torch")
         import torch

@@ -107,6 +107,44 @@ class MaxMarginScanner(BaseEstimator):
 
     def fit(self, model: object, X: np.ndarray, y: np.ndarray | None = None, *,
             progress: Callable[[str], None] | None = None) -> MaxMarginScanner:
+        """Find, for every class, the input that wins it by the widest logit margin, and call the model
+        backdoored when the largest margin is an outlier among the classes.
+
+        Parameters
+        ----------
+        model : TorchClassifier or object with a ``net_`` module
+            The fitted PyTorch image classifier to scan (its ``net_`` maps N×C×H×W to logits).
+        X : ndarray, shape (N, H, W, C)
+            Clean images, used only for their shape and range of values.
+        y : ndarray, optional
+            Ignored: the statistic needs no labels (taken for the scanners' common signature).
+        progress : callable, optional
+            Called with a message every 50 steps.
+
+        Returns
+        -------
+        MaxMarginScanner
+            ``self``, with ``margins_`` (per class), ``p_values_`` (per class, lower is more
+            suspicious), ``inputs_``, ``verdict_`` ("backdoor" or "clean"), ``target_label_``,
+            ``alpha_`` and ``seconds_``.
+
+        Raises
+        ------
+        ParameterError
+            For a parameter out of range.
+        ModelError
+            For a model without a PyTorch ``net_`` module.
+        DataError
+            For ``X`` that is not images, holds no image, or holds NaN or infinite values.
+        MissingExtraError
+            Without torch.
+
+        References
+        ----------
+        .. [1] Wang, Xiang, Miller and Kesidis, "MM-BD: Post-Training Detection of Backdoor Attacks with
+           Arbitrary Backdoor Pattern Types Using a Maximum Margin Statistic", IEEE S&P 2024.
+           https://arxiv.org/abs/2205.06900
+        """
         self._validate()
         require("torch", "torch")
         import torch

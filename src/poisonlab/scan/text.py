@@ -119,6 +119,9 @@ class ModelTrigger(TriggerCandidate):
     support: float = 0.0
 
     def to_dict(self, classes: Sequence[str] | None = None) -> dict[str, object]:
+        """The JSON form written to ``scan.json``: every field, rounded for reading, with an infinite
+        anomaly index as ``"inf"`` and the target named when ``classes`` is given.
+        """
         d = asdict(self)
         d["flip_rate"] = round(self.flip_rate, 4)
         d["absence_p"] = float(f"{self.absence_p:.3g}")
