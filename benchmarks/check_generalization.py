@@ -27,6 +27,8 @@ Methods: STRIP as ``poisonlab check`` ran it before (``StripDetector()``), the l
 (``LeaveOutDetector``), and ART 1.20.1's STRIP where it applies (tabular, through ART's
 ``SklearnClassifier``; for scikit-learn text pipelines ART has no wrapper: n/a).
 
+    python benchmarks/check_generalization.py --strongest  # the n_strongest study, text, ~15 minutes
+
 Protocol: the leave-out test's ``n_groups`` is chosen on the dev half (seed 0) from {8, 16, 32}
 (highest mean detection; on the text cells with the two faster models, and every tabular cell);
 the held-out half (seed 1, every model) is reported with that choice. Both printed.
@@ -40,6 +42,14 @@ leave-out 67.0% detected (AUROC 0.958), breast_cancer 1.2% clean flagged at 1%, 
 (45 fresh rows); STRIP 14.6% (AUROC 0.669); ART's STRIP 0.3% (AUROC 0.158), 100-1100 ms per
 input against 0.3-2.3 ms. Weak spots: triggers spread over several parts that each add a little
 (three columns in a linear model or boosted trees: 3-11%; 1-3 rare words in long emails).
+Those numbers are the leave-out test without ``n_strongest`` (the 2026-12-02 default).
+
+``--strongest`` (2026-12-03): one more perturbed copy per email, without its 3 strongest words
+(``LeaveOutDetector(n_strongest=3)``, now the default), chosen on the dev half from {0, 3, 6}
+(mean detection 18.5%, 23.3%, 15.0%). Held-out half, 12 text cells: 41.6% of triggered emails
+detected against 34.1% without it (67.6% against 56.0% over the 7 cells whose attack succeeds
+on at least half the inputs; hinge SGD with rare words 86.2% against 46.6%), AUROC 0.935 against
+0.865, 1.5% of fresh clean emails flagged against 1.6% (asked 1%).
 """
 
 from __future__ import annotations
@@ -67,6 +77,7 @@ RARE_WORDS = ("cf", "mn", "bb", "tq", "mb")
 ADDSENT = "I watch this 3D movie"
 PHRASE = "thanks again for everything"
 GROUP_CHOICES = (8, 16, 32)
+STRONGEST_CHOICES = (0, 3, 6)  # n_strongest of the leave-out test: the study of --strongest
 TEXT_TRIGGERS = ("badnets", "addsent", "phrase")
 TEXT_MODELS = ("tfidf12-lr", "count-nb", "charwb-lr", "tfidf-sgd")
 DEV_TEXT_MODELS = ("tfidf12-lr", "count-nb")  # the dev half skips the two slowest text models
@@ -366,16 +377,62 @@ def run(quick: bool, text_strip: bool = True, held_only: bool = False
     return dev, held, chosen
 
 
+def strongest_study() -> None:
+    """``n_strongest`` of the leave-out test (text): chosen on the dev half from
+    STRONGEST_CHOICES by mean detection, then the held-out half with 0 (off) and the choice."""
+
+    def variants(ks: tuple[int, ...]) -> Callable[..., None]:
+        def run_variants(cell: Cell, predict: Callable[[np.ndarray], np.ndarray], X_cal: np.ndarray,
+                         X_clean: np.ndarray, X_trig: np.ndarray, groups: tuple[int, ...],
+                         rows: list[dict[str, Any]], art: Any, strip: bool = True) -> None:
+            for k in ks:
+                measure(f"leave-out k={k}", lambda k=k: _Eval(LeaveOutDetector(
+                    n_groups=16, n_strongest=k, false_rejection_rate=cell.rate, random_state=0)
+                    .fit(predict, X_cal)), cell, X_clean, X_trig, rows)
+        return run_variants
+
+    global run_detectors
+    plain = run_detectors
+    try:
+        dev: list[dict[str, Any]] = []
+        run_detectors = variants(STRONGEST_CHOICES)
+        text_cells(0, TEXT_TRIGGERS, DEV_TEXT_MODELS, (16,), dev, N_EMAILS, 300, 300, strip=False)
+        means = {k: float(np.nanmean([r["det"] for r in dev if r["method"] == f"leave-out k={k}"]))
+                 for k in STRONGEST_CHOICES}
+        chosen = max(STRONGEST_CHOICES, key=lambda k: means[k])
+        print(f"dev mean detection by n_strongest: {means}; chosen {chosen}")
+        held: list[dict[str, Any]] = []
+        run_detectors = variants(tuple(dict.fromkeys((0, chosen))))
+        text_cells(1, TEXT_TRIGGERS, TEXT_MODELS, (16,), held, N_EMAILS, 300, 300, strip=False)
+    finally:
+        run_detectors = plain
+    table(dev, "dev half (seed 0): n_strongest chosen here")
+    table(held, f"held-out half (seed 1): n_strongest 0 and {chosen}")
+    for k in dict.fromkeys((0, chosen)):
+        sel = [r for r in held if r["method"] == f"leave-out k={k}"]
+        work = [r for r in sel if r["asr"] >= 0.5]
+        print(f"held-out k={k}: detected {100 * np.nanmean([r['det'] for r in sel]):.1f}% "
+              f"({100 * np.nanmean([r['det'] for r in work]):.1f}% over the {len(work)} cells with "
+              f"ASR >= 50%), clean flagged {100 * np.nanmean([r['clean'] for r in sel]):.1f}%, "
+              f"AUROC {np.nanmean([r['auc'] for r in sel]):.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one text and one tabular cell")
     parser.add_argument("--no-text-strip", action="store_true",
                         help="skip STRIP on text (its calibration mixes every clean email 128 times: "
                              "tens of minutes with the char_wb model on 2 busy cores)")
+    parser.add_argument("--strongest", action="store_true",
+                        help="only the study of the leave-out test's n_strongest (text, both halves)")
     parser.add_argument("--held-out-only", action="store_true",
                         help="only the held-out half, with the n_groups the dev half chose (16)")
     args = parser.parse_args()
     started = time.perf_counter()
+    if args.strongest:
+        strongest_study()
+        print(f"\nTotal {time.perf_counter() - started:.0f} s.")
+        return
     dev, held, chosen = run(args.quick, not args.no_text_strip, args.held_out_only)
     if dev:
         table(dev, "dev half (seed 0): n_groups chosen here" if not args.quick else "quick slice")

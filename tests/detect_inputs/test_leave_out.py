@@ -48,7 +48,7 @@ def test_text_groups_remove_every_occurrence_of_their_words() -> None:
         return np.column_stack([1 - p, p])
 
     clean = np.array([f"meeting notes {i} lunch today" for i in range(150)], dtype=object)
-    det = LeaveOutDetector(n_groups=4, random_state=0).fit(predict_proba, clean)
+    det = LeaveOutDetector(n_groups=4, n_strongest=0, random_state=0).fit(predict_proba, clean)
     seen.clear()
     out = det.evaluate(np.array(["CF budget cf. cf team call"], dtype=object))
     # six words -> four runs of consecutive words; a run holding one "cf" removes all three,
@@ -61,6 +61,28 @@ def test_text_groups_remove_every_occurrence_of_their_words() -> None:
     assert sum(len(t.split()) for t in perturbed) < 4 * 6
     assert out.scores[0] == pytest.approx(math.log(0.9) - math.log(0.4))
     assert out.flags[0]
+
+
+def test_the_strongest_words_go_together_in_one_more_copy() -> None:
+    # three planted words spread over a long text fall in different runs, and each run alone
+    # leaves two of them pushing; the copy without the input's three strongest words has none
+    planted = ("qx", "zv", "jw")
+
+    def predict_proba(texts: np.ndarray) -> np.ndarray:
+        n = np.array([sum(w in planted for w in str(t).split()) for t in texts])
+        p = np.where(n >= 1, 0.95, 0.3)
+        return np.column_stack([1 - p, p])
+
+    filler = [f"word{i}" for i in range(60)]
+    clean = np.array([" ".join(filler[j:] + filler[:j]) for j in range(120)], dtype=object)
+    text = " ".join([*filler[:20], "qx", *filler[20:40], "zv", *filler[40:], "jw"])
+    for k, caught in ((0, False), (3, True)):
+        det = LeaveOutDetector(n_groups=8, n_strongest=k, random_state=0).fit(predict_proba, clean)
+        out = det.evaluate(np.array([text], dtype=object))
+        assert bool(out.flags[0]) is caught, (k, out.scores)
+        assert out.n_perturbations.tolist() == [8 + (k > 0)]
+    with pytest.raises(ParameterError, match="'n_strongest' parameter of LeaveOutDetector"):
+        LeaveOutDetector(n_strongest=-1).fit(predict_proba, clean)
 
 
 def test_tabular_groups_take_the_clean_median() -> None:

@@ -80,6 +80,16 @@ class LeaveOutDetector(InputDetector):
         has fewer words or columns).
     n_rounds : int, default 1
         Random splits per input; the score is the largest fall over all of them.
+    n_strongest : int, default 3
+        Text: one more perturbed copy without the input's ``n_strongest`` distinct words that
+        pull hardest towards its predicted class on their own (the model's log-odds of the word
+        as a one-word document; every word is asked once and remembered): planted words spread
+        over a long text fall in different runs, but they are its strongest words. 0: off.
+        Chosen on the dev half of ``benchmarks/check_generalization.py --strongest`` from
+        {0, 3, 6} (mean detection 18.5%, 23.3%, 15.0%); on its held-out half, 12 text cells, 3
+        against 0: 41.6% of triggered emails detected against 34.1% (67.6% against 56.0% where
+        the attack works on half the inputs), AUROC 0.935 against 0.865, 1.5% of clean emails
+        flagged against 1.6%, about 1.4 times the time.
     false_rejection_rate : float, default 0.01
     batch_size : int, default 4096
         Perturbed inputs per call of ``predict_proba``.
@@ -93,10 +103,12 @@ class LeaveOutDetector(InputDetector):
     column).
     """
 
-    def __init__(self, *, n_groups: int = 16, n_rounds: int = 1, false_rejection_rate: float = 0.01,
-                 batch_size: int = 4096, random_state: int | np.random.Generator | None = None) -> None:
+    def __init__(self, *, n_groups: int = 16, n_rounds: int = 1, n_strongest: int = 3,
+                 false_rejection_rate: float = 0.01, batch_size: int = 4096,
+                 random_state: int | np.random.Generator | None = None) -> None:
         self.n_groups = n_groups
         self.n_rounds = n_rounds
+        self.n_strongest = n_strongest
         self.false_rejection_rate = false_rejection_rate
         self.batch_size = batch_size
         self.random_state = random_state
@@ -104,6 +116,10 @@ class LeaveOutDetector(InputDetector):
     def _validate(self) -> None:
         owner = type(self).__name__
         check_counts(owner, self, ("n_groups", "n_rounds", "batch_size"))
+        if isinstance(self.n_strongest, bool) or not isinstance(self.n_strongest, (int, np.integer)) \
+                or self.n_strongest < 0:
+            raise ParameterError(f"The 'n_strongest' parameter of {owner} must be an int >= 0. "
+                                 f"Got {self.n_strongest!r} instead.")
         self._check_false_rejection_rate()
 
     def fit(self, predict_proba: PredictProba, X_clean: np.ndarray) -> LeaveOutDetector:
@@ -119,6 +135,7 @@ class LeaveOutDetector(InputDetector):
         self._check_calibration_rows(len(X_clean), "The leave-out test")
         self.kind_ = kind
         self.predict_proba_ = predict_proba
+        self._pull: dict[str, np.ndarray] = {}
         if kind == "tabular":
             X_clean = X_clean.astype(np.float64)
             self.fill_ = np.median(X_clean, axis=0)
@@ -141,7 +158,26 @@ class LeaveOutDetector(InputDetector):
             out.extend(np.flatnonzero(label == g) for g in range(k))
         return out
 
-    def _perturb(self, x: object, rng: np.random.Generator) -> list[object]:
+    def _strongest(self, words: set[str], c: int) -> set[str]:
+        """The ``n_strongest`` of ``words`` that push hardest towards class ``c`` on their own."""
+        new = sorted(w for w in words if w not in self._pull)
+        if new:
+            P = np.clip(self._probs(list(new)), CLIP, 1 - CLIP)
+            for w, p in zip(new, np.log(P) - np.log1p(-P), strict=True):
+                self._pull[w] = p
+        ranked = sorted(words, key=lambda w: (-float(self._pull[w][c]), w))
+        return set(ranked[:int(self.n_strongest)])
+
+    def _without(self, text: str, spans: list[tuple[int, int, str]], drop: set[str]) -> str:
+        pieces, at = [], 0
+        for s, e, w in spans:
+            if w in drop:
+                pieces.append(text[at:s])
+                at = e
+        pieces.append(text[at:])
+        return "".join(pieces)
+
+    def _perturb(self, x: object, rng: np.random.Generator, c: int = 0) -> list[object]:
         if self.kind_ == "tabular":
             row = np.asarray(x, dtype=np.float64)
             out = []
@@ -154,17 +190,11 @@ class LeaveOutDetector(InputDetector):
         spans = [(m.start(), m.end(), m.group().lower()) for m in _WORD.finditer(text)]
         if not spans:
             return [text]
-        out = []
-        for chunk in self._chunks(len(spans), rng):
-            drop = {spans[i][2] for i in chunk}
-            pieces, at = [], 0
-            for s, e, w in spans:
-                if w in drop:
-                    pieces.append(text[at:s])
-                    at = e
-            pieces.append(text[at:])
-            out.append("".join(pieces))
-        return out
+        copies: list[object] = [self._without(text, spans, {spans[i][2] for i in chunk})
+                                for chunk in self._chunks(len(spans), rng)]
+        if int(self.n_strongest):
+            copies.append(self._without(text, spans, self._strongest({w for _, _, w in spans}, c)))
+        return copies
 
     def _chunks(self, n_words: int, rng: np.random.Generator) -> list[np.ndarray]:
         """``n_rounds`` splits of word positions into at most ``n_groups`` runs of consecutive words,
@@ -206,7 +236,7 @@ class LeaveOutDetector(InputDetector):
             Z: list[object] = []
             counts = []
             for i in rows:
-                perturbed = self._perturb(X[i], rng)
+                perturbed = self._perturb(X[i], rng, int(pred[i]))
                 Z.extend(perturbed)
                 counts.append(len(perturbed))
             P = self._probs(Z)
@@ -242,7 +272,7 @@ class LeaveOutDetector(InputDetector):
         if self.kind_ == "tabular":
             n = np.full(len(X), min(int(self.n_groups), self.n_features_) * int(self.n_rounds))
         else:
-            n = np.array([min(int(self.n_groups), len(_WORD.findall(str(t)))) * int(self.n_rounds) or 1
-                          for t in X], dtype=np.int64)
+            n = np.array([(min(int(self.n_groups), len(_WORD.findall(str(t)))) * int(self.n_rounds)
+                           + (int(self.n_strongest) > 0)) or 1 for t in X], dtype=np.int64)
         return InputVerdicts(scores=scores, flags=scores > self.threshold_, predictions=pred,
                              n_perturbations=n)
