@@ -47,7 +47,7 @@ Those numbers are the leave-out test without ``n_strongest`` (the 2026-12-02 def
 ``--strongest`` (2026-12-03): one more perturbed copy per email, without its 3 strongest words
 (``LeaveOutDetector(n_strongest=3)``, now the default), chosen on the dev half from {0, 3, 6}
 (mean detection 18.5%, 23.3%, 15.0%). Held-out half, 12 text cells: 41.6% of triggered emails
-detected against 34.1% without it (67.6% against 56.0% over the 7 cells whose attack succeeds
+detected against 34.2% without it (67.6% against 56.0% over the 7 cells whose attack succeeds
 on at least half the inputs; hinge SGD with rare words 86.2% against 46.6%), AUROC 0.935 against
 0.865, 1.5% of fresh clean emails flagged against 1.6% (asked 1%).
 """

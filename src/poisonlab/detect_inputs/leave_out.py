@@ -87,7 +87,7 @@ class LeaveOutDetector(InputDetector):
         over a long text fall in different runs, but they are its strongest words. 0: off.
         Chosen on the dev half of ``benchmarks/check_generalization.py --strongest`` from
         {0, 3, 6} (mean detection 18.5%, 23.3%, 15.0%); on its held-out half, 12 text cells, 3
-        against 0: 41.6% of triggered emails detected against 34.1% (67.6% against 56.0% where
+        against 0: 41.6% of triggered emails detected against 34.2% (67.6% against 56.0% where
         the attack works on half the inputs), AUROC 0.935 against 0.865, 1.5% of clean emails
         flagged against 1.6%, about 1.4 times the time.
     false_rejection_rate : float, default 0.01
