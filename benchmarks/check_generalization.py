@@ -27,7 +27,7 @@ Methods: STRIP as ``poisonlab check`` ran it before (``StripDetector()``), the l
 (``LeaveOutDetector``), and ART 1.20.1's STRIP where it applies (tabular, through ART's
 ``SklearnClassifier``; for scikit-learn text pipelines ART has no wrapper: n/a).
 
-    python benchmarks/check_generalization.py --strongest  # the n_strongest study, text, ~15 minutes
+    python benchmarks/check_generalization.py --strongest  # the n_strongest study, text, ~6 minutes
 
 Protocol: the leave-out test's ``n_groups`` is chosen on the dev half (seed 0) from {8, 16, 32}
 (highest mean detection; on the text cells with the two faster models, and every tabular cell);
