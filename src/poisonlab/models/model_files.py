@@ -1,15 +1,8 @@
 """Model files, one at a time: saving and loading without running code from the file.
 
-* scikit-learn models go to ``.skops`` files. Loading reads the file's schema first and refuses,
-  before anything is constructed, every type outside an explicit allow-list of what a fitted
-  scikit-learn model holds (:mod:`poisonlab.models.allowlist`): ``numpy.memmap``, ``numpy.load``,
-  ``builtins.eval``, ``os.system`` and everything else not listed. The message names each
-  refused type.
-* PyTorch models go to ``.safetensors`` files: tensors only, with the architecture spec as JSON
-  metadata; ``.pt`` files are read with ``torch.load(weights_only=True)``.
-* Pickle and joblib files run code when loaded; they are read only with ``trust_pickle=True``.
-* A file that is not what its suffix claims (a pickle named ``.skops``, a torch archive named
-  ``.safetensors``) is refused with one line saying what it looks like.
+What is trusted and refused, format by format (skops allow-list, safetensors metadata, pickles
+only with ``trust_pickle=True``, a suffix that lies), is said once, in :mod:`poisonlab.models.io`,
+which adds ensemble folders and re-exports these names.
 """
 
 from __future__ import annotations
