@@ -391,6 +391,25 @@ def _words(unit: str) -> tuple[str, ...]:
     return tuple(TOKEN_PATTERN.findall(unit.lower()))
 
 
+MIN_REFERENCE = 1  # fewer phrases than this to compare with: no anomaly index (no evidence)
+
+
+def _reference(rates: np.ndarray, length: Sequence[int], words: Sequence[set[str]],
+               i: int) -> np.ndarray | None:
+    """The flip rates phrase ``i`` is compared with: those of the phrases as many words long that
+    share no word with it; ``None`` when fewer than :data:`MIN_REFERENCE` are (nothing to compare
+    with is no evidence of an anomaly).
+
+    A pair of the strongest bigram units of a 1-2-gram vocabulary is four words long, and the few
+    pairs of that length all share a unit with each other: compared with nothing, a clean TF-IDF
+    1-2-gram logistic regression's 'date 2002' + 'razor users' (31% of the probe rows) read index
+    10 against an imagined zero and was called a backdoor (``benchmarks/scan_generalization.py``,
+    seed 9)."""
+    ref = np.array([rates[u] for u in range(len(length))
+                    if length[u] == length[i] and u != i and not (words[u] & words[i])])
+    return ref if len(ref) >= MIN_REFERENCE else None
+
+
 def clean_data_tokens(texts: Sequence[str] | np.ndarray) -> list[str]:
     """Lower-cased words of two or more characters in ``texts``, plus every two-letter token."""
     found: set[str] = set(TWO_LETTER_TOKENS)
@@ -643,11 +662,11 @@ class TextTriggerScanner(BaseEstimator):
             words = [set(w for u in p for w in (_words(u) or (u,))) for p in phrases]
             length = [sum(_n_parts(u) for u in p) for p in phrases]
             cand_index = np.zeros(len(phrases))
-            for i, p_words in enumerate(words):
+            for i in range(len(phrases)):
                 j = int(np.argmax(probe_rates[i]))
-                ref = np.array([probe_rates[u, j] for u in range(len(phrases))
-                                if length[u] == length[i] and not (words[u] & p_words)])
-                cand_index[i] = rate_anomaly_index(float(probe_rates[i, j]), ref, len(probe))
+                ref = _reference(probe_rates[:, j], length, words, i)
+                cand_index[i] = 0.0 if ref is None else \
+                    rate_anomaly_index(float(probe_rates[i, j]), ref, len(probe))
             if grouped:  # no phrases of their length to compare with: their evidence is absence
                 cand_index[len(phrases) - len(grouped):] = 0.0
             # a pair is only worth reporting when it beats both of its words alone
