@@ -8,6 +8,7 @@ From Python, one call per command of the command line::
     poisonlab.scan(fitted_model, X_clean, y_clean)
     poisonlab.check(fitted_model, X_live, calibrate=X_clean)
     poisonlab.defend(X, y, method="sanitize")
+    poisonlab.labelers(X, "annotations.csv")   # whom to trust among the annotators
 
 ``import poisonlab`` stays light: scikit-learn, torch, matplotlib and the command line's typer and
 rich load only when a part that needs them is used.
@@ -31,6 +32,7 @@ __all__ = [
     "CheckResult",
     "Dataset",
     "DefendResult",
+    "LabelersResult",
     "PoisonlabError",
     "ScanResult",
     "__version__",
@@ -39,6 +41,7 @@ __all__ = [
     "audit",
     "check",
     "defend",
+    "labelers",
     "load_dataset",
     "save_dataset",
     "scan",
@@ -77,6 +80,8 @@ _LAZY = {
     "ScanResult": ("poisonlab.api", "ScanResult"),
     "CheckResult": ("poisonlab.api", "CheckResult"),
     "DefendResult": ("poisonlab.api", "DefendResult"),
+    "labelers": ("poisonlab.api", "labelers"),
+    "LabelersResult": ("poisonlab.api", "LabelersResult"),
     "AuditResult": ("poisonlab.audit", "AuditResult"),
     "resolve_model": ("poisonlab.models", "resolve_model"),
 }

@@ -47,7 +47,9 @@ def test_hand_worked_counts() -> None:
     out = contributions_by_group(m, np.array([1, 1, 0, 1]))
     assert out["by_labeler"]["p"] == {"n_rows": 2, "n_flagged": 2, "flagged_rate": 1.0,
                                       "lift": pytest.approx(4 / 3),
-                                      "p_value": pytest.approx(0.75 ** 2)}
+                                      "p_value": pytest.approx(0.75 ** 2),
+                                      # Holm over the two labelers: min(1, 2 * 0.5625)
+                                      "p_adjusted": pytest.approx(1.0)}
     assert out["by_labeler"]["q"]["flagged_rate"] == 0.5 and out["by_source"] is None
 
 

@@ -3,7 +3,8 @@ on arrays, lists of strings, pandas, sparse matrices, a :class:`~poisonlab.data.
 path, with any scikit-learn estimator or Pipeline, a torch ``nn.Module`` or a built-in spec.
 
 The same functions are ``poisonlab.audit(...)``, ``poisonlab.scan(...)``, ``poisonlab.check(...)``
-and ``poisonlab.defend(...)`` at the top level. Each returns a result whose ``.save(dir)`` writes
+and ``poisonlab.defend(...)`` at the top level (and :func:`labelers`: whom to trust among the
+annotators, labelers and sources). Each returns a result whose ``.save(dir)`` writes
 what the command line writes.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from poisonlab.api.functions import audit, check, defend, scan
 from poisonlab.api.inputs import as_dataset
+from poisonlab.api.labelers import LabelersResult, labelers, write_labelers
 from poisonlab.api.results import (
     CheckResult,
     DefendResult,
@@ -26,16 +28,19 @@ from poisonlab.api.results import (
 __all__ = [
     "CheckResult",
     "DefendResult",
+    "LabelersResult",
     "ScanResult",
     "as_dataset",
     "audit",
     "check",
     "check_summary",
     "defend",
+    "labelers",
     "scan",
     "scan_document",
     "scan_trigger_phrases",
     "write_check",
+    "write_labelers",
     "write_scan",
     "write_verdicts",
 ]

@@ -78,6 +78,30 @@ def read_table_file(path: str | Path, columns: Columns | None = None, *,
                             require_labels=require_labels)
 
 
+def read_columns(path: str | Path) -> dict[str, list[object]]:
+    """The raw columns of a CSV, TSV, JSONL or Parquet file (the format from the extension), by
+    name, as lists of cells: strings for CSV/TSV, JSON values (None where a key is absent) for
+    JSONL, Python values (None for nulls) for Parquet. For tables that are not datasets (a long
+    or wide table of annotations); every problem is one :class:`DataError` naming the file."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.exists():
+        raise DataError(f"{path}: no such file.")
+    if path.is_dir():
+        raise DataError(f"{path}: a folder, not a table file.")
+    if suffix in (".csv", ".tsv"):
+        table = _read_delimited(path, "\t" if suffix == ".tsv" else ",")
+    elif suffix in (".jsonl", ".ndjson"):
+        table = _read_jsonl(path)
+    elif suffix == ".parquet":
+        table = _read_parquet(path)
+    else:
+        raise DataError(f"{path}: unknown table format {suffix!r}; use .csv, .tsv, .jsonl or .parquet.")
+    if not table:
+        raise DataError(f"{path}: the file is empty (no columns).")
+    return table
+
+
 def _read_delimited(path: Path, delimiter: str) -> dict[str, list[object]]:
     # Real emails are longer than the csv module's default 128 KiB field limit.
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))

@@ -7,13 +7,33 @@
 - :func:`verify_manifest` checks data against a manifest; :func:`diff_manifests` compares two
   versions (added, removed, modified, relabeled, reattributed, moved), by source and labeler.
 - :func:`contributions_by_group` counts an audit's flagged rows per source and labeler.
+- :func:`read_annotations` reads several labels per row (long or wide tables);
+  :func:`labeler_reliability` computes consensus labels (CROWDLAB, Dawid-Skene, majority vote),
+  each annotator's confusion matrix with intervals, and a test for targeted flipping.
 """
 
 from __future__ import annotations
 
+from poisonlab.provenance.annotations import (
+    AnnotationColumns,
+    Annotations,
+    annotations_from_labelers,
+    read_annotations,
+)
 from poisonlab.provenance.contributions import contributions_by_group
 from poisonlab.provenance.diff import ManifestDiff, RowChange, diff_manifests
 from poisonlab.provenance.hashing import canonical_label, hash_array, hash_label, hash_text
+from poisonlab.provenance.labelers import (
+    CrowdlabResult,
+    DawidSkeneResult,
+    FlipTest,
+    ReliabilityReport,
+    crowdlab,
+    dawid_skene,
+    flip_test,
+    labeler_reliability,
+    majority_vote,
+)
 from poisonlab.provenance.manifest import (
     SCHEMA_VERSION,
     Manifest,
@@ -32,32 +52,48 @@ from poisonlab.provenance.signing import (
     sign_manifest,
     write_keypair,
 )
+from poisonlab.provenance.stats import adjust_p_values, wilson_interval
 from poisonlab.provenance.verify import VerifyReport, verify_manifest
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AnnotationColumns",
+    "Annotations",
+    "CrowdlabResult",
+    "DawidSkeneResult",
+    "FlipTest",
     "Layout",
     "Manifest",
     "ManifestDiff",
+    "ReliabilityReport",
     "RowChange",
     "RowStream",
     "SignatureCheck",
     "VerifyReport",
+    "adjust_p_values",
+    "annotations_from_labelers",
     "canonical_label",
     "check_signature",
     "contributions_by_group",
     "create_manifest",
+    "crowdlab",
+    "dawid_skene",
     "diff_manifests",
+    "flip_test",
     "generate_key",
     "hash_array",
     "hash_label",
     "hash_text",
     "key_id",
+    "labeler_reliability",
     "load_manifest",
     "load_private_key",
     "load_public_key",
+    "majority_vote",
     "manifest_from_dict",
+    "read_annotations",
     "sign_manifest",
     "verify_manifest",
+    "wilson_interval",
     "write_keypair",
 ]

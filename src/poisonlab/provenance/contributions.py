@@ -9,6 +9,7 @@ import numpy as np
 from poisonlab.data.dataset import Dataset
 from poisonlab.exceptions import DataError, ParameterError
 from poisonlab.provenance.manifest import Manifest
+from poisonlab.provenance.stats import adjust_p_values
 
 
 def contributions_by_group(manifest_or_dataset: Manifest | Dataset,
@@ -19,13 +20,21 @@ def contributions_by_group(manifest_or_dataset: Manifest | Dataset,
     which is the order :func:`poisonlab.data.load_dataset` reads a file in). Returns::
 
         {"n_rows": N, "n_flagged": F, "flagged_rate": F / N,
-         "by_source":  {name: {"n_rows", "n_flagged", "flagged_rate", "lift", "p_value"}} | None,
+         "by_source":  {name: {"n_rows", "n_flagged", "flagged_rate", "lift", "p_value",
+                               "p_adjusted"}} | None,
          "by_labeler": {...} | None}
 
     ``lift`` is a group's flagged rate over the overall rate; ``p_value`` is the one-sided
     binomial probability of flagging at least that many of the group's rows at the overall rate
-    (small means the group stands out). Groups are listed most suspicious first (highest flagged
-    rate, then most flagged rows). ``by_source``/``by_labeler`` are ``None`` without that column.
+    (small means the group stands out); ``p_adjusted`` is ``p_value`` after Holm's correction
+    over the groups of that column (every source, or every labeler, is one test). Groups are
+    listed most suspicious first (highest flagged rate, then most flagged rows).
+    ``by_source``/``by_labeler`` are ``None`` without that column.
+
+    References
+    ----------
+    .. [1] Holm, "A Simple Sequentially Rejective Multiple Test Procedure", Scandinavian Journal
+       of Statistics 6(2), 1979. https://www.jstor.org/stable/4615733
     """
     if isinstance(manifest_or_dataset, Manifest):
         n = manifest_or_dataset.n_rows
@@ -72,6 +81,8 @@ def _groups(groups: np.ndarray, flags: np.ndarray, rate: float) -> dict[str, dic
         p_values = binom.sf(flagged - 1, totals, rate)
     else:
         p_values = np.ones(len(names))
+    p_values = np.minimum(1.0, p_values)
+    adjusted = adjust_p_values(p_values, "holm")
     order = sorted(range(len(names)),
                    key=lambda k: (-flagged[k] / totals[k], -flagged[k], str(names[k])))
     out: dict[str, dict[str, Any]] = {}
@@ -82,6 +93,7 @@ def _groups(groups: np.ndarray, flags: np.ndarray, rate: float) -> dict[str, dic
             "n_flagged": int(flagged[k]),
             "flagged_rate": group_rate,
             "lift": group_rate / rate if rate > 0 else None,
-            "p_value": float(min(1.0, p_values[k])),
+            "p_value": float(p_values[k]),
+            "p_adjusted": float(adjusted[k]),
         }
     return out
