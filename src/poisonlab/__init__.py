@@ -32,6 +32,7 @@ __all__ = [
     "CheckResult",
     "Dataset",
     "DefendResult",
+    "ExperimentResults",
     "LabelersResult",
     "PoisonlabError",
     "ScanResult",
@@ -43,6 +44,7 @@ __all__ = [
     "defend",
     "labelers",
     "load_dataset",
+    "run_experiment",
     "save_dataset",
     "scan",
 ]
@@ -84,6 +86,8 @@ _LAZY = {
     "LabelersResult": ("poisonlab.api", "LabelersResult"),
     "AuditResult": ("poisonlab.audit", "AuditResult"),
     "resolve_model": ("poisonlab.models", "resolve_model"),
+    "run_experiment": ("poisonlab.experiments", "run_experiment"),
+    "ExperimentResults": ("poisonlab.experiments", "ExperimentResults"),
 }
 
 

@@ -66,8 +66,10 @@ def confident_learning_flags(pred_probs: np.ndarray, y: np.ndarray, *,
         lookup[present] = np.arange(len(present))
         sub = probs[:, present]
         sub = sub / np.maximum(sub.sum(axis=1, keepdims=True), 1e-12)
-        return np.asarray(find_label_issues(lookup[labels], sub, filter_by=filter_by), dtype=bool)
-    return np.asarray(find_label_issues(labels, probs, filter_by=filter_by), dtype=bool)
+        return np.asarray(find_label_issues(lookup[labels], sub, filter_by=filter_by, n_jobs=1), dtype=bool)
+    # n_jobs=1: cleanlab's process pool (its default) gives the same mask, but cannot start inside a
+    # daemonic process (a Dask worker) and costs more than it saves on audits of this size.
+    return np.asarray(find_label_issues(labels, probs, filter_by=filter_by, n_jobs=1), dtype=bool)
 
 
 class ConfidentLearningDetector(Detector):
