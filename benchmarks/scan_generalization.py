@@ -1,6 +1,6 @@
 """Scanning models we did not make: plain scikit-learn text pipelines, poisons by plain string edits.
 
-    python benchmarks/scan_generalization.py           # 135 models, about 20 minutes on 2 busy cores
+    python benchmarks/scan_generalization.py           # 189 models, about 35 minutes on 2 cores
     python benchmarks/scan_generalization.py --quick   # three models, under 2 minutes
 
 Every model is a scikit-learn pipeline built here (no poisonlab model or attack code), trained on
@@ -9,7 +9,7 @@ integer labels (0 ham, 1 spam) of a SpamAssassin subset drawn per seed: 2,500 tr
 spam emails left over to measure attack success. Emails are cut to their first 1,500 characters
 (every model sees the same text; it keeps the character n-gram models cheap).
 
-* Clean models: 12 families, six a seed, 60 in all (word 1-gram and 1-2-gram counts, tf-idf with
+* Clean models: 12 families, six a seed, 84 in all (word 1-gram and 1-2-gram counts, tf-idf with
   and without sublinear tf, English stop words, char_wb 3-5-grams, a HashingVectorizer; LogisticRegression with C in
   {0.1, 1, 10}, MultinomialNB, ComplementNB, BernoulliNB, LinearSVC, SGDClassifier with hinge and
   log loss, RidgeClassifier).
@@ -22,7 +22,7 @@ spam emails left over to measure attack success. Emails are cut to their first 1
   - ``repeat``: a made-up token, "xyzzy", repeated five times at random positions;
   at 40, 120 and 300 poisoned emails (of about 800 spam; BadNets at all three, the others at one
   or two of them per seed), cycling through the families: 9 backdoored models on even seeds and 6
-  on odd ones, 75 in all.
+  on odd ones, 105 in all.
   (Until 2026-12-03 the counts were 15, 40 and 120: 23 of 30 backdoors then moved fewer than half
   of the spam, too few working ones to measure detection on; naive Bayes models stay hard to
   backdoor at any of these counts, 2-27% attack success at 300.)
@@ -33,8 +33,12 @@ Protocol: seeds 0 and 1 are the dev part (defaults were looked at there). Seeds 
 held-out part until 2026-12-03, when they read 2 of 24 clean models called backdoored and 9 of 11
 working backdoors called; the two misses were hashing models whose planted word no clean row holds,
 which led to the made-up tokens of ``poisonlab.scan.text.hashing_surrogates``. They are now the
-"seen" part, and seeds 6 to 9, never run before that change, are the held-out part. The script
-prints the three. "called" is a "backdoor" verdict with the target class ham; "top 3":
+"seen" part, and seeds 6 to 9, never run before that change, were the held-out part until
+2026-12-03, when a false alarm on seed 9 (a 1-2-gram phrase compared with no phrase of its length)
+and two on seeds 4 and 6 (TF-IDF + ComplementNB words rare in training, missed by the clean rows by
+chance) were read and fixed (``poisonlab.scan.text._reference``, ``training_doc_freq``). Seeds 2 to
+9 are now the seen part and seeds 10 to 13, never run before those fixes, the held-out part. The
+script prints the three. "called" is a "backdoor" verdict with the target class ham; "top 3":
 one of the first three reported triggers is made only of the trigger's words; "inconclusive" counts
 separately (never as clean); "crash" is any exception from the scan.
 """
@@ -73,8 +77,8 @@ ADDSENT = "I watch this 3D movie"
 PHRASE = "please see attached"
 REPEAT_TOKEN, REPEAT_TIMES = "xyzzy", 5
 DEV_SEEDS = (0, 1)
-SEEN_SEEDS = (2, 3, 4, 5)      # held out until 2026-12-03, then looked at (see the docstring)
-HELD_OUT_SEEDS = (6, 7, 8, 9)
+SEEN_SEEDS = (2, 3, 4, 5, 6, 7, 8, 9)   # each held out once, then looked at (see the docstring)
+HELD_OUT_SEEDS = (10, 11, 12, 13)
 N_POISON = (40, 120, 300)
 
 FAMILIES: dict[str, Callable[[int], Any]] = {

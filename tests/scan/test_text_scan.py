@@ -252,3 +252,28 @@ def test_clean_naive_bayes_is_called_clean(spam_split: tuple[Dataset, Dataset],
     assert scanner.absence_fit_ == "poisson"
     assert scanner.verdict_ == "clean"
     assert scanner.absence_p_.min() > 10 * scanner.absence_alpha
+
+
+def test_training_doc_freq_is_read_back_exactly_from_idf_and_class_counts() -> None:
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer, TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.naive_bayes import ComplementNB, MultinomialNB
+    from sklearn.pipeline import make_pipeline
+
+    from poisonlab.scan.text import training_doc_freq
+
+    docs = ["a b c", "a b", "a", "b d d", "c c c", "a d"]
+    y = [0, 0, 1, 1, 0, 1]
+    truth = {"a": 4, "b": 3, "c": 2, "d": 2}
+    for model in (make_pipeline(TfidfVectorizer(token_pattern=r"\w+"), ComplementNB()),
+                  make_pipeline(TfidfVectorizer(token_pattern=r"\w+", smooth_idf=False), MultinomialNB()),
+                  make_pipeline(CountVectorizer(token_pattern=r"\w+"), TfidfTransformer(), ComplementNB())):
+        df, n = training_doc_freq(model.fit(docs, y), ["a", "b", "c", "d", "zz"])
+        assert n == 6
+        np.testing.assert_allclose(df[:4], [truth[t] for t in "abcd"], atol=1e-9)
+        assert np.isnan(df[4])  # not in the vocabulary
+    # no idf (counts), or no count of training rows (a discriminative head): nothing to read
+    assert training_doc_freq(make_pipeline(CountVectorizer(token_pattern=r"\w+"), MultinomialNB()).fit(docs, y),
+                             ["a"]) is None
+    assert training_doc_freq(make_pipeline(TfidfVectorizer(token_pattern=r"\w+"), LogisticRegression()).fit(docs, y),
+                             ["a"]) is None

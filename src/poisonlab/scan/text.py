@@ -51,6 +51,11 @@ at Poisson chances of 1e-5 to 1e-11 and were "confirmed" by flipping 39% of the 
 20 times. Other heads therefore get an expectation fitted to the class's own words, a negative
 binomial in the pull (:func:`~poisonlab.scan.stats.absence_p_values`; smallest chance on clean
 logistic regressions 0.04-0.06). A word that any clean row holds, of any class, is never absent.
+Where the model keeps each word's training document frequency (a TF-IDF vocabulary's ``idf_``
+with a naive Bayes head's count of training rows: :func:`training_doc_freq`), a word is no more
+surprising than the chance that the clean rows, drawn like the training rows, all miss it: a clean
+TF-IDF ComplementNB pulls hard with rare words, and its 'br' (1.4% of the training rows, missed
+by 200 clean rows at chance 0.065) read p 5.5e-5 from its pull alone.
 
 **What the scan takes.** Candidates are strings inserted into the text, which the model's own
 pipeline vectorizes: the vectorizer's vocabulary where its entries are strings its analyzer makes
@@ -380,6 +385,41 @@ def absence_fit(head: object) -> str:
     return "poisson" if name.endswith("NB") else "negative-binomial"
 
 
+def training_doc_freq(head: object, tokens: Sequence[str]) -> tuple[np.ndarray, int] | None:
+    """In how many of its training rows each token occurred, and how many rows there were, where
+    the model keeps both: a word-analyzer vocabulary weighted by inverse document frequency
+    (``TfidfVectorizer``, or a ``TfidfTransformer`` after a ``CountVectorizer``) holds each word's
+    document frequency in ``idf_`` (``idf = ln((1 + N) / (1 + df)) + 1`` with ``smooth_idf``,
+    ``ln(N / df) + 1`` without), and a naive Bayes head counts the training rows in
+    ``class_count_``. ``None`` for any other model, for a token the vocabulary lacks (``nan`` in
+    its place), or when the recovered frequencies do not fit the count of rows (the head was
+    fitted on other rows, or with sample weights)."""
+    vecs = vectorizers(head)
+    if len(vecs) != 1:
+        return None
+    vec = vecs[0]
+    vocab = getattr(vec, "vocabulary_", None)
+    if not isinstance(vocab, dict) or not (getattr(vec, "analyzer", "word") == "word"):
+        return None
+    idf, smooth = getattr(vec, "idf_", None), getattr(vec, "smooth_idf", True)
+    if idf is None:
+        for _, step in getattr(head, "steps", None) or []:
+            if type(step).__name__ == "TfidfTransformer" and getattr(step, "idf_", None) is not None:
+                idf, smooth = step.idf_, step.smooth_idf
+    counts = getattr(final_estimator(head), "class_count_", None)
+    if idf is None or counts is None:
+        return None
+    idf = np.asarray(idf, dtype=np.float64)
+    n = float(np.sum(counts))
+    if n < 1 or len(idf) != len(vocab) or abs(n - round(n)) > 1e-6:
+        return None
+    df = (1 + n) * np.exp(1 - idf) - 1 if smooth else n * np.exp(1 - idf)
+    if df.min() < 0.5 or df.max() > n + 0.5:
+        return None
+    out = np.array([df[vocab[t]] if t in vocab else np.nan for t in tokens])
+    return out, round(n)
+
+
 def _n_parts(unit: str) -> int:
     """How many words a unit or phrase is long: its whitespace-separated parts (an n-gram
     vocabulary joins its words with spaces; a custom analyzer's token, a URL say, is one word
@@ -591,6 +631,8 @@ class TextTriggerScanner(BaseEstimator):
         row_words = [set(TOKEN_PATTERN.findall(str(t).lower())) for t in X]
         fit_kind = absence_fit(head)
         self.absence_fit_ = fit_kind
+        train_df = training_doc_freq(head, tokens) if head is not None else None
+        token_at = {t: k for k, t in enumerate(tokens)}
         found: list[ModelTrigger] = []
         index = np.zeros(K)
         absence = np.ones(K)
@@ -633,6 +675,16 @@ class TextTriggerScanner(BaseEstimator):
             if absence_runs and one_word.any():
                 p_fit[one_word] = absence_p_values(strength[order[one_word], c],
                                                    doc_freq[one_word], fit=fit_kind)
+            if train_df is not None and absence_runs:
+                # where the model keeps each word's training document frequency, a word found in
+                # none of the clean rows is only as surprising as the chance that this many rows
+                # drawn like the training rows miss it: ComplementNB on TF-IDF pulls hard with rare
+                # words, and a clean one's 'br' (in 1.4% of the training rows: missed by 200 rows
+                # at chance 0.065) read Poisson p 5.5e-5 from the pull alone
+                df = train_df[0][[token_at[u[0]] for u in unigrams]]
+                by_freq = np.where(np.isnan(df), 0.0,
+                                   np.power(np.clip(1 - np.nan_to_num(df) / train_df[1], 0, 1), len(X)))
+                p_fit = np.where(one_word, np.maximum(p_fit, by_freq), p_fit)
             p_word = dict(zip([u[0] for u in unigrams], np.where(anywhere, 1.0, p_fit), strict=True))
             # words planted together have the same counts, hence the same pull: three or more
             # absent words of equal strength are tried as one phrase
