@@ -112,5 +112,5 @@ def test_every_example_parses_and_fits_its_data(path: Path) -> None:
     check_grid(cfg)
 
 
-def test_there_are_four_examples() -> None:
-    assert len(list(EXAMPLES.glob("*.toml"))) == 4
+def test_there_are_five_examples() -> None:
+    assert len(list(EXAMPLES.glob("*.toml"))) == 5

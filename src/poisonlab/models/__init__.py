@@ -11,7 +11,9 @@ scikit-learn estimator or pipeline (fitted or not), a torch ``nn.Module``, or an
 per kind of data (:data:`DEFAULT_SPECS`).
 
 Built-in specs: ``nb-text`` (word counts + multinomial naive Bayes), ``logreg-text`` (TF-IDF +
-logistic regression), ``logreg`` and ``mlp`` (scaled features, for tables or flattened images),
+logistic regression), ``embed-text`` and ``embed-mlp-text`` (sentence embeddings,
+:mod:`poisonlab.models.embed`, + logistic regression or an MLP), ``logreg`` and ``mlp`` (scaled
+features, for tables or flattened images),
 ``cnn`` and ``torch-mlp`` (PyTorch, images; need the ``torch`` extra).
 """
 
@@ -71,6 +73,10 @@ class ModelSpec:
 SPEC_TABLE: dict[str, ModelSpec] = {s.name: s for s in (
     ModelSpec("nb-text", ("text",), "sklearn", "word counts + multinomial naive Bayes"),
     ModelSpec("logreg-text", ("text",), "sklearn", "TF-IDF + logistic regression (C=10)"),
+    ModelSpec("embed-text", ("text",), "sklearn",
+              "sentence embeddings (WordLlama, 256-d) + logistic regression; needs the embed extra"),
+    ModelSpec("embed-mlp-text", ("text",), "sklearn",
+              "sentence embeddings (WordLlama, 256-d) + one hidden layer of 128; needs the embed extra"),
     ModelSpec("logreg", ("tabular", "image"), "sklearn", "standardized features + logistic regression"),
     ModelSpec("mlp", ("tabular", "image"), "sklearn", "standardized features + one hidden layer of 128"),
     ModelSpec("cnn", ("image",), "torch", "two conv layers + a 64-unit layer (PyTorch)"),

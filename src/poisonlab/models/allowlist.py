@@ -13,7 +13,8 @@ builds anything, and refuses the file unless
   (``sklearn.utils.all_estimators``), the scikit-learn internals that fitted trees, forests,
   gradient boosting, neural networks and calibrated classifiers hold (:data:`SKLEARN_INTERNALS`),
   ``numpy.ndarray``, ``numpy.dtype`` and the numpy scalar types, ``RandomState``, the scipy.sparse
-  matrix and array classes, :data:`SAFE_BUILTINS`, and poisonlab's ``SklearnModel``;
+  matrix and array classes, :data:`SAFE_BUILTINS`, and poisonlab's ``SklearnModel`` and
+  ``SentenceEmbedder`` (its parameters only: the weights come from the installed package);
 * every stored function (a ``FunctionNode``) is a numpy ufunc (``numpy.log1p`` in a
   ``FunctionTransformer``): elementwise arithmetic, no file or process access;
 * the archive has no member name that climbs out of it, no duplicate names, and no more than
@@ -80,6 +81,8 @@ SKLEARN_INTERNALS = (
     "sklearn._loss._loss.CyPinballLoss", "sklearn._loss._loss.CyHalfTweedieLoss",
     "sklearn._loss._loss.CyHalfTweedieLossIdentity",
     "poisonlab.models.sklearn.SklearnModel",
+    # holds its three parameters only; the weights are read from the installed wordllama package
+    "poisonlab.models.embed.SentenceEmbedder",
 )
 # The distances a fitted neighbors tree keeps (not PyFuncDistance, which calls a function).
 DISTANCE_METRICS = tuple(
