@@ -9,6 +9,7 @@ From Python, one call per command of the command line::
     poisonlab.check(fitted_model, X_live, calibrate=X_clean)
     poisonlab.defend(X, y, method="sanitize")
     poisonlab.labelers(X, "annotations.csv")   # whom to trust among the annotators
+    poisonlab.gate(candidate, reference, X_holdout, y_holdout)   # may a new version replace the old?
 
 ``import poisonlab`` stays light: scikit-learn, torch, matplotlib and the command line's typer and
 rich load only when a part that needs them is used.
@@ -33,6 +34,8 @@ __all__ = [
     "Dataset",
     "DefendResult",
     "ExperimentResults",
+    "GateCheck",
+    "GateResult",
     "LabelersResult",
     "PoisonlabError",
     "ScanResult",
@@ -42,6 +45,7 @@ __all__ = [
     "audit",
     "check",
     "defend",
+    "gate",
     "labelers",
     "load_dataset",
     "run_experiment",
@@ -83,6 +87,9 @@ _LAZY = {
     "CheckResult": ("poisonlab.api", "CheckResult"),
     "DefendResult": ("poisonlab.api", "DefendResult"),
     "labelers": ("poisonlab.api", "labelers"),
+    "gate": ("poisonlab.api", "gate"),
+    "GateResult": ("poisonlab.api", "GateResult"),
+    "GateCheck": ("poisonlab.api", "GateCheck"),
     "LabelersResult": ("poisonlab.api", "LabelersResult"),
     "AuditResult": ("poisonlab.audit", "AuditResult"),
     "resolve_model": ("poisonlab.models", "resolve_model"),

@@ -11,6 +11,7 @@ what the command line writes.
 from __future__ import annotations
 
 from poisonlab.api.functions import audit, check, defend, scan
+from poisonlab.api.gate import GateCheck, GateResult, gate, write_gate
 from poisonlab.api.inputs import as_dataset
 from poisonlab.api.labelers import LabelersResult, labelers, write_labelers
 from poisonlab.api.results import (
@@ -28,6 +29,8 @@ from poisonlab.api.results import (
 __all__ = [
     "CheckResult",
     "DefendResult",
+    "GateCheck",
+    "GateResult",
     "LabelersResult",
     "ScanResult",
     "as_dataset",
@@ -35,11 +38,13 @@ __all__ = [
     "check",
     "check_summary",
     "defend",
+    "gate",
     "labelers",
     "scan",
     "scan_document",
     "scan_trigger_phrases",
     "write_check",
+    "write_gate",
     "write_labelers",
     "write_scan",
     "write_verdicts",
