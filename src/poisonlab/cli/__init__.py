@@ -3,14 +3,14 @@ library function and rendering the result. No algorithm lives here."""
 
 from __future__ import annotations
 
-from poisonlab.cli import attack, audit, check, defend, demo, evaluate, gate, labelers, run, scan, train
+from poisonlab.cli import attack, audit, check, defend, demo, evaluate, gate, labelers, run, scan, serve, train
 from poisonlab.cli.app import app
 from poisonlab.cli.manifest import app as manifest_app
 
 app.add_typer(manifest_app, name="manifest", help="Row-level manifests: create, verify, diff, keygen.")
 
 __all__ = ["app", "attack", "audit", "check", "defend", "demo", "evaluate", "gate", "labelers", "main", "run", "scan",
-           "train"]
+           "serve", "train"]
 
 
 def main() -> None:
