@@ -260,3 +260,22 @@ def test_a_patch_backdoored_cnn_fails_and_a_clean_retrain_passes(digits: Dataset
     # measured 2026-12-03: the reversed trigger of class 0 sends 97.5% to 0, the reference 5.9%
     assert trigger["class"] == "0" and trigger["excess"] > 0.8 and trigger["failed"]
     assert 'src="data:image/png;base64,' in (out / "report.html").read_text()
+
+
+def test_a_holdout_too_small_to_show_non_inferiority_says_how_many_rows_would() -> None:
+    from poisonlab.api.gate import _accuracy_check
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 700)
+    ref = np.where(rng.uniform(size=700) < 0.95, y, 1 - y)
+    cand = ref.copy()
+    # 30 rows change, 15 each way: the same accuracy, an interval about 1.1 points wide each side
+    swap = np.concatenate([rng.choice(np.flatnonzero(ref == y), 15, replace=False),
+                           rng.choice(np.flatnonzero(ref != y), 15, replace=False)])
+    cand[swap] = 1 - cand[swap]
+    params = {"n_boot": 2000, "level": 0.95, "max_drop": 0.01}
+    check = _accuracy_check(y, ref, cand, params, seed=0)
+    diff, (low, _high) = check.evidence["difference"], check.evidence["interval"]
+    assert check.status == "fail" and diff > -0.01 > low
+    assert "cannot show non-inferiority" in check.summary
+    assert check.evidence["rows_needed"] > 700

@@ -502,10 +502,17 @@ def _accuracy_check(y: np.ndarray, ref_pred: np.ndarray, cand_pred: np.ndarray,
                f"{100 * params['level']:g}% interval [{_points(low)}, {_points(high)}]; ")
     summary += (f"its lower bound is below -{100 * params['max_drop']:.2f} points" if fails else
                 f"no worse than -{100 * params['max_drop']:.2f} points")
+    needed = None
+    if fails and diff > -params["max_drop"] and diff - low > 0:
+        # the point estimate is within the allowed drop, the interval is too wide: its half-width
+        # shrinks as 1/sqrt(rows), so about this many holdout rows would resolve it
+        needed = int(np.ceil(len(y) * ((diff - low) / (diff + params["max_drop"])) ** 2))
+        summary += (f" (the difference itself is within it: the {len(y)} holdout rows cannot show "
+                    f"non-inferiority; about {needed} would, or a larger --max-drop)")
     return GateCheck("accuracy", "fail" if fails else "pass", summary, {
         "reference_accuracy": float(ref_right.mean()), "candidate_accuracy": float(cand_right.mean()),
         "difference": diff, "interval": [low, high], "level": params["level"],
-        "max_drop": params["max_drop"],
+        "max_drop": params["max_drop"], "rows_needed": needed,
         "mcnemar": {"only_reference_right": only_ref, "only_candidate_right": only_cand,
                     "p_value": p_value}}, time.perf_counter() - started)
 
