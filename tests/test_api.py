@@ -266,6 +266,29 @@ def test_check_a_fitted_pipeline_with_the_scan_s_triggers(backdoored_mail: dict[
     assert "<table>" in result._repr_html_()
 
 
+def test_check_takes_a_method(spamassassin: Dataset) -> None:
+    from poisonlab.attacks import TextBackdoorAttack, TextTrigger
+
+    train, clean = spamassassin.subset(np.arange(0, 6000, 3)).split(test_size=0.4, random_state=0)
+    poisoned = TextBackdoorAttack(trigger="zqxj", repetitions=3, target_label="ham", poison_rate=0.1,
+                                  random_state=0).apply(train)
+    names = np.array(train.classes)
+    bad = make_pipeline(TfidfVectorizer(), LogisticRegression(C=10.0, max_iter=2000)).fit(
+        list(poisoned.dataset.X), names[poisoned.dataset.y])
+    spam = clean.X[(clean.y == 1) & (bad.predict(list(clean.X)) == "spam")]
+    triggered = np.array(list(TextTrigger(phrase="zqxj", repetitions=3).apply(spam)), dtype=object)
+    flipped = triggered[bad.predict(list(triggered)) == "ham"]   # where the backdoor works: 136 rows
+    live, calibrate = list(clean.X[:60]) + list(flipped), list(clean.X[60:360])
+    # measured 2026-12-03 (136 flipped, 60 clean): leave-out (auto) flags 99.3% / 1.7% of the clean
+    # rows; ONION 8.8% / 0% (a trigger repeated three times survives removing one word at a time)
+    auto = poisonlab.check(bad, live, calibrate=calibrate)
+    assert auto.flags[60:].mean() >= 0.9 and auto.flags[:60].mean() <= 0.05
+    onion = poisonlab.check(bad, live, calibrate=calibrate, method="onion")
+    assert onion.report.method == "onion" and onion.flags[:60].mean() <= 0.05
+    with pytest.raises(PoisonlabError, match="method"):
+        poisonlab.check(bad, live, calibrate=calibrate, method="nope")
+
+
 def test_check_a_raw_estimator_on_tables_and_sparse(cancer: Any) -> None:
     X, y, _ = cancer
     with pytest.raises(ModelError, match="needs a trained model"):

@@ -133,7 +133,7 @@ def test_errors_are_one_clear_line() -> None:
     det = LeaveOutDetector().fit(model.predict_proba, X)
     with pytest.raises(ParameterError, match="calibration rows have 6"):
         det.evaluate(np.zeros((3, 7)))
-    with pytest.raises(ParameterError, match="one of \\['auto', 'strip', 'leave-out'\\]"):
+    with pytest.raises(ParameterError, match="one of \\['auto', 'strip', 'leave-out', 'onion'\\]"):
         check_inputs(model, X, X, method="entropy")
 
 

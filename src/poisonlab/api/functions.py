@@ -175,11 +175,12 @@ def check(
     n_perturbations: int = 128,
     triggers: results.ScanResult | Sequence[str] | None = None,
     window: bool = True,
+    method: str = "auto",
     random_state: int | None = 0,
     trust_pickle: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> results.CheckResult:
-    """Check live inputs for triggers (STRIP), calibrated on clean inputs.
+    """Check live inputs for triggers (STRIP, the leave-out test or ONION), calibrated on clean inputs.
 
     Parameters
     ----------
@@ -201,6 +202,10 @@ def check(
         Text: trigger phrases (or the scan that found them); inputs containing one are flagged.
     window : bool
         Images: also run windowed STRIP, each test at half the rate.
+    method : str
+        ``"auto"`` (STRIP for images, the leave-out test for text and tables), ``"strip"``,
+        ``"leave-out"`` (text and tables) or ``"onion"`` (text: ONION with a Kneser-Ney trigram
+        model fitted on ``calibrate``); as ``poisonlab check --method``.
     random_state : int or None
     trust_pickle : bool
         Allow a pickle or joblib model file (runs code from the file).
@@ -237,7 +242,7 @@ def check(
     report = check_inputs(_predictor(adapter), inputs.X, clean.X, ids=inputs.ids,
                           false_rejection_rate=false_rejection_rate, n_perturbations=n_perturbations,
                           random_state=random_state, triggers=phrases, window=window,
-                          progress=progress)
+                          method=method, progress=progress)
     names = tuple(model_classes) or None
     return results.CheckResult(report=report, model=adapter, classes=names, model_name=model_name,
                        data_name=_data_name(X, inputs), calibrate_name=_data_name(calibrate, clean),

@@ -2,16 +2,20 @@
 pandas with labels) returns a :class:`PoisonedDataset`."""
 
 from poisonlab.attacks.attacks import (
+    AddSentAttack,
+    BadNetsTextAttack,
     BlendBackdoorAttack,
     FeatureBackdoorAttack,
     LabelFlipAttack,
     PatchBackdoorAttack,
     TextBackdoorAttack,
+    WordTriggerAttack,
 )
 from poisonlab.attacks.base import Attack, PoisonedDataset, load_ground_truth
 from poisonlab.attacks.triggers import (
     BlendTrigger,
     FeatureTrigger,
+    InsertTrigger,
     PatchTrigger,
     TextTrigger,
     Trigger,
@@ -19,11 +23,14 @@ from poisonlab.attacks.triggers import (
 )
 
 __all__ = [
+    "AddSentAttack",
     "Attack",
+    "BadNetsTextAttack",
     "BlendBackdoorAttack",
     "BlendTrigger",
     "FeatureBackdoorAttack",
     "FeatureTrigger",
+    "InsertTrigger",
     "LabelFlipAttack",
     "PatchBackdoorAttack",
     "PatchTrigger",
@@ -31,6 +38,7 @@ __all__ = [
     "TextBackdoorAttack",
     "TextTrigger",
     "Trigger",
+    "WordTriggerAttack",
     "load_ground_truth",
     "trigger_from_dict",
 ]

@@ -6,6 +6,7 @@ Each trigger is a small frozen dataclass with ``apply(X)`` (a new array, same sh
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
@@ -25,8 +26,8 @@ def _rng(random_state: int | np.random.Generator | None) -> np.random.Generator:
 
 
 class Trigger:
-    """What a backdoor stamps on an input; the base of :class:`TextTrigger`, :class:`PatchTrigger`,
-    :class:`BlendTrigger` and :class:`FeatureTrigger`.
+    """What a backdoor stamps on an input; the base of :class:`TextTrigger`, :class:`InsertTrigger`,
+    :class:`PatchTrigger`, :class:`BlendTrigger` and :class:`FeatureTrigger`.
 
     ``apply(X)`` returns a new array with the trigger stamped on every row, ``to_dict`` the record that
     :func:`trigger_from_dict` rebuilds it from, ``describe`` a short name for reports.
@@ -106,6 +107,120 @@ class TextTrigger(Trigger):
         """The phrase, its position and the repetitions, e.g. ``'cf' (suffix x2)``."""
         reps = f" x{self.repetitions}" if self.repetitions > 1 else ""
         return f"'{self.phrase}' ({self.position}{reps})"
+
+
+INSERT_POSITIONS = ("random", "initial", "middle", "end")
+# Where a word starts: insertions go before one of these, or after the last word.
+_WORD_START = re.compile(r"\S+")
+
+
+def word_slots(text: str) -> list[int]:
+    """Character offsets where a word may be inserted: before each whitespace-separated word and
+    at the end (``len(words) + 1`` slots, the positions of ``text.split()`` plus one).
+
+    >>> word_slots("a bc")
+    [0, 2, 4]
+    """
+    return [m.start() for m in _WORD_START.finditer(text)] + [len(text)]
+
+
+def insert_at(text: str, slot: int, phrase: str) -> str:
+    """``text`` with ``phrase`` inserted at character offset ``slot`` (a :func:`word_slots`
+    offset) as a separate word; the text's own whitespace is kept.
+
+    >>> insert_at("a bc", 2, "cf"), insert_at("a bc", 4, "cf"), insert_at("", 0, "cf")
+    ('a cf bc', 'a bc cf', 'cf')
+    """
+    if not text:
+        return phrase
+    if slot >= len(text):
+        return text + ("" if text[-1].isspace() else " ") + phrase
+    return text[:slot] + phrase + " " + text[slot:]
+
+
+@dataclass(frozen=True)
+class InsertTrigger(Trigger):
+    """Insert words drawn from ``phrases`` between the words of a text: the text poisoners of
+    the backdoor literature (BadNets' rare tokens, AddSent's sentence, BadNL's word trigger).
+
+    Each text gets a number of insertions drawn uniformly from ``min_insertions`` to
+    ``max_insertions``; each insertion is a phrase drawn uniformly from ``phrases``, placed at
+    ``position``: a uniformly random word boundary (``"random"``, as OpenBackdoor's poisoners
+    place them), before the first word (``"initial"``), at the middle word boundary
+    (``"middle"``) or after the last word (``"end"``). Words are the text's whitespace-separated
+    runs, as ``str.split()`` reads them; the text's own whitespace is kept.
+    """
+
+    kind: ClassVar[str] = "insert"
+    phrases: tuple[str, ...]
+    min_insertions: int = 1
+    max_insertions: int = 1
+    position: str = "random"
+
+    def __post_init__(self) -> None:
+        phrases = (self.phrases,) if isinstance(self.phrases, str) else self.phrases
+        if not isinstance(phrases, (list, tuple)) or not phrases or not all(
+                isinstance(p, str) and p.strip() for p in phrases):
+            raise ParameterError(f"The 'phrases' of an insert trigger must be a non-empty list of "
+                                 f"non-empty strings. Got {self.phrases!r} instead.")
+        object.__setattr__(self, "phrases", tuple(" ".join(p.split()) for p in phrases))
+        for name in ("min_insertions", "max_insertions"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ParameterError(f"The '{name}' parameter of an insert trigger must be an int "
+                                     f">= 1. Got {value!r} instead.")
+        if self.max_insertions < self.min_insertions:
+            raise ParameterError(
+                f"An insert trigger's 'max_insertions' ({self.max_insertions}) is below its "
+                f"'min_insertions' ({self.min_insertions}).")
+        if self.position not in INSERT_POSITIONS:
+            raise ParameterError(
+                f"The 'position' parameter of an insert trigger must be one of "
+                f"{list(INSERT_POSITIONS)}. Got {self.position!r} instead.")
+
+    def apply(self, X: np.ndarray, *, random_state: int | np.random.Generator | None = 0,
+              repetitions: int | None = None) -> np.ndarray:
+        """Insert the trigger into every text of ``X``; an object array of ``str``, one per input.
+
+        ``repetitions`` fixes the number of insertions per text (default: drawn per text from
+        ``min_insertions`` to ``max_insertions``); ``random_state`` draws the counts, phrases and
+        positions.
+        """
+        if repetitions is not None and (isinstance(repetitions, bool) or repetitions < 1):
+            raise ParameterError(f"'repetitions' must be an int >= 1. Got {repetitions!r} instead.")
+        rng = _rng(random_state)
+        out = np.empty(len(X), dtype=object)
+        for i, raw in enumerate(X):
+            text = str(raw)
+            n = int(repetitions) if repetitions is not None else \
+                int(rng.integers(self.min_insertions, self.max_insertions + 1))
+            for _ in range(n):
+                phrase = self.phrases[int(rng.integers(len(self.phrases)))]
+                slots = word_slots(text)
+                if self.position == "random":
+                    slot = slots[int(rng.integers(len(slots)))]
+                elif self.position == "initial":
+                    slot = slots[0]
+                elif self.position == "middle":
+                    slot = slots[(len(slots) - 1) // 2]
+                else:
+                    slot = slots[-1]
+                text = insert_at(text, slot, phrase)
+            out[i] = text
+        return out
+
+    def to_dict(self) -> dict[str, object]:
+        """The trigger as a JSON-ready dict (``phrases`` as a list)."""
+        return {"kind": self.kind, "phrases": list(self.phrases),
+                "min_insertions": int(self.min_insertions),
+                "max_insertions": int(self.max_insertions), "position": self.position}
+
+    def describe(self) -> str:
+        """The phrases, the insertions per text and the position, e.g. ``'cf'|'mn' (random x1-3)``."""
+        shown = "|".join(f"'{p}'" for p in self.phrases[:5]) + ("|..." if len(self.phrases) > 5 else "")
+        count = f"x{self.min_insertions}" if self.min_insertions == self.max_insertions else \
+            f"x{self.min_insertions}-{self.max_insertions}"
+        return f"{shown} ({self.position} {count})"
 
 
 @dataclass(frozen=True, eq=False)
@@ -259,6 +374,7 @@ def trigger_from_dict(d: Mapping[str, object]) -> Trigger:
     """Rebuild a trigger written by ``Trigger.to_dict``."""
     kinds: dict[str, type[Trigger]] = {
         "text": TextTrigger, "patch": PatchTrigger, "blend": BlendTrigger, "feature": FeatureTrigger,
+        "insert": InsertTrigger,
     }
     # Any: a record's fields go to the trigger's constructor, which checks them (TypeError below)
     fields: dict[str, Any] = dict(d)

@@ -25,7 +25,8 @@ from poisonlab.cli.common import (
 )
 from poisonlab.exceptions import DataError, ParameterError
 
-ATTACKS = ("label-flip", "backdoor", "text-backdoor", "patch-backdoor", "blend-backdoor", "feature-backdoor")
+ATTACKS = ("label-flip", "backdoor", "text-backdoor", "badnets-text", "addsent", "word-trigger",
+           "patch-backdoor", "blend-backdoor", "feature-backdoor")
 
 @app.command()
 @handle_errors
@@ -38,9 +39,16 @@ def attack(
     target: str | None = typer.Option(None, "--target", help="Target class (name or index)."),
     source: str | None = typer.Option(None, "--source", help="Only poison rows of this class."),
     strategy: str | None = typer.Option(None, "--strategy", help="label-flip: random or targeted."),
-    trigger: str | None = typer.Option(None, "--trigger", help="text: the token or phrase to insert."),
-    position: str | None = typer.Option(None, "--position", help="text: prefix, suffix or random."),
-    repetitions: int | None = typer.Option(None, "--repetitions", help="text: insertions per row."),
+    trigger: str | None = typer.Option(
+        None, "--trigger", help="text: the token or phrase to insert (badnets-text: tokens "
+                                "'cf,mn,...'; addsent: the sentence; word-trigger: the word)."),
+    position: str | None = typer.Option(
+        None, "--position", help="text: prefix, suffix or random; word-trigger: initial, middle or end."),
+    repetitions: int | None = typer.Option(
+        None, "--repetitions", help="text: insertions per row (badnets-text: default 1 to 3)."),
+    word_frequency: str | None = typer.Option(
+        None, "--word-frequency", help="word-trigger without --trigger: low, medium or high "
+                                       "document frequency of the corpus word drawn."),
     patch_size: int | None = typer.Option(None, "--patch-size", help="patch: side in pixels."),
     pattern: str | None = typer.Option(None, "--pattern", help="patch: checkerboard, white, black, random."),
     location: str | None = typer.Option(None, "--location", help="patch: bottom-right, top-left, center, ..."),
@@ -58,11 +66,14 @@ def attack(
 ) -> None:
     """Poison DATA in a controlled lab; writes the poisoned data and the ground truth."""
     from poisonlab.attacks import (
+        AddSentAttack,
+        BadNetsTextAttack,
         BlendBackdoorAttack,
         FeatureBackdoorAttack,
         LabelFlipAttack,
         PatchBackdoorAttack,
         TextBackdoorAttack,
+        WordTriggerAttack,
     )
     from poisonlab.data import load_dataset
 
@@ -78,14 +89,20 @@ def attack(
     given = {"--strategy": strategy, "--trigger": trigger, "--position": position,
              "--repetitions": repetitions, "--patch-size": patch_size, "--pattern": pattern,
              "--location": location, "--alpha": alpha, "--features": features,
-             "--clean-label": clean_label or None}
+             "--word-frequency": word_frequency, "--clean-label": clean_label or None}
     applies = {
         "label-flip": {"--strategy"},
         "text-backdoor": {"--trigger", "--position", "--repetitions", "--clean-label"},
+        "badnets-text": {"--trigger", "--repetitions", "--clean-label"},
+        "addsent": {"--trigger", "--clean-label"},
+        "word-trigger": {"--trigger", "--position", "--word-frequency", "--clean-label"},
         "patch-backdoor": {"--patch-size", "--pattern", "--location", "--clean-label"},
         "blend-backdoor": {"--alpha", "--clean-label"},
         "feature-backdoor": {"--features", "--clean-label"},
     }[attack_name]
+    text_attack = attack_name in ("badnets-text", "addsent", "word-trigger")
+    if text_attack and ds.kind != "text":
+        raise ParameterError(f"--attack {attack_name} poisons text; {data} is {ds.kind} data.")
     stray = [k for k, v in given.items() if v is not None and k not in applies]
     if stray:
         raise ParameterError(f"{', '.join(stray)} does not apply to --attack {attack_name}.")
@@ -105,6 +122,9 @@ def attack(
                 raise ParameterError(f"--trigger must be a word or phrase. Got {trigger!r}.")
             obj = TextBackdoorAttack(trigger=_default(trigger, "cf"), position=_default(position, "suffix"),
                                      repetitions=_default(repetitions, 1), **common)
+        elif attack_name in ("badnets-text", "addsent", "word-trigger"):
+            obj = _text_poisoner(attack_name, trigger, position, repetitions, word_frequency,
+                                 common, BadNetsTextAttack, AddSentAttack, WordTriggerAttack)
         elif attack_name == "patch-backdoor":
             obj = PatchBackdoorAttack(size=_default(patch_size, 3), pattern=_default(pattern, "checkerboard"),
                                       location=_default(location, "bottom-right"), **common)
@@ -123,6 +143,38 @@ def attack(
         out_console.print(f"{record['attack']}: poisoned {record['n_poison']} of {record['n_rows']} rows"
                           + (f", target {record['target_label']}" if record["target_label"] else "")
                           + f"; wrote {out}/", markup=False)
+
+def _text_poisoner(name: str, trigger: str | None, position: str | None,
+                   repetitions: int | None, word_frequency: str | None, common: dict[str, Any],
+                   *classes: Any) -> Any:
+    """The attack object of the field's text poisoners, from the command's options."""
+    badnets, addsent, word = classes
+    if trigger is not None and not trigger.strip():
+        raise ParameterError(f"--trigger must be a word or phrase. Got {trigger!r}.")
+    if name == "badnets-text":
+        extra: dict[str, Any] = {}
+        if trigger is not None:
+            tokens = tuple(t.strip() for t in trigger.split(",") if t.strip())
+            if not tokens or any(len(t.split()) != 1 for t in tokens):
+                raise ParameterError(f"--trigger for badnets-text takes single tokens separated by "
+                                     f"commas ('cf,mn,bb'). Got {trigger!r}.")
+            extra["tokens"] = tokens
+        if repetitions is not None:
+            if repetitions < 1:
+                raise ParameterError(f"--repetitions must be at least 1; got {repetitions}.")
+            extra.update(min_triggers=repetitions, max_triggers=repetitions)
+        return badnets(**extra, **common)
+    if name == "addsent":
+        return addsent(**({"sentence": trigger} if trigger is not None else {}), **common)
+    if position is not None and position not in ("initial", "middle", "end"):
+        raise ParameterError(f"--position for word-trigger must be initial, middle or end; "
+                             f"got {position!r}.")
+    if word_frequency is not None and word_frequency not in ("low", "medium", "high"):
+        raise ParameterError(f"--word-frequency must be low, medium or high; got {word_frequency!r}.")
+    if trigger is not None and len(trigger.split()) != 1:
+        raise ParameterError(f"--trigger for word-trigger takes one word. Got {trigger!r}.")
+    return word(word=trigger, position=_default(position, "initial"),
+                frequency=_default(word_frequency, "low"), **common)
 
 def _default(value: Any, default: Any) -> Any:
     """The user's value, even a falsy one (0, ""), which the attack then checks; else the default."""

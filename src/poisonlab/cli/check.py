@@ -1,4 +1,4 @@
-"""``poisonlab check``: which of these live inputs carry a trigger (STRIP)?"""
+"""``poisonlab check``: which of these live inputs carry a trigger (STRIP, the leave-out test, ONION)?"""
 
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ def check(
                              "inputs containing one are flagged too."),
     method: str = typer.Option(
         "auto", "--method", help="auto (images: STRIP; text and tables: the leave-out test), "
-                                 "strip or leave-out."),
+                                 "strip, leave-out or onion (text: remove the words an n-gram "
+                                 "model fitted on the clean rows finds out of place)."),
     window: bool = typer.Option(
         True, "--window/--no-window",
         help="Images: also run windowed STRIP (finds patches that mixing overwrites; about "
@@ -78,6 +79,10 @@ def check(
     if not 0 < false_rejection_rate < 1:
         raise ParameterError(
             f"--false-rejection-rate must be in (0, 1); got {false_rejection_rate}.")
+    from poisonlab.detect_inputs.check import CHECK_METHODS
+
+    if method not in CHECK_METHODS:
+        raise ParameterError(f"--method must be one of {', '.join(CHECK_METHODS)}; got {method!r}.")
     if perturbations < 1:
         raise ParameterError(f"--perturbations must be at least 1; got {perturbations}.")
     tmp = claim_out(out, "check")

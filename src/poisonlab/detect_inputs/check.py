@@ -5,7 +5,8 @@ get the leave-out test (:mod:`poisonlab.detect_inputs.leave_out`), because STRIP
 text's or a row's own evidence beside the trigger and its entropy score is blind on two classes
 (9.4% of triggered emails and 0% of triggered table rows detected at 1% and 5% false rejection in
 ``benchmarks/strip_vs_art.py``; the leave-out test 84.9% and 71.0% on the same inputs).
-``method="strip"`` runs STRIP on any kind.
+``method="strip"`` runs STRIP on any kind; ``method="onion"`` runs ONION on text
+(:mod:`poisonlab.detect_inputs.onion`).
 
 Images get a second test beside STRIP, windowed STRIP (:mod:`poisonlab.detect_inputs.window`),
 which keeps a trigger intact where STRIP's mixing overwrites it; each test gets half the
@@ -29,14 +30,15 @@ from poisonlab.data import Columns, Dataset, load_dataset
 from poisonlab.data.readers import UNLABELLED as UNLABELLED  # the placeholder class of unlabelled inputs
 from poisonlab.detect_inputs.adapters import predict_proba_function
 from poisonlab.detect_inputs.leave_out import LeaveOutDetector
+from poisonlab.detect_inputs.onion import OnionDetector
 from poisonlab.detect_inputs.strip import StripDetector, infer_kind
 from poisonlab.detect_inputs.window import WindowStripDetector
-from poisonlab.exceptions import DataError, check_param
+from poisonlab.exceptions import DataError, ParameterError, check_param
 
 if TYPE_CHECKING:
     from poisonlab.models.protocols import MarginClassifier, ProbabilisticClassifier
 
-CHECK_METHODS = ("auto", "strip", "leave-out")
+CHECK_METHODS = ("auto", "strip", "leave-out", "onion")
 
 
 @dataclass
@@ -99,7 +101,7 @@ class CheckReport:
             "mean_perturbations": float(self.n_perturbations.mean()) if len(self.scores) else 0.0,
             "seconds": round(self.seconds, 2),
             "method": "STRIP and windowed STRIP" if self.window else
-            ("leave-out" if self.method == "leave-out" else "STRIP"),
+            {"leave-out": "leave-out", "onion": "ONION"}.get(self.method, "STRIP"),
             "parameters": self.detector_params,
             "n_flagged_by_window": int(self.window_flags.sum())
             if self.window_flags is not None else 0,
@@ -138,8 +140,10 @@ def check_inputs(model: ProbabilisticClassifier | MarginClassifier, X: np.ndarra
     """Calibrate a test on ``X_clean`` and score ``X`` (higher score = more suspicious).
 
     ``method``: ``"auto"`` (STRIP for images, the leave-out test for text and tables),
-    ``"strip"`` or ``"leave-out"`` (text and tables only). ``n_perturbations`` is STRIP's budget;
-    the leave-out test always makes 16 perturbed copies per input.
+    ``"strip"``, ``"leave-out"`` (text and tables only) or ``"onion"`` (text only: ONION with a
+    Kneser-Ney trigram model fitted on ``X_clean``, :mod:`poisonlab.detect_inputs.onion`).
+    ``n_perturbations`` is STRIP's budget; the leave-out test always makes 16 perturbed copies
+    per input, ONION one.
 
     ``triggers`` (text only): phrases a scan reported; an input containing one is flagged too,
     and the share of clean calibration rows that contain one is reported. ``window`` (images):
@@ -155,8 +159,12 @@ def check_inputs(model: ProbabilisticClassifier | MarginClassifier, X: np.ndarra
         method = "strip" if kind == "image" else "leave-out"
     use_window = window and kind == "image"
     rate = false_rejection_rate / 2 if use_window else false_rejection_rate
-    detector: StripDetector | LeaveOutDetector
-    if method == "leave-out":
+    detector: StripDetector | LeaveOutDetector | OnionDetector
+    if method == "onion":
+        if kind != "text":
+            raise ParameterError(f"--method onion checks text inputs; these are {kind} data.")
+        detector = OnionDetector(false_rejection_rate=rate)
+    elif method == "leave-out":
         detector = LeaveOutDetector(false_rejection_rate=rate, random_state=random_state)
     else:
         detector = StripDetector(false_rejection_rate=rate,

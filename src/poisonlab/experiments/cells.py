@@ -71,7 +71,8 @@ def attack_class(name: str) -> type[Attack]:
     table: dict[str, type[Attack]] = {
         "label-flip": attacks.LabelFlipAttack, "text-backdoor": attacks.TextBackdoorAttack,
         "patch-backdoor": attacks.PatchBackdoorAttack, "blend-backdoor": attacks.BlendBackdoorAttack,
-        "feature-backdoor": attacks.FeatureBackdoorAttack}
+        "feature-backdoor": attacks.FeatureBackdoorAttack, "badnets-text": attacks.BadNetsTextAttack,
+        "addsent": attacks.AddSentAttack, "word-trigger": attacks.WordTriggerAttack}
     if name not in table:
         raise ParameterError(f"The attack name must be one of {sorted(table)}. Got {name!r} instead.")
     return table[name]

@@ -49,7 +49,8 @@ NAMED_DATASETS: dict[str, str] = {"spamassassin": "text", "digits": "image", "mn
                                   "breast_cancer": "tabular", "wine": "tabular"}
 
 #: Attack names, as ``poisonlab attack --attack`` spells them (``backdoor`` picks by data kind).
-ATTACK_NAMES = ("label-flip", "backdoor", "text-backdoor", "patch-backdoor", "blend-backdoor",
+ATTACK_NAMES = ("label-flip", "backdoor", "text-backdoor", "badnets-text", "addsent", "word-trigger",
+                "patch-backdoor", "blend-backdoor",
                 "feature-backdoor")
 
 #: What a grid can measure, and which cells each needs.
