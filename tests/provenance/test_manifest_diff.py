@@ -220,6 +220,11 @@ def test_summary_by_source_and_labeler() -> None:
     assert by_labeler["bob"]["label_change_rate"] == pytest.approx(0.75)
     assert by_labeler["alice"]["label_change_rate"] == 0.0
     assert by_labeler["carol"]["added"] == 1 and by_labeler["carol"]["label_change_rate"] is None
+    # bob: P(X >= 3 | n=4, p=3/8) = 4 (3/8)^3 (5/8) + (3/8)^4 = 0.151611; Holm over 3 labelers: x3
+    assert by_labeler["bob"]["p_value"] == pytest.approx(0.151611, abs=1e-6)
+    assert by_labeler["bob"]["p_adjusted"] == pytest.approx(3 * 0.151611, abs=1e-5)
+    assert by_labeler["bob"]["top_change"] == "ham -> spam" and by_labeler["bob"]["top_change_count"] == 3
+    assert by_labeler["alice"]["p_value"] == 1.0 and by_labeler["alice"]["top_change"] is None
     by_source = result.by_source()
     assert by_source is not None
     assert by_source["forum"]["added"] == 1 and by_source["mail"]["modified"] == 1
@@ -300,3 +305,23 @@ def test_an_edit_next_to_an_insertion_pairs_by_contributor_without_ids() -> None
                       labelers=[*who[:3], "bot", *who[3:]])
     result = diff_manifests(old, new)
     assert rows(result, "added") == [(None, 3)] and rows(result, "modified") == [(3, 4)]
+
+
+def test_a_labeler_who_flips_one_class_stands_out_in_the_diff() -> None:
+    rng = np.random.default_rng(0)
+    n = 3000
+    texts = [f"email {k}" for k in range(n)]
+    labels = rng.choice(["ham", "spam"], n, p=[0.65, 0.35])
+    who = rng.choice(["ann", "ben", "cat", "dan", "eve", "mallory"], n)
+    new = labels.copy()
+    honest = (who != "mallory") & (rng.uniform(size=n) < 0.02)            # 2% honest corrections
+    new[honest] = np.where(labels[honest] == "ham", "spam", "ham")
+    flips = (who == "mallory") & (labels == "spam") & (rng.uniform(size=n) < 0.3)  # 30% of her spam
+    new[flips] = "ham"
+    ids = [f"r{k}" for k in range(n)]
+    result = diff_manifests(manifest_of(texts, list(labels), ids=ids, labelers=list(who)),
+                            manifest_of(texts, list(new), ids=ids, labelers=list(who)))
+    by = result.by_labeler()
+    assert by is not None
+    assert by["mallory"]["p_adjusted"] < 1e-6 and by["mallory"]["top_change"] == "spam -> ham"
+    assert all(by[h]["p_adjusted"] > 0.01 for h in ("ann", "ben", "cat", "dan", "eve"))

@@ -269,11 +269,17 @@ def _group_table(title: str, groups: dict[str, dict[str, Any]]) -> Table:
         table.add_column(header, justify="right")
     if rates:
         table.add_column("label-change rate", justify="right")
+        table.add_column("p (Holm)", justify="right")
+        table.add_column("most frequent change", overflow="fold")
     for name, row in groups.items():
         cells = [Text(name)] + [Text(f"{row[k]:,}") for k in columns]
         if rates:
             rate = row["label_change_rate"]
             cells.append(Text("-" if rate is None else
                               f"{rate:.1%} ({row['label_changes']:,}/{row['n_matched']:,})"))
+            p = row.get("p_adjusted")
+            cells.append(Text("-" if p is None else f"{p:.2g}", style="bold red" if p is not None and p < 0.01 else ""))
+            cells.append(Text("-" if not row.get("top_change") else
+                              f"{row['top_change']} ({row['top_change_count']:,})"))
         table.add_row(*cells)
     return table

@@ -159,8 +159,47 @@ class ManifestDiff:
         ``n_matched`` counts the rows present in both versions whose new labeler is this one;
         ``label_changes`` those of them whose label changed (relabeled, or modified with a new
         label); ``label_change_rate`` is their ratio (``None`` when ``n_matched`` is 0).
+
+        Whether a labeler changed more labels than the others: ``p_value`` is the one-sided exact
+        binomial chance of at least ``label_changes`` changes among its ``n_matched`` rows at the
+        rate of all labelers together, ``p_adjusted`` the same after Holm's correction over the
+        labelers; ``top_change`` is its most frequent change (``"old -> new"``) and
+        ``top_change_count`` how often it made it (a targeted flipper makes one change, spam -> ham,
+        over and over; :func:`poisonlab.provenance.labeler_reliability` tests that cell directly
+        when several labels per row are available).
         """
-        return self._by_group(self.labelers, rates=True)
+        groups = self._by_group(self.labelers, rates=True)
+        if groups:
+            self._test_label_changes(groups)
+        return groups
+
+    def _test_label_changes(self, groups: dict[str, dict[str, Any]]) -> None:
+        from scipy.stats import binom
+
+        from poisonlab.provenance.stats import adjust_p_values
+
+        names = list(groups)
+        changes = np.array([groups[n]["label_changes"] for n in names])
+        matched = np.array([groups[n]["n_matched"] for n in names])
+        rate = changes.sum() / matched.sum() if matched.sum() else 0.0
+        p = np.array([float(binom.sf(c - 1, m, rate)) if m and rate > 0 else 1.0
+                      for c, m in zip(changes, matched, strict=True)])
+        p = np.minimum(1.0, p)
+        adjusted = adjust_p_values(p, "holm") if len(p) else p
+        cells: dict[str, dict[tuple[str, str], int]] = {n: {} for n in names}
+        for kind in ("relabeled", "modified"):
+            for c in self.changes(kind):
+                if c.old_label is not None and c.new_label is not None and c.old_label != c.new_label:
+                    who = c.new_labeler if c.new_labeler is not None else NO_GROUP
+                    if who in cells:
+                        key = (str(c.old_label), str(c.new_label))
+                        cells[who][key] = cells[who].get(key, 0) + 1
+        for k, name in enumerate(names):
+            row = groups[name]
+            row["p_value"], row["p_adjusted"] = float(p[k]), float(adjusted[k])
+            top = max(cells[name].items(), key=lambda kv: (kv[1], kv[0]), default=None)
+            row["top_change"] = None if top is None else f"{top[0][0]} -> {top[0][1]}"
+            row["top_change_count"] = 0 if top is None else int(top[1])
 
     def _by_group(self, coded: _Coded, *, rates: bool) -> dict[str, dict[str, Any]] | None:
         if coded.old is None and coded.new is None:
