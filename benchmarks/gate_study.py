@@ -2,6 +2,7 @@
 
     python benchmarks/gate_study.py            # about 6 minutes on 2 CPU cores
     python benchmarks/gate_study.py --quick    # under 2 minutes: fewer candidates
+    python benchmarks/gate_study.py --held-out # other splits, seeds, triggers and targets
 
 Each suite has one clean reference and candidates made from the same training split:
 
@@ -58,33 +59,44 @@ def fit(spec: str, ds: Dataset, seed: int) -> Any:
     return make_model(spec, random_state=seed, **extra).fit(ds.X, ds.y, n_classes=ds.n_classes)
 
 
-def candidates(kind: str, train: Dataset, quick: bool) -> list[tuple[str, str, Any, int]]:
+DEV = {"split": 0, "seeds": (1, 2, 3, 4, 5), "attack_seed": 0, "trigger": "zqxj",
+       "patch": ((0, 0.1), (7, 0.05)), "blend": 3, "targeted": ("3", "8")}
+"""The candidates the defaults were read from."""
+HELD_OUT = {"split": 1, "seeds": (11, 12, 13, 14, 15), "attack_seed": 10, "trigger": "vlorp",
+            "patch": ((2, 0.1), (5, 0.05)), "blend": 6, "targeted": ("9", "4")}
+"""Other splits, seeds, trigger words and target classes, run only after the defaults were set."""
+
+
+def candidates(kind: str, train: Dataset, quick: bool, part: dict[str, Any] = DEV
+               ) -> list[tuple[str, str, Any, int]]:
     """(name, expected verdict, training rows or an attack's PoisonedDataset, seed)."""
-    seeds = (1, 2) if quick else (1, 2, 3, 4, 5)
+    seeds = part["seeds"][:2] if quick else part["seeds"]
+    a0, word = part["attack_seed"], part["trigger"]
     out: list[tuple[str, str, Any, int]] = [(f"clean retrain, seed {s}", "pass", subset(train, s), s)
                                             for s in seeds]
     if kind == "text":
         rates = (0.03,) if quick else (0.01, 0.03)
         for r in rates:
-            attack = TextBackdoorAttack(trigger="zqxj", target_label="ham", poison_rate=r, random_state=0)
-            out.append((f"text backdoor 'zqxj' {r:.0%}", "fail", attack.apply(train), 0))
+            attack = TextBackdoorAttack(trigger=word, target_label="ham", poison_rate=r, random_state=a0)
+            out.append((f"text backdoor '{word}' {r:.0%}", "fail", attack.apply(train), a0))
     else:
-        attacks = [("patch backdoor 10% -> 0", PatchBackdoorAttack(target_label=0, poison_rate=0.1,
-                                                                    random_state=0))]
+        (t1, r1), (t2, r2) = part["patch"]
+        attacks = [(f"patch backdoor {r1:.0%} -> {t1}", PatchBackdoorAttack(target_label=t1, poison_rate=r1,
+                                                                              random_state=a0))]
         if not quick:
-            attacks += [("patch backdoor 5% -> 7", PatchBackdoorAttack(target_label=7, poison_rate=0.05,
-                                                                        random_state=1)),
-                        ("blend backdoor 10% -> 3", BlendBackdoorAttack(target_label=3, poison_rate=0.1,
-                                                                         random_state=2))]
-        out += [(name, "fail", a.apply(train), 0) for name, a in attacks]
-    flipped = LabelFlipAttack(poison_rate=0.3, random_state=0).apply(train).dataset
-    out.append(("label flip 30% (degraded)", "fail", flipped, 0))
+            attacks += [(f"patch backdoor {r2:.0%} -> {t2}", PatchBackdoorAttack(target_label=t2, poison_rate=r2,
+                                                                                  random_state=a0 + 1)),
+                        (f"blend backdoor 10% -> {part['blend']}",
+                         BlendBackdoorAttack(target_label=part["blend"], poison_rate=0.1, random_state=a0 + 2))]
+        out += [(name, "fail", a.apply(train), a0) for name, a in attacks]
+    flipped = LabelFlipAttack(poison_rate=0.3, random_state=a0).apply(train).dataset
+    out.append(("label flip 30% (degraded)", "fail", flipped, a0))
     if not quick:
-        source, target = ("spam", "ham") if kind == "text" else ("3", "8")
+        source, target = ("spam", "ham") if kind == "text" else part["targeted"]
         n = int(0.5 * np.sum(train.y == train.classes.index(source)))
         targeted = LabelFlipAttack(strategy="targeted", source_label=source, target_label=target,
-                                   n_poison=n, random_state=0).apply(train).dataset
-        out.append((f"half of {source} -> {target} (degraded)", "fail", targeted, 0))
+                                   n_poison=n, random_state=a0).apply(train).dataset
+        out.append((f"half of {source} -> {target} (degraded)", "fail", targeted, a0))
     return out
 
 
@@ -109,18 +121,22 @@ def naive_gate(candidate: Any, reference: Any, holdout: Dataset, max_drop: float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer candidates (under 2 minutes)")
+    parser.add_argument("--held-out", action="store_true",
+                        help="the held-out candidates (other splits, seeds, triggers and targets)")
     args = parser.parse_args()
+    part = HELD_OUT if args.held_out else DEV
+    split = part["split"]
     started = time.perf_counter()
     spam = load_dataset("spamassassin")
     digits = load_dataset("digits")
-    suites = [("text", "logreg-text", *spam.split(test_size=0.3, random_state=0), 0.01)]
+    suites = [("text", "logreg-text", *spam.split(test_size=0.3, random_state=split), 0.01)]
     if not args.quick:
-        suites.insert(0, ("text", "nb-text", *spam.split(test_size=0.3, random_state=0), 0.01))
-    suites.append(("image", "cnn", *digits.split(test_size=0.4, random_state=0), 0.02))
+        suites.insert(0, ("text", "nb-text", *spam.split(test_size=0.3, random_state=split), 0.01))
+    suites.append(("image", "cnn", *digits.split(test_size=0.4, random_state=split), 0.02))
     rows: list[dict[str, Any]] = []
     for kind, spec, train, holdout, max_drop in suites:
         reference = fit(spec, train, 0)
-        for name, expected, made, seed in candidates(kind, train, args.quick):
+        for name, expected, made, seed in candidates(kind, train, args.quick, part):
             poisoned = made if hasattr(made, "poison_mask") else None
             candidate = fit(spec, made.dataset if poisoned is not None else made, seed)
             asr = attack_success(candidate, poisoned, holdout) if poisoned is not None else float("nan")
