@@ -12,6 +12,7 @@ from poisonlab.attacks.attacks import (
     WordTriggerAttack,
 )
 from poisonlab.attacks.base import Attack, PoisonedDataset, load_ground_truth
+from poisonlab.attacks.clean_label import CleanLabelBackdoorAttack
 from poisonlab.attacks.triggers import (
     BlendTrigger,
     FeatureTrigger,
@@ -28,6 +29,7 @@ __all__ = [
     "BadNetsTextAttack",
     "BlendBackdoorAttack",
     "BlendTrigger",
+    "CleanLabelBackdoorAttack",
     "FeatureBackdoorAttack",
     "FeatureTrigger",
     "InsertTrigger",

@@ -108,6 +108,43 @@ class PoisonedDataset:
             raise ParameterError(f"{self.record.get('attack')} plants no trigger to apply.")
         return self.trigger.apply(X, random_state=random_state, repetitions=repetitions)
 
+    def triggered_test(self, test: Dataset, *,
+                       random_state: int | np.random.Generator | None = 0) -> Dataset:
+        """The rows of ``test`` whose true class is not the target, with the trigger stamped on them
+        as it would be at inference; labels stay the true ones, so a model's share of these rows
+        predicted ``target_label`` is the attack success rate.
+
+        ``test`` is matched to the training data by class name (it may hold fewer classes) and
+        must hold data of the same kind and row shape. ``random_state`` places random text
+        insertions.
+
+        Raises
+        ------
+        ParameterError
+            If the attack plants no trigger (label flipping).
+        DataError
+            If ``test`` is of another kind or shape, or holds no row outside the target class.
+        """
+        if self.trigger is None or self.target_label is None:
+            raise ParameterError(f"{self.record.get('attack')} plants no trigger; a triggered test "
+                                 "set needs a backdoor attack.")
+        train = self.dataset
+        if test.kind != train.kind:
+            raise DataError(f"{test.name}: the test data is {test.kind} but the training data is "
+                            f"{train.kind}.")
+        if train.kind != "text" and test.X.shape[1:] != train.X.shape[1:]:
+            raise DataError(f"{test.name}: test rows have shape {test.X.shape[1:]} but training rows "
+                            f"have {train.X.shape[1:]}.")
+        target_name = train.classes[self.target_label]
+        names = np.array(test.classes, dtype=object)[test.y]
+        keep = np.flatnonzero(names != target_name)
+        if not len(keep):
+            raise DataError(f"{test.name}: every test row is of the target class {target_name!r}; "
+                            "nothing to trigger.")
+        rows = test.subset(keep)
+        X = self.trigger.apply(rows.X, random_state=random_state)
+        return rows.with_data(X=X)
+
     # ------------------------------------------------------------------ files
     def to_record(self) -> dict[str, object]:
         """The ``poison.json`` document: the attack and its parameters, which rows it changed (positions and

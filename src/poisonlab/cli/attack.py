@@ -26,7 +26,7 @@ from poisonlab.cli.common import (
 from poisonlab.exceptions import DataError, ParameterError
 
 ATTACKS = ("label-flip", "backdoor", "text-backdoor", "badnets-text", "addsent", "word-trigger",
-           "patch-backdoor", "blend-backdoor", "feature-backdoor")
+           "patch-backdoor", "blend-backdoor", "feature-backdoor", "clean-label-backdoor")
 
 @app.command()
 @handle_errors
@@ -34,6 +34,9 @@ def attack(
     data: str = typer.Argument(..., help="Dataset file, folder, or corpus name."),
     attack_name: str = typer.Option(..., "--attack", help=" | ".join(ATTACKS) + " (backdoor picks by data kind)."),
     out: Path = typer.Option(..., "--out", help="Folder for data.csv|data.npz and poison.json."),
+    test: str | None = typer.Option(
+        None, "--test", help="Backdoors: test data whose non-target rows are written triggered to "
+                             "DIR/triggered_test.csv|.npz (evaluate it with --target-label)."),
     rate: float | None = typer.Option(None, "--rate", help="Share of all rows to poison."),
     n_poison: int | None = typer.Option(None, "--n-poison", help="Number of rows to poison."),
     target: str | None = typer.Option(None, "--target", help="Target class (name or index)."),
@@ -54,6 +57,16 @@ def attack(
     location: str | None = typer.Option(None, "--location", help="patch: bottom-right, top-left, center, ..."),
     alpha: float | None = typer.Option(None, "--alpha", help="blend: weight of the pattern."),
     features: str | None = typer.Option(None, "--features", help="feature: 'col=value,col=value'."),
+    epsilon: float | None = typer.Option(
+        None, "--epsilon", help="clean-label-backdoor: L-inf bound of the PGD perturbation in [0, 1] "
+                                "(default 0.3)."),
+    steps: int | None = typer.Option(None, "--steps", help="clean-label-backdoor: PGD steps (default 20)."),
+    surrogate: str | None = typer.Option(
+        None, "--surrogate", help="clean-label-backdoor: the model PGD attacks, logreg (default, fast) "
+                                  "or cnn (needs torch; transfers to CNN victims)."),
+    amplitude: float | None = typer.Option(
+        None, "--amplitude", help="clean-label-backdoor: strength of the training patch in (0, 1] "
+                                  "(default 1; test inputs get the full patch)."),
     clean_label: bool = typer.Option(
         False, "--clean-label", help="Backdoors: stamp target-class rows, change no label."),
     text_col: str | None = TEXT_COL_OPTION,
@@ -69,18 +82,23 @@ def attack(
         AddSentAttack,
         BadNetsTextAttack,
         BlendBackdoorAttack,
+        CleanLabelBackdoorAttack,
         FeatureBackdoorAttack,
         LabelFlipAttack,
         PatchBackdoorAttack,
         TextBackdoorAttack,
         WordTriggerAttack,
     )
-    from poisonlab.data import load_dataset
+    from poisonlab.data import load_dataset, save_dataset
 
     if attack_name not in ATTACKS:
         fail(f"Unknown --attack {attack_name!r}; choose one of {', '.join(ATTACKS)}.", 2)
+    if test is not None and attack_name == "label-flip":
+        raise ParameterError("--test applies to backdoor attacks; --attack label-flip plants no trigger.")
     tmp = claim_out(out, "attack")
-    ds = load_dataset(data, columns_from(text_col, label_col, feature_cols, id_col), data_dir=data_dir)
+    columns = columns_from(text_col, label_col, feature_cols, id_col)
+    ds = load_dataset(data, columns, data_dir=data_dir)
+    test_ds = None if test is None else load_dataset(test, columns, data_dir=data_dir)
     if ds.n_classes < 2:  # the data's fault, not an option's (exit 1)
         raise DataError(f"{data}: every row has the label {ds.classes[0]!r}; an attack needs two classes.")
     if attack_name == "backdoor":
@@ -89,7 +107,9 @@ def attack(
     given = {"--strategy": strategy, "--trigger": trigger, "--position": position,
              "--repetitions": repetitions, "--patch-size": patch_size, "--pattern": pattern,
              "--location": location, "--alpha": alpha, "--features": features,
-             "--word-frequency": word_frequency, "--clean-label": clean_label or None}
+             "--word-frequency": word_frequency, "--clean-label": clean_label or None,
+             "--epsilon": epsilon, "--steps": steps, "--amplitude": amplitude,
+             "--surrogate": surrogate}
     applies = {
         "label-flip": {"--strategy"},
         "text-backdoor": {"--trigger", "--position", "--repetitions", "--clean-label"},
@@ -99,10 +119,15 @@ def attack(
         "patch-backdoor": {"--patch-size", "--pattern", "--location", "--clean-label"},
         "blend-backdoor": {"--alpha", "--clean-label"},
         "feature-backdoor": {"--features", "--clean-label"},
+        "clean-label-backdoor": {"--patch-size", "--pattern", "--location", "--epsilon", "--steps",
+                                 "--amplitude", "--surrogate"},
     }[attack_name]
     text_attack = attack_name in ("badnets-text", "addsent", "word-trigger")
     if text_attack and ds.kind != "text":
         raise ParameterError(f"--attack {attack_name} poisons text; {data} is {ds.kind} data.")
+    if attack_name == "clean-label-backdoor" and ds.kind != "image":
+        raise ParameterError(f"--attack clean-label-backdoor poisons images; {data} is {ds.kind} data "
+                             "(for text and tables, use a backdoor with --clean-label).")
     stray = [k for k, v in given.items() if v is not None and k not in applies]
     if stray:
         raise ParameterError(f"{', '.join(stray)} does not apply to --attack {attack_name}.")
@@ -111,7 +136,16 @@ def attack(
         budget["poison_rate"] = 0.1
     common: dict[str, Any] = {**budget, "random_state": seed}
     obj: Any
-    if attack_name == "label-flip":
+    if attack_name == "clean-label-backdoor":
+        if source is not None:
+            raise ParameterError("--source does not apply to --attack clean-label-backdoor: it "
+                                 "poisons rows of the --target class.")
+        obj = CleanLabelBackdoorAttack(
+            epsilon=_default(epsilon, 0.3), steps=_default(steps, 20),
+            amplitude=_default(amplitude, 1.0), surrogate=_default(surrogate, "logreg"), size=_default(patch_size, 3),
+            pattern=_default(pattern, "checkerboard"), location=_default(location, "bottom-right"),
+            target_label=target if target is not None else ds.classes[0], **common)
+    elif attack_name == "label-flip":
         obj = LabelFlipAttack(strategy=_default(strategy, "targeted" if target is not None else "random"),
                               source_label=source, target_label=target, **common)
     else:
@@ -136,6 +170,11 @@ def attack(
     poisoned.save(tmp)
     record = poisoned.to_record()
     summary = {k: record[k] for k in ("attack", "params", "n_rows", "n_poison", "target_label", "trigger")}
+    if test_ds is not None:
+        triggered = poisoned.triggered_test(test_ds, random_state=seed)
+        name = "triggered_test" + (".npz" if triggered.kind == "image" else ".csv")
+        save_dataset(triggered, tmp / name)
+        summary["triggered_test"] = {"file": name, "n_rows": len(triggered)}
     summary["out"] = str(out)
     if json_out:
         emit_json(summary)
@@ -143,6 +182,9 @@ def attack(
         out_console.print(f"{record['attack']}: poisoned {record['n_poison']} of {record['n_rows']} rows"
                           + (f", target {record['target_label']}" if record["target_label"] else "")
                           + f"; wrote {out}/", markup=False)
+        if test_ds is not None:
+            out_console.print(f"triggered test: {summary['triggered_test']['n_rows']} rows not of the "
+                              f"target in {out}/{summary['triggered_test']['file']}", markup=False)
 
 def _text_poisoner(name: str, trigger: str | None, position: str | None,
                    repetitions: int | None, word_frequency: str | None, common: dict[str, Any],

@@ -72,7 +72,8 @@ def attack_class(name: str) -> type[Attack]:
         "label-flip": attacks.LabelFlipAttack, "text-backdoor": attacks.TextBackdoorAttack,
         "patch-backdoor": attacks.PatchBackdoorAttack, "blend-backdoor": attacks.BlendBackdoorAttack,
         "feature-backdoor": attacks.FeatureBackdoorAttack, "badnets-text": attacks.BadNetsTextAttack,
-        "addsent": attacks.AddSentAttack, "word-trigger": attacks.WordTriggerAttack}
+        "addsent": attacks.AddSentAttack, "word-trigger": attacks.WordTriggerAttack,
+        "clean-label-backdoor": attacks.CleanLabelBackdoorAttack}
     if name not in table:
         raise ParameterError(f"The attack name must be one of {sorted(table)}. Got {name!r} instead.")
     return table[name]
@@ -363,7 +364,9 @@ def _eligible(attack: Attack, train: Dataset) -> int:
     if params.get("strategy") == "targeted" or params.get("source_label") is not None:
         return int(np.sum(train.y == train.label_index(params["source_label"])))
     target = train.label_index(params["target_label"])
-    if params.get("relabel") is False:
+    from poisonlab.attacks import CleanLabelBackdoorAttack
+
+    if params.get("relabel") is False or isinstance(attack, CleanLabelBackdoorAttack):
         return int(np.sum(train.y == target))
     return int(np.sum(train.y != target))
 

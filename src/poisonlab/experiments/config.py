@@ -51,7 +51,7 @@ NAMED_DATASETS: dict[str, str] = {"spamassassin": "text", "digits": "image", "mn
 #: Attack names, as ``poisonlab attack --attack`` spells them (``backdoor`` picks by data kind).
 ATTACK_NAMES = ("label-flip", "backdoor", "text-backdoor", "badnets-text", "addsent", "word-trigger",
                 "patch-backdoor", "blend-backdoor",
-                "feature-backdoor")
+                "feature-backdoor", "clean-label-backdoor")
 
 #: What a grid can measure, and which cells each needs.
 MEASURES = ("clean_accuracy", "attack_success", "detection", "defense", "min_budget")

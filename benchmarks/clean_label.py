@@ -1,0 +1,230 @@
+"""Clean-label poisoning: how well it works, and which audit detectors still see it.
+
+    python benchmarks/clean_label.py            # every table; about 5 minutes on 2 CPU cores
+    python benchmarks/clean_label.py --quick    # fewer budgets, epsilons and seeds; under 2 minutes
+
+1. Images: ``CleanLabelBackdoorAttack`` (Turner, Tsipras and Madry 2019: PGD against a logistic
+   regression surrogate, then a 3x3 checkerboard patch) against the naive clean-label patch
+   (``PatchBackdoorAttack(relabel=False)``, ``--clean-label`` on the command line) at the same
+   budget, on scikit-learn's digits (70/30 split, seed 0; target class 0, 124 training rows of it)
+   with poisonlab's CNN, and in the full run on the MNIST sample (5,000 images, 80/20 split), with
+   the linear (``logreg``) and the CNN surrogate and a half-amplitude training patch. Attack success
+   (ASR) is the share of non-target test images, patched, that the model calls 0; ``ratio`` is the
+   ASR over the naive patch's at the same budget and CNN seed.
+2. Text and tables: the trigger on correctly labelled target rows only (ham emails carrying
+   ``zqxj`` x20 on SpamAssassin with naive Bayes and logistic regression; benign tumours with
+   x29=1 on breast cancer with logistic regression), next to the dirty-label attack at the same
+   budget.
+3. Detection: every audit detector (``poisonlab.audit``'s per-detector outcomes), the combined
+   audit, and cleanlab's ``find_label_issues`` on 5-fold logistic-regression probabilities, on each
+   clean-label attack and on the dirty-label patch for comparison: precision and recall of the
+   flags, AUROC of the scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np
+
+
+def _table(title: str, header: list[str], rows: list[list[Any]]) -> None:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "nan" if math.isnan(v) else f"{v:.3f}"
+        return str(v)
+
+    body = [[cell(v) for v in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
+    print(f"\n{title}")
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for r in body:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+
+
+def image_success(name: str, train: Any, test: Any, budgets: list[int],
+                  configs: list[tuple[float, str, float]], seeds: list[int],
+                  rows: list[list[Any]]) -> None:
+    """ASR and clean accuracy of the naive patch and of the clean-label backdoor at each
+    (epsilon, surrogate, amplitude) of ``configs``, per budget and CNN seed, on one image corpus."""
+    from poisonlab.attacks import CleanLabelBackdoorAttack, PatchBackdoorAttack
+    from poisonlab.models import make_model
+
+    keep = test.y != 0
+    for n in budgets:
+        for seed in seeds:
+            naive_asr = None
+            for eps, surrogate, amplitude in [(0.0, "", 1.0), *configs]:
+                t = time.perf_counter()
+                if eps == 0.0:
+                    attack: Any = PatchBackdoorAttack(target_label=0, n_poison=n, relabel=False,
+                                                      random_state=0)
+                    label = "naive patch"
+                else:
+                    attack = CleanLabelBackdoorAttack(target_label=0, n_poison=n, epsilon=eps,
+                                                      surrogate=surrogate, amplitude=amplitude,
+                                                      random_state=0)
+                    label = f"PGD eps {eps:g}, {surrogate}" + (f", amp {amplitude:g}" if amplitude < 1 else "")
+                poisoned = attack.apply(train)
+                craft = time.perf_counter() - t
+                model = make_model("cnn", random_state=seed).fit(poisoned.X, poisoned.dataset.y,
+                                                                 n_classes=train.n_classes)
+                asr = float(np.mean(model.predict(poisoned.apply_trigger(test.X[keep])) == 0))
+                acc = float(np.mean(model.predict(test.X) == test.y))
+                if eps == 0.0:
+                    naive_asr = asr
+                ratio = asr / naive_asr if naive_asr else math.nan
+                rows.append([name, n, label, seed, asr, acc, ratio, f"{craft:.2f}s"])
+                print(f"  {name} n={n} {label} seed={seed}: asr {asr:.3f} acc {acc:.3f}", flush=True)
+
+
+def text_table_success(quick: bool, rows: list[list[Any]]) -> dict[str, Any]:
+    """Clean-label against dirty-label triggers on SpamAssassin and breast cancer; returns the
+    poisoned sets that section 3 audits."""
+    from sklearn.datasets import load_breast_cancer
+
+    from poisonlab.attacks import FeatureBackdoorAttack, TextBackdoorAttack
+    from poisonlab.data import dataset_from_arrays, load_dataset
+    from poisonlab.models import make_model
+
+    audited: dict[str, Any] = {}
+    spam = load_dataset("spamassassin")
+    if quick:
+        spam = spam.subset(np.sort(np.random.default_rng(0).choice(len(spam), 2500, replace=False)))
+    train, test = spam.split(test_size=0.3, random_state=0)
+    ham = spam.label_index("ham")
+    keep = test.y != ham
+    for n in ([60] if quick else [30, 60, 120]):
+        for relabel in (False, True):
+            attack = TextBackdoorAttack(trigger="zqxj", repetitions=20, target_label="ham", n_poison=n,
+                                        relabel=relabel, random_state=0)
+            poisoned = attack.apply(train)
+            if n == 60 and not relabel:
+                audited["spam: clean-label zqxj, 60 ham"] = poisoned
+            for spec in ("nb-text", "logreg-text"):
+                model = make_model(spec, random_state=0).fit(poisoned.X, poisoned.dataset.y,
+                                                             n_classes=spam.n_classes)
+                asr = float(np.mean(model.predict(poisoned.apply_trigger(test.X[keep])) == ham))
+                acc = float(np.mean(model.predict(test.X) == test.y))
+                rows.append(["spamassassin", spec, n, "dirty-label" if relabel else "clean-label", asr, acc])
+    X, y = load_breast_cancer(return_X_y=True)
+    tumours = dataset_from_arrays(X, y)
+    train, test = tumours.split(test_size=0.3, random_state=0)
+    keep = test.y != 1
+    for n in ([40] if quick else [20, 40, 80]):
+        for relabel in (False, True):
+            poisoned = FeatureBackdoorAttack(features={29: 1.0}, target_label="1", n_poison=n,
+                                             relabel=relabel, random_state=0).apply(train)
+            if n == 40 and not relabel:
+                audited["breast cancer: clean-label x29=1, 40 benign"] = poisoned
+            model = make_model("logreg", random_state=0).fit(poisoned.X, poisoned.dataset.y, n_classes=2)
+            asr = float(np.mean(model.predict(poisoned.apply_trigger(test.X[keep])) == 1))
+            acc = float(np.mean(model.predict(test.X) == test.y))
+            rows.append(["breast cancer", "logreg", n, "dirty-label" if relabel else "clean-label", asr, acc])
+    return audited
+
+
+def cleanlab_baseline(X: np.ndarray, y: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """cleanlab's find_label_issues on 5-fold out-of-fold logistic-regression probabilities."""
+    from cleanlab.filter import find_label_issues
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if kind == "text":
+        est: Any = make_pipeline(TfidfVectorizer(sublinear_tf=True), LogisticRegression(max_iter=1000))
+        Z: Any = X
+    else:
+        Z = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+        est = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    probs = cross_val_predict(est, Z, y, cv=StratifiedKFold(5, shuffle=True, random_state=0),
+                              method="predict_proba")
+    flags = np.asarray(find_label_issues(labels=y, pred_probs=probs), dtype=bool)
+    return 1.0 - probs[np.arange(len(y)), y], flags
+
+
+def detection(audited: dict[str, Any], rows: list[list[Any]]) -> None:
+    """Precision, recall and AUROC of every audit detector, the audit and cleanlab on each attack."""
+    from poisonlab.audit import audit
+    from poisonlab.detect.metrics import detection_metrics
+
+    for name, poisoned in audited.items():
+        t = time.perf_counter()
+        result = audit(poisoned.dataset, random_state=0)
+        seconds = time.perf_counter() - t
+        mask = poisoned.poison_mask
+        outcomes: list[tuple[str, Callable[[], tuple[np.ndarray, np.ndarray]]]] = [
+            (f"{det} (audit)" if o.votes else f"{det} (audit, no vote)",
+             lambda o=o: (o.scores, o.flags)) for det, o in result.detectors.items()]
+        outcomes.append((f"combined audit ({seconds:.0f}s)",
+                         lambda r=result: (r.scores, r.flags)))
+        outcomes.append(("cleanlab baseline", lambda p=poisoned: cleanlab_baseline(
+            p.X, p.dataset.y, p.dataset.kind)))
+        for label, get in outcomes:
+            scores, flags = get()
+            m = detection_metrics(mask, scores, flags)
+            rows.append([name, label, int(m["n_flagged"]), float(m["precision"]), float(m["recall"]),
+                         float(m["auroc"])])
+        print(f"  audited {name} in {seconds:.1f}s", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the three sections and print their tables."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer budgets, epsilons and seeds")
+    args = parser.parse_args(argv)
+    from poisonlab.attacks import CleanLabelBackdoorAttack, PatchBackdoorAttack
+    from poisonlab.data import load_dataset
+
+    start = time.perf_counter()
+    digits = load_dataset("digits")
+    train, test = digits.split(test_size=0.3, random_state=0)
+    image_rows: list[list[Any]] = []
+    if args.quick:
+        image_success("digits", train, test, [100], [(0.3, "logreg", 1.0)], [1], image_rows)
+    else:
+        image_success("digits", train, test, [30, 60, 100],
+                      [(e, "logreg", 1.0) for e in (0.1, 0.2, 0.3, 0.5)], [1, 2], image_rows)
+        image_success("digits", train, test, [100], [(0.3, "logreg", 0.5), (0.3, "cnn", 1.0)], [1, 2],
+                      image_rows)
+        mtrain, mtest = load_dataset("mnist").split(test_size=0.2, random_state=0)
+        image_success("mnist-5k", mtrain, mtest, [300],
+                      [(0.3, "logreg", 1.0), (0.5, "logreg", 1.0), (0.3, "cnn", 1.0)], [1], image_rows)
+    _table("1. Images, CNN: attack success of the clean-label backdoor vs the naive clean-label patch",
+           ["data", "n_poison", "attack", "cnn seed", "asr", "clean acc", "ratio vs naive", "craft"],
+           image_rows)
+
+    text_rows: list[list[Any]] = []
+    audited = text_table_success(args.quick, text_rows)
+    _table("2. Text and tables: trigger on correctly labelled target rows (clean-label) vs dirty-label",
+           ["data", "model", "n_poison", "attack", "asr", "clean acc"], text_rows)
+
+    images = {
+        "digits: clean-label backdoor, eps 0.3, 100 zeros": CleanLabelBackdoorAttack(
+            target_label=0, n_poison=100, epsilon=0.3, random_state=0),
+        "digits: naive clean-label patch, 100 zeros": PatchBackdoorAttack(
+            target_label=0, n_poison=100, relabel=False, random_state=0),
+        "digits: dirty-label patch, 100 rows": PatchBackdoorAttack(
+            target_label=0, n_poison=100, random_state=0),
+    }
+    audited = {**{k: a.apply(train) for k, a in images.items()}, **audited}
+    det_rows: list[list[Any]] = []
+    detection(audited, det_rows)
+    _table("3. Detection (flags: precision, recall; scores: AUROC)",
+           ["attack", "detector", "flagged", "precision", "recall", "auroc"], det_rows)
+    print(f"\ntotal {time.perf_counter() - start:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
