@@ -138,3 +138,19 @@ def test_a_cluster_without_dask_is_a_clear_error(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(MissingExtraError, match=r"poisonlab\[dask\].*workers=0"):
         run_experiment(GRID, out=tmp_path / "out", workers=2)
     assert not (tmp_path / "out").exists()
+
+
+def test_warnings_go_to_the_row_and_old_rows_still_read(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from poisonlab.experiments.store import _conform, schema
+
+    grid = {"name": "warnings", "datasets": ["wine"], "models": ["mlp"], "budgets": [10], "seeds": [0],
+            "measures": ["clean_accuracy", "attack_success"], "attacks": [{"name": "label-flip"}]}
+    cell = next(c for c in parse_config(grid).cells() if c["kind"] == "train")
+    row = run_cell(cell)
+    # wine's MLP (max_iter 300) does not converge: measured 2026-12-03, one warning per fit
+    assert row["status"] == "ok" and "ConvergenceWarning" in (row["warnings"] or "")
+    old = pa.table({"key": ["k"], "status": ["ok"], "seconds": [1.0]})   # a row without 'warnings'
+    table = _conform(old)
+    assert table.schema == schema() and table.column("warnings").null_count == 1

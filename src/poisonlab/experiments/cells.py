@@ -38,6 +38,7 @@ import os
 import socket
 import time
 import traceback
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -181,9 +182,13 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     row = describe(cell)
     try:
-        with threadpool_limits(limits=1), _torch_threads():
+        # warnings (an MLP that did not converge in max_iter) belong to the cell's row, not to
+        # the terminal of a grid that fits hundreds of models
+        with threadpool_limits(limits=1), _torch_threads(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             row.update(_compute(cell))
         row["status"] = "ok"
+        row["warnings"] = _summarize_warnings(caught)
     except Exception as exc:  # a failed cell is a result: the grid goes on
         row["status"] = "failed"
         first = str(exc).splitlines()[0] if str(exc).strip() else ""
@@ -369,6 +374,15 @@ def _eligible(attack: Attack, train: Dataset) -> int:
     if params.get("relabel") is False or isinstance(attack, CleanLabelBackdoorAttack):
         return int(np.sum(train.y == target))
     return int(np.sum(train.y != target))
+
+
+def _summarize_warnings(caught: list[warnings.WarningMessage]) -> str | None:
+    """``"12 x ConvergenceWarning: Stochastic Optimizer: ..."``, one line per distinct warning."""
+    counts: dict[str, int] = {}
+    for w in caught:
+        text = f"{w.category.__name__}: {str(w.message).splitlines()[0] if str(w.message) else ''}"[:200]
+        counts[text] = counts.get(text, 0) + 1
+    return "; ".join(f"{n} x {t}" for t, n in counts.items()) or None
 
 
 def _num(value: object) -> float | None:

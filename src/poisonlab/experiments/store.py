@@ -30,7 +30,7 @@ COMMAND = "run"
 
 #: Every column of ``results.parquet``, in order, with its Arrow type name.
 COLUMNS: tuple[tuple[str, str], ...] = (
-    ("key", "string"), ("kind", "string"), ("status", "string"), ("error", "string"),
+    ("key", "string"), ("kind", "string"), ("status", "string"), ("error", "string"), ("warnings", "string"),
     ("dataset", "string"), ("model", "string"), ("attack", "string"), ("attack_name", "string"),
     ("attack_params", "string"), ("budget", "float64"), ("budget_kind", "string"), ("seed", "int64"),
     ("detector", "string"), ("defense", "string"), ("n_train", "int64"), ("n_test", "int64"),
@@ -44,6 +44,17 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("budget_points", "string"), ("defense_seconds", "float64"), ("seconds", "float64"),
     ("worker", "string"), ("traceback", "string"),
 )
+
+
+def _conform(table: pa.Table) -> pa.Table:
+    """A stored row in today's :func:`schema`: columns a row written by an older poisonlab lacks
+    (``warnings``) are added as nulls, so a store keeps resuming across versions."""
+    import pyarrow as pa
+
+    target = schema()
+    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
+               else pa.nulls(table.num_rows, type=f.type) for f in target]
+    return pa.Table.from_arrays(columns, schema=target)
 
 
 def schema() -> pa.Schema:
@@ -118,7 +129,7 @@ class ResultStore:
         import pyarrow.parquet as pq
 
         status = self.status()
-        tables = [pq.read_table(self.path(k, status[k]), schema=schema()) for k in keys if k in status]
+        tables = [_conform(pq.read_table(self.path(k, status[k]))) for k in keys if k in status]
         if not tables:
             return schema().empty_table()
         return pa.concat_tables(tables)
