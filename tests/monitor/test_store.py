@@ -33,7 +33,7 @@ def _records() -> list[dict[str, object]]:
              "statistics": '["class_chi2"]', "message": "class 'spam' at 20.0%"}]
 
 
-def _round_trip(url: str, tmp_path: Path) -> None:
+def _round_trip(url: str, tmp_path: Path) -> dict[str, int]:
     store = Store(url, spool=tmp_path / "spool")
     records = _records()
     assert store.write(records)
@@ -48,15 +48,20 @@ def _round_trip(url: str, tmp_path: Path) -> None:
     store.dispose()
     again = Store(url, spool=tmp_path / "spool")  # reopening an up-to-date database changes nothing
     assert again.found_version == SCHEMA_VERSION and again.counts()["request"] == 1
+    counts = again.counts()
     again.dispose()
+    return counts
+
+
+ONE_OF_EACH = {"request": 1, "window": 1, "alert": 1, "flagged": 1}
 
 
 def test_sqlite_round_trip(tmp_path: Path) -> None:
-    _round_trip(f"sqlite:///{tmp_path / 'serve.db'}", tmp_path)
+    assert _round_trip(f"sqlite:///{tmp_path / 'serve.db'}", tmp_path) == ONE_OF_EACH
 
 
 def test_postgres_round_trip(pg_url: str, tmp_path: Path) -> None:
-    _round_trip(pg_url, tmp_path)
+    assert _round_trip(pg_url, tmp_path) == ONE_OF_EACH
 
 
 def _v1_database(path: Path) -> None:
