@@ -196,6 +196,18 @@ def _check_out(out: Path, shown: Path, command: str) -> None:
                         "Name a new folder, or delete this one.")
 
 
+@contextlib.contextmanager
+def holding_lock(lock: Path, out: Path) -> Iterator[None]:
+    """Hold ``lock`` (created exclusively, holding the process id) while this process writes
+    ``out``; a lock left by a process that is gone is taken over; another live run's lock is a
+    :class:`DataError` naming it. The lock is removed when the block ends."""
+    _take_lock(lock, out)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
 def _take_lock(lock: Path, out: Path) -> None:
     for _ in range(2):
         try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -176,54 +175,12 @@ def mark_out_dir(out: Path) -> None:
 
 @contextlib.contextmanager
 def locked(out: Path) -> Iterator[None]:
-    """Hold ``out/.lock`` (created exclusively, holding the process id) while a run writes ``out``;
-    a lock left by a process that is gone is taken over."""
-    lock = out / ".lock"
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            pid = _pid(lock)
-            if pid is None and time.time() - _mtime(lock) < 5:
-                raise DataError(f"{out} is being written by another poisonlab run.") from None
-            if pid is not None and _alive(pid):
-                raise DataError(f"{out} is being written by another poisonlab run (pid {pid}); if no such "
-                                f"run is going on, delete {lock}.") from None
-            lock.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as handle:
-            handle.write(f"{os.getpid()}\n")
-        break
-    else:
-        raise DataError(f"{out} is being written by another poisonlab run.")
-    try:
+    """Hold ``out/.lock`` while a run writes ``out`` (:func:`poisonlab.files.holding_lock`: a lock
+    left by a process that is gone is taken over)."""
+    from poisonlab.files import holding_lock
+
+    with holding_lock(out / ".lock", out):
         yield
-    finally:
-        lock.unlink(missing_ok=True)
-
-
-def _pid(lock: Path) -> int | None:
-    try:
-        return int(lock.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _mtime(lock: Path) -> float:
-    try:
-        return lock.stat().st_mtime
-    except FileNotFoundError:
-        return 0.0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def sweep_partials(paths: Iterable[Path]) -> None:
