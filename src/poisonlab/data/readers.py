@@ -61,19 +61,9 @@ def read_table_file(path: str | Path, columns: Columns | None = None, *,
     """
     path = Path(path)
     columns = columns or Columns()
-    suffix = path.suffix.lower()
     if not path.exists():
         raise DataError(f"{path}: no such file.")
-    if suffix in (".csv", ".tsv"):
-        table = _read_delimited(path, "\t" if suffix == ".tsv" else ",")
-    elif suffix in (".jsonl", ".ndjson"):
-        table = _read_jsonl(path)
-    elif suffix == ".parquet":
-        table = _read_parquet(path)
-    else:
-        raise DataError(
-            f"{path}: unknown table format {suffix!r}; use .csv, .tsv, .jsonl or .parquet."
-        )
+    table = _read_by_suffix(path)
     return table_to_dataset(table, columns, where=str(path), name=path.stem,
                             require_labels=require_labels)
 
@@ -84,22 +74,26 @@ def read_columns(path: str | Path) -> dict[str, list[object]]:
     JSONL, Python values (None for nulls) for Parquet. For tables that are not datasets (a long
     or wide table of annotations); every problem is one :class:`DataError` naming the file."""
     path = Path(path)
-    suffix = path.suffix.lower()
     if not path.exists():
         raise DataError(f"{path}: no such file.")
     if path.is_dir():
         raise DataError(f"{path}: a folder, not a table file.")
-    if suffix in (".csv", ".tsv"):
-        table = _read_delimited(path, "\t" if suffix == ".tsv" else ",")
-    elif suffix in (".jsonl", ".ndjson"):
-        table = _read_jsonl(path)
-    elif suffix == ".parquet":
-        table = _read_parquet(path)
-    else:
-        raise DataError(f"{path}: unknown table format {suffix!r}; use .csv, .tsv, .jsonl or .parquet.")
+    table = _read_by_suffix(path)
     if not table:
         raise DataError(f"{path}: the file is empty (no columns).")
     return table
+
+
+def _read_by_suffix(path: Path) -> dict[str, list[object]]:
+    """The raw columns of a CSV, TSV, JSONL or Parquet file, the format told by the extension."""
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        return _read_delimited(path, "\t" if suffix == ".tsv" else ",")
+    if suffix in (".jsonl", ".ndjson"):
+        return _read_jsonl(path)
+    if suffix == ".parquet":
+        return _read_parquet(path)
+    raise DataError(f"{path}: unknown table format {suffix!r}; use .csv, .tsv, .jsonl or .parquet.")
 
 
 def _read_delimited(path: Path, delimiter: str) -> dict[str, list[object]]:
