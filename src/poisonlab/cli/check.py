@@ -93,7 +93,7 @@ def check(
     if inputs.kind != clean.kind:
         raise DataError(f"The inputs are {inputs.kind} data but the calibration rows are "
                         f"{clean.kind} data.")
-    triggers = _scan_triggers(scan_file) if scan_file is not None else None
+    triggers = scan_triggers(scan_file) if scan_file is not None else None
     with progress_line(json_out) as progress:
         task = progress.add_task("calibrating", total=None)
         report = check_inputs(saved.model, inputs.X, clean.X, ids=inputs.ids,
@@ -111,13 +111,13 @@ def check(
         return
     _render_check(summary, out)
 
-def _scan_triggers(path: Path) -> list[str]:
+def scan_triggers(path: Path) -> list[str]:
     """The trigger phrases of a backdoor verdict in ``scan.json``: the suspects at or above the
     threshold, towards the suspected class."""
 
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: not a readable scan.json ({exc}).") from None
     if not isinstance(doc, dict) or "verdict" not in doc or "triggers" not in doc:
         raise DataError(f"{path}: not a scan.json written by `poisonlab scan`.")

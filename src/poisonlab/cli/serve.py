@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -85,7 +84,9 @@ def serve(
     if token is None and needs_token(host):
         raise ParameterError(f"--host {host} is not a loopback address: give --token-file, so that only "
                              f"clients with the token are served.")
-    triggers = _scan_triggers(scan_file) if scan_file is not None else None
+    from poisonlab.cli.check import scan_triggers
+
+    triggers = scan_triggers(scan_file) if scan_file is not None else None
     saved = load_saved_model(model, trust_pickle)
     clean = load_inputs(baseline, columns_from(text_col, label_col, feature_cols), data_dir=data_dir)
     console.print(f"calibrating on {len(clean.X)} baseline inputs ...", highlight=False, markup=False)
@@ -120,16 +121,3 @@ def _read_token(path: Path) -> str:
     return token
 
 
-def _scan_triggers(path: Path) -> list[str]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: not a readable scan.json ({exc}).") from None
-    if not isinstance(doc, dict) or "verdict" not in doc or "triggers" not in doc:
-        raise DataError(f"{path}: not a scan.json written by `poisonlab scan`.")
-    if doc.get("kind") != "text":
-        raise DataError(f"{path}: trigger phrases come from a scan of a text model; this scan was of a "
-                        f"{doc.get('kind')} model.")
-    from poisonlab.api.results import scan_trigger_phrases
-
-    return scan_trigger_phrases(doc)

@@ -104,19 +104,12 @@ class ResultStore:
     def write(self, row: dict[str, Any]) -> Path:
         """Store one cell's row (whole or not at all); a success replaces a stored failure."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         status = "failed" if row.get("status") == "failed" else "ok"
         self.cells_dir.mkdir(parents=True, exist_ok=True)
         path = self.path(row["key"], status)
         table = pa.Table.from_pylist([{name: row.get(name) for name, _ in COLUMNS}], schema=schema())
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        try:
-            pq.write_table(table, tmp, compression="zstd")
-            tmp.replace(path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_parquet(table, path)
         if status == "ok":
             self.path(row["key"], "failed").unlink(missing_ok=True)
         return path
@@ -143,7 +136,8 @@ def write_parquet(table: pa.Table, path: Path) -> Path:
     import pyarrow.parquet as pq
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
+    # one temporary name per process: two workers may write the same cell's row at once
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         pq.write_table(table, tmp, compression="zstd")
         tmp.replace(path)
