@@ -209,3 +209,14 @@ def test_robust_spectral_does_not_flag_most_of_a_class() -> None:
     assert default.flags_[planted].all() and default.oversized_ == []
     tight = RobustSpectralDetector(max_flagged_share=0.4).fit(X, y, reference_scores=ref)
     assert tight.oversized_ == [0] and not tight.flags_.any() and not tight.significant_[0]
+
+
+def test_pixel_view_keeps_full_resolution_up_to_max_dims() -> None:
+    from poisonlab.detect.representations import pixel_view
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 1, (50, 8, 8, 1))
+    V = pixel_view(X)
+    assert V.shape == (50, 64) and np.array_equal(V, X.reshape(50, 64))  # no reduction, no centering
+    assert pixel_view(X, max_dims=10).shape == (50, 10)
+    assert pixel_view(X, max_dims=60).shape == (50, 50)  # never more components than rows

@@ -177,6 +177,26 @@ def _gradient(Z: Any, probs: np.ndarray, y: np.ndarray) -> Any:
     return sp.hstack(blocks, format="csr") if sp.issparse(Z) else np.hstack(blocks)
 
 
+def pixel_view(X: np.ndarray, *, max_dims: int = 1024, random_state: int | None = 0) -> np.ndarray:
+    """Images as one dense row of pixels each, at full resolution up to ``max_dims`` columns.
+
+    The second view of the robust spectral detector on images (:func:`poisonlab.audit.audit`): a
+    trigger stamped on the pixels (a patch, ART's pattern, a blended noise image) moves every
+    planted row the same way in pixel space, along a direction that clean images barely vary in,
+    whether or not the model's penultimate layer keeps it apart. No principal-component reduction
+    below ``max_dims``: that is what hides such a direction (a blended noise pattern carries almost
+    none of the pixel variance, so the top 64 components of 28 x 28 images drop it). Wider images
+    are projected on their top ``max_dims`` principal components (seeded randomized PCA).
+    """
+    V = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+    if V.shape[1] <= max_dims:
+        return V
+    from sklearn.decomposition import PCA
+
+    return np.asarray(PCA(n_components=min(max_dims, len(V)), svd_solver="randomized",
+                          random_state=random_state).fit_transform(V), dtype=np.float64)
+
+
 def reduce_dims(Z: np.ndarray | sp.spmatrix | sp.sparray, n_dims: int,
                 random_state: int | None = 0) -> np.ndarray:
     """Dense ``Z`` if it has at most ``n_dims`` columns, else its seeded truncated-SVD projection."""
