@@ -72,6 +72,37 @@ def test_badnets_on_digits(digits: Dataset) -> None:
     assert result.detectors["robust_spectral"].details["per_class"]["0"]["significant"]
 
 
+def test_robust_spectral_finds_a_patch_the_representation_does_not_carry(digits: Dataset) -> None:
+    # Issue 13: on the generalization benchmark's digits cells, poisonlab's CNN learned BadNets
+    # only in part (attack success 0.69) and its penultimate layer kept the patched rows mixed
+    # with clean zeros (separation 4.34, not significant): recall 0. The audit now also splits
+    # each image class in pixel space. Here the representation is blind to the trigger by
+    # construction (16 principal components of the unpatched images). Measured 2026-12-04:
+    # class 0 significant in the pixel view only (separation 15.7, reference gap 1.61), 12 rows
+    # flagged, all 12 planted; 6 planted: 6 flagged, all planted; clean digits: no flag, no class
+    # significant in either view.
+    from sklearn.decomposition import PCA
+
+    from poisonlab.audit import _robust_spectral_outcome, input_features
+    from poisonlab.detect import KnnLabelDetector
+
+    blind = PCA(16, random_state=0).fit_transform(np.asarray(digits.X, float).reshape(len(digits), -1))
+    for n_poison in (12, 6):
+        p = PatchBackdoorAttack(target_label=0, n_poison=n_poison, random_state=0).apply(digits)
+        ref = KnnLabelDetector().fit(input_features(p.dataset), p.dataset.y).scores_
+        out = _robust_spectral_outcome(p.dataset, blind, ref)
+        assert out.details["views"] == ["representation", "pixels"]
+        assert out.details["per_class"]["0"]["significant_in"] == ["pixels"]
+        assert [c for c, v in out.details["per_class"].items() if v["significant"]] == ["0"]
+        assert out.flags[p.poison_mask].all()
+        assert out.flags.sum() <= n_poison + 1
+        assert "robust spectral (pixels)" in out.reason(int(np.flatnonzero(p.poison_mask)[0]))
+    ref = KnnLabelDetector().fit(input_features(digits), digits.y).scores_
+    clean = _robust_spectral_outcome(digits, blind, ref)
+    assert not clean.flags.any()
+    assert not any(v["significant"] for v in clean.details["per_class"].values())
+
+
 @pytest.mark.torch
 def test_label_flips_on_digits(digits: Dataset) -> None:
     # 10% random flips. Measured (seed 0): precision 0.913, recall 0.933, AUROC 0.999 (consensus CL).
@@ -181,3 +212,26 @@ def test_phrase_of_common_words_is_named(spam_subset: Dataset, phrase: str) -> N
     tk = result.detectors["trigger_keywords"].flags
     assert tk[p.poison_mask].mean() >= 0.9
     assert p.poison_mask[tk].mean() >= 0.85
+
+
+@pytest.mark.slow
+def test_sentence_trigger_found_when_the_planted_rows_outnumber_the_source_class(
+        spam_subset: Dataset) -> None:
+    # AddSent ("I watch this 3D movie" at a random position) in 417 spam emails relabeled ham:
+    # 30% of the ham, 68% of the spam. The out-of-fold models, trained on folds that hold most of
+    # the planted rows, read spam as ham; a model trained without the rows of the doubted
+    # candidates reads the stripped rows as spam (exclusion test). Measured 2026-12-04 (seed 0):
+    # sentence named first by the exclusion test; combined precision 0.884, recall 0.863, AUROC
+    # 0.991; before the exclusion test no trigger was named (precision 0.056, recall 0.005).
+    from poisonlab.attacks import AddSentAttack
+
+    n_ham = int(np.sum(spam_subset.y == spam_subset.classes.index("ham")))
+    p = AddSentAttack(source_label="spam", target_label="ham", n_poison=int(0.3 * n_ham),
+                      random_state=0).apply(spam_subset)
+    result = audit(p.dataset)
+    first = result.suspected_triggers[0]
+    assert first["trigger"] == "i watch this 3d movie"
+    assert first["test"] == "exclusion"
+    ev = evaluate_audit(result, p.poison_mask)["combined"]
+    assert ev["precision"] >= 0.8
+    assert ev["recall"] >= 0.8

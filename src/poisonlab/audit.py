@@ -23,6 +23,14 @@ at the same recall (0.90 -> 0.95). Plain spectral signatures, activation cluster
 consistency alone are computed and reported but do not vote: on every scenario of
 ``benchmarks/audit_vs_art.py`` they flag clean rows that the voting detectors do not.
 
+On images the robust spectral detector also reads the raw pixels (a trigger stamped on the pixels
+moves the planted rows together there even where the network's penultimate layer mixes them with
+clean rows); a row is flagged when either view flags it. When a trigger detector flags rows, the
+label-issue detectors are run again with out-of-fold models that never saw any of those rows and
+with those rows left out of everyone's neighbors: a backdoor teaches the model that the source
+class reads as the target, which made confident learning flag clean source-class rows
+(:func:`_recheck_label_issues`).
+
 :func:`write_audit` writes ``flags.csv``, ``summary.json`` and ``report.html``.
 """
 
@@ -288,6 +296,7 @@ def audit(
     tick.start(4)
     outcomes = _run_detectors(names, dataset, fitted, oof, rep, inputs, neighbors, random_state,
                               held_out[0])
+    _recheck_label_issues(outcomes, names, dataset, oof, inputs, neighbors, held_out[0])
     tick.start(5)
     voting = [o for o in outcomes.values() if o.votes]
     if voting:
@@ -426,7 +435,13 @@ def out_of_fold_proba(
             out[te] = model.predict_proba(X[te])
             predictors.append(model.predict_proba)
     if held_out is not None:
-        held_out.append(HeldOutModels(fold_of, predictors))
+        if fast:
+            def refit(keep: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+                return _pipeline_head(est[:-1], clone(final).fit(Z[keep], y[keep]), n_classes)
+        else:
+            def refit(keep: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+                return fresh().fit(X[keep], y[keep], n_classes=n_classes).predict_proba
+        held_out.append(HeldOutModels(fold_of, predictors, refit))
     sums = out.sum(axis=1, keepdims=True)
     return out / np.where(sums > 0, sums, 1.0)
 
@@ -450,6 +465,9 @@ class HeldOutModels:
 
     fold_of: np.ndarray
     predictors: list[Callable[[np.ndarray], np.ndarray]]
+    refit: Callable[[np.ndarray], Callable[[np.ndarray], np.ndarray]] | None = None
+    """``refit(keep)``: the ``predict_proba`` of a model of the same kind trained only on the rows
+    where the boolean ``keep`` is True (the trigger search's exclusion test)."""
 
     def __call__(self, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Probabilities of ``X[j]`` (an edited copy of row ``rows[j]``) by the model that never saw
@@ -468,17 +486,20 @@ class HeldOutModels:
 
 
 def consensus_probs(pred_probs: np.ndarray, neighbor_idx: np.ndarray, y: np.ndarray,
-                    n_classes: int, smoothing: float = 0.1) -> np.ndarray:
+                    n_classes: int, smoothing: float = 0.1,
+                    exclude: np.ndarray | None = None) -> np.ndarray:
     """Product of experts of model probabilities and neighbor label shares, renormalized.
 
     Neighbor shares are smoothed, ``(count_k + smoothing) / (k + smoothing * K)``, and the two
-    distributions are combined by their geometric mean.
+    distributions are combined by their geometric mean. Neighbors where the boolean ``exclude``
+    is True do not count (``k`` is then each row's number of counted neighbors).
     """
     n, k = neighbor_idx.shape
     counts = np.zeros((n, n_classes))
+    weight = np.ones((n, k)) if exclude is None else (~exclude[neighbor_idx]).astype(np.float64)
     if k:
-        np.add.at(counts, (np.repeat(np.arange(n), k), y[neighbor_idx].ravel()), 1.0)
-    shares = (counts + smoothing) / (k + smoothing * n_classes)
+        np.add.at(counts, (np.repeat(np.arange(n), k), y[neighbor_idx].ravel()), weight.ravel())
+    shares = (counts + smoothing) / (weight.sum(axis=1, keepdims=True) + smoothing * n_classes)
     geo = np.sqrt(np.clip(pred_probs, 1e-12, 1.0) * shares)
     return geo / geo.sum(axis=1, keepdims=True)
 
@@ -533,16 +554,128 @@ def _simple_groups(dataset: Dataset, flags: np.ndarray) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------- detectors
+def _recheck_label_issues(outcomes: dict[str, DetectorOutcome], names: tuple[str, ...],
+                          dataset: Dataset, oof: np.ndarray, inputs: Any,
+                          neighbors: tuple[np.ndarray, np.ndarray], held_out: HeldOutModels) -> None:
+    """Redo confident learning and the near-duplicate ties with out-of-fold models that saw none of
+    the rows a trigger detector flagged.
+
+    A backdoor teaches the model that the source class reads as the target: with OpenBackdoor's
+    rare words in 20% of SpamAssassin's ham, the out-of-fold models read 29% of the clean spam
+    rows as ham, so confident learning flagged 118 rows of which 56 were clean spam, and the
+    near-duplicate ties fell to the planted copy's label (dev cell
+    ``spam/ob-badnets/0.2/tfidf-lr/s0``, 2026-12-04). The planted rows the trigger detectors
+    flag are left out of every fold's training set, do not count as anyone's neighbors and do not
+    set confident learning's per-class thresholds (they are flagged already); the rows that remain
+    are scored as before, by the fold model that never saw them.
+    """
+    if held_out.refit is None or not ({"confident_learning", "duplicates"} & set(names)):
+        return
+    planted = np.zeros(len(dataset), dtype=bool)
+    for name in ("trigger_keywords", "value_triggers"):
+        if name in outcomes:
+            planted |= outcomes[name].flags
+    y = dataset.y
+    keep_all = ~planted
+    if not planted.any() or len(np.unique(y[keep_all])) < len(np.unique(y)):
+        return
+    fresh_oof = oof.copy()
+    for f in range(len(held_out.predictors)):
+        mine = held_out.fold_of == f
+        train = keep_all & ~mine
+        if len(np.unique(y[train])) < len(np.unique(y[keep_all])):
+            return
+        predict = held_out.refit(train)
+        p = np.asarray(predict(dataset.X[mine]), dtype=np.float64)
+        sums = p.sum(axis=1, keepdims=True)
+        fresh_oof[mine] = p / np.where(sums > 0, sums, 1.0)
+    knn_label = _neighbor_majority(neighbors[0][:, :10], y, dataset.n_classes)
+    note = (f"out-of-fold models trained without the {int(planted.sum())} rows the trigger "
+            "detectors flagged")
+    redone = _label_issue_outcomes(names, dataset, fresh_oof, inputs, neighbors, knn_label, note,
+                                   exclude=planted)
+    for name, o in redone.items():
+        o.seconds += outcomes[name].seconds
+        outcomes[name] = o
+
+
+def _neighbor_majority(idx: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per row, the most common label among its neighbors (``KnnLabelDetector.neighbor_label_``)."""
+    counts = np.zeros((len(y), n_classes))
+    if idx.shape[1]:
+        np.add.at(counts, (np.repeat(np.arange(len(y)), idx.shape[1]), y[idx].ravel()), 1.0)
+    return np.argmax(counts, axis=1)
+
+
+def _label_issue_outcomes(names: tuple[str, ...], dataset: Dataset, oof: np.ndarray, inputs: Any,
+                          neighbors: tuple[np.ndarray, np.ndarray], neighbor_label: np.ndarray,
+                          note: str = "", exclude: np.ndarray | None = None
+                          ) -> dict[str, DetectorOutcome]:
+    """The confident-learning and near-duplicate outcomes, from out-of-fold probabilities ``oof``
+    (rows where ``exclude`` is True do not count as neighbors)."""
+    from poisonlab.detect import ConfidentLearningDetector, DuplicateConflictDetector
+
+    y, classes = dataset.y, dataset.classes
+    out: dict[str, DetectorOutcome] = {}
+
+    def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+        t = time.perf_counter()
+        value = fn()
+        return value, time.perf_counter() - t
+
+    if "confident_learning" in names:
+        consensus = consensus_probs(oof, neighbors[0][:, :10], y, dataset.n_classes,
+                                    exclude=exclude)
+        # Rows in `exclude` are judged elsewhere; they do not set the per-class thresholds.
+        judged = np.flatnonzero(~exclude) if exclude is not None else np.arange(len(y))
+        cl, secs = timed(lambda: ConfidentLearningDetector().fit(consensus[judged], y[judged]))
+        cl_scores = np.zeros(len(y))
+        cl_scores[judged] = cl.scores_
+        cl_flags = np.zeros(len(y), dtype=bool)
+        cl_flags[judged] = cl.flags_
+
+        def cl_reason(i: int) -> str:
+            pred = int(np.argmax(oof[i]))
+            other = int(neighbor_label[i])
+            return (f"label issue: a model that never saw this row gives its label "
+                    f"{classes[y[i]]!r} p={oof[i, y[i]]:.2f} and predicts {classes[pred]!r} "
+                    f"(p={oof[i, pred]:.2f}); its nearest rows mostly say {classes[other]!r}")
+
+        out["confident_learning"] = DetectorOutcome(
+            "confident_learning", cl_scores, cl_flags, cl.threshold_, True, secs,
+            {"method": "cleanlab find_label_issues (prune_by_noise_rate) on the consensus of "
+                       "out-of-fold probabilities and 10-nearest-neighbor label shares",
+             "n_issues_estimated": int(getattr(cl, "n_issues_", 0))}, cl_reason)
+    if "duplicates" in names:
+        own = oof[np.arange(len(y)), y]
+        dup, secs = timed(lambda: DuplicateConflictDetector().fit(inputs, y, neighbors=neighbors,
+                                                                  label_probs=own))
+
+        def dup_reason(i: int) -> str:
+            idx, sim = neighbors
+            others = [int(j) for j, s in zip(idx[i], sim[i], strict=True)
+                      if s >= 0.98 - 1e-9 and y[j] != y[i]]
+            who = f"row {others[0]} labeled {classes[y[others[0]]]!r}" if others else \
+                "rows with another label"
+            return f"near-duplicate of {who} (cosine similarity {dup.scores_[i]:.3f})"
+
+        out["duplicates"] = DetectorOutcome(
+            "duplicates", dup.scores_, dup.flags_, dup.threshold_, True, secs,
+            {"min_similarity": 0.98,
+             "n_conflict_groups": len(np.unique(dup.groups_[dup.groups_ >= 0]))}, dup_reason)
+    for o in out.values():
+        if note:
+            o.details["recomputed"] = note
+    return out
+
+
 def _run_detectors(names: tuple[str, ...], dataset: Dataset, model: Any, oof: np.ndarray,
                    rep: np.ndarray, inputs: Any, neighbors: tuple[np.ndarray, np.ndarray],
                    random_state: int, held_out: HeldOutModels | None = None
                    ) -> dict[str, DetectorOutcome]:
     from poisonlab.detect import (
         ActivationClusteringDetector,
-        ConfidentLearningDetector,
-        DuplicateConflictDetector,
         KnnLabelDetector,
-        RobustSpectralDetector,
         SpectralSignatureDetector,
         TriggerKeywordDetector,
     )
@@ -570,39 +703,7 @@ def _run_detectors(names: tuple[str, ...], dataset: Dataset, model: Any, oof: np
         out["knn_labels"] = DetectorOutcome("knn_labels", knn.scores_, knn.flags_,
                                             knn.threshold_, "knn_labels" in VOTING, secs,
                                             {"n_neighbors": 10}, knn_reason)
-    if "confident_learning" in names:
-        consensus = consensus_probs(oof, neighbors[0][:, :10], y, dataset.n_classes)
-        cl, secs = timed(lambda: ConfidentLearningDetector().fit(consensus, y))
-
-        def cl_reason(i: int) -> str:
-            pred = int(np.argmax(oof[i]))
-            other = int(knn.neighbor_label_[i])
-            return (f"label issue: a model that never saw this row gives its label "
-                    f"{classes[y[i]]!r} p={oof[i, y[i]]:.2f} and predicts {classes[pred]!r} "
-                    f"(p={oof[i, pred]:.2f}); its nearest rows mostly say {classes[other]!r}")
-
-        out["confident_learning"] = DetectorOutcome(
-            "confident_learning", cl.scores_, cl.flags_, cl.threshold_, True, secs,
-            {"method": "cleanlab find_label_issues (prune_by_noise_rate) on the consensus of "
-                       "out-of-fold probabilities and 10-nearest-neighbor label shares",
-             "n_issues_estimated": int(getattr(cl, "n_issues_", 0))}, cl_reason)
-    if "duplicates" in names:
-        own = oof[np.arange(len(y)), y]
-        dup, secs = timed(lambda: DuplicateConflictDetector().fit(inputs, y, neighbors=neighbors,
-                                                                  label_probs=own))
-
-        def dup_reason(i: int) -> str:
-            idx, sim = neighbors
-            others = [int(j) for j, s in zip(idx[i], sim[i], strict=True)
-                      if s >= 0.98 - 1e-9 and y[j] != y[i]]
-            who = f"row {others[0]} labeled {classes[y[others[0]]]!r}" if others else \
-                "rows with another label"
-            return f"near-duplicate of {who} (cosine similarity {dup.scores_[i]:.3f})"
-
-        out["duplicates"] = DetectorOutcome(
-            "duplicates", dup.scores_, dup.flags_, dup.threshold_, True, secs,
-            {"min_similarity": 0.98,
-             "n_conflict_groups": len(np.unique(dup.groups_[dup.groups_ >= 0]))}, dup_reason)
+    out.update(_label_issue_outcomes(names, dataset, oof, inputs, neighbors, knn.neighbor_label_))
     if "spectral_signature" in names:
         ss, secs = timed(lambda: SpectralSignatureDetector().fit(rep, y))
         out["spectral_signature"] = DetectorOutcome(
@@ -611,33 +712,7 @@ def _run_detectors(names: tuple[str, ...], dataset: Dataset, model: Any, oof: np
                      "reference, does not vote (see robust_spectral)"},
             lambda i: f"spectral signature score {ss.scores_[i]:.1f} in class {classes[y[i]]!r}")
     if "robust_spectral" in names:
-        rs, secs = timed(lambda: RobustSpectralDetector().fit(rep, y, reference_scores=reference))
-        res = rs.result_
-
-        def rs_reason(i: int) -> str:
-            k = int(y[i])
-            posterior = rs.posterior_[i]
-            return (f"robust spectral: class {classes[k]!r} splits along a direction carrying "
-                    f"{rs.eigen_ratio_[k]:.1f}x the variance other classes have along theirs; a "
-                    f"two-component fit along it puts this row in the suspicious component with "
-                    f"posterior {posterior:.3f} ({res.suspicious_size[k]} rows on that side of "
-                    f"the split)")
-
-        per_class = {
-            classes[k]: {"eigenvalue": _finite(res.eigenvalue[k]),
-                         "eigenvalue_ratio": _finite(rs.eigen_ratio_[k]),
-                         "reference_gap": _finite(res.side_reference[k, 0] - res.side_reference[k, 1]),
-                         "separation": _finite(res.separation[k]),
-                         "suspicious_side_rows": int(res.suspicious_size[k]),
-                         "significant": bool(rs.significant_[k]),
-                         "flags_most_of_the_class": k in rs.oversized_}
-            for k in range(len(classes)) if not np.isnan(res.eigenvalue[k])
-        }
-        out["robust_spectral"] = DetectorOutcome("robust_spectral", rs.scores_, rs.flags_,
-                                                 rs.threshold_, True, secs,
-                                                 {"per_class": per_class,
-                                                  "n_removal_flags": int(rs.removal_flags_.sum()),
-                                                  "_removal_flags": rs.removal_flags_}, rs_reason)
+        out["robust_spectral"] = _robust_spectral_outcome(dataset, rep, reference)
     if "activation_clustering" in names:
         ac, secs = timed(lambda: ActivationClusteringDetector(random_state=random_state)
                          .fit(rep, y, reference_scores=reference))
@@ -701,6 +776,70 @@ def _run_detectors(names: tuple[str, ...], dataset: Dataset, model: Any, oof: np
             {"suspected_triggers": found,
              "top_candidates": [c.to_dict(classes) for c in vt.candidates_[:10]]}, vt_reason)
     return out
+
+
+def _robust_spectral_outcome(dataset: Dataset, rep: np.ndarray,
+                             reference: np.ndarray) -> DetectorOutcome:
+    """The robust spectral detector on the representation and, for images, on the pixels.
+
+    Each view is fitted alone (:class:`~poisonlab.detect.RobustSpectralDetector`, defaults; the
+    pixel view unreduced, see :func:`~poisonlab.detect.representations.pixel_view`), and a row's
+    score is the larger of its two scores: a row is flagged when either view flags it, and so is
+    a removal flag. A patch the network learned only in part (digits BadNets at 5-10% on poisonlab's
+    CNN, attack success 0.69) leaves its rows mixed with clean ones in the penultimate layer
+    (separation 2.95-4.34, not significant) but 15.6-46 within-side deviations apart in pixels.
+    """
+    from poisonlab.detect import RobustSpectralDetector
+    from poisonlab.detect.representations import pixel_view
+
+    y, classes = dataset.y, dataset.classes
+    t = time.perf_counter()
+    views = [("representation", RobustSpectralDetector().fit(rep, y, reference_scores=reference))]
+    if dataset.kind == "image":
+        V = pixel_view(dataset.X)
+        # The leave-class-out covariance needs rows: at most half as many dimensions as rows
+        # outside the largest class, else the top principal directions (the detector's n_dims).
+        n_other = len(y) - int(np.bincount(y).max())
+        dims = min(V.shape[1], max(32, n_other // 2))
+        views.append(("pixels", RobustSpectralDetector(n_dims=dims).fit(V, y, reference_scores=reference)))
+    secs = time.perf_counter() - t
+    all_scores = np.vstack([d.scores_ for _, d in views])
+    best = np.argmax(all_scores, axis=0)
+    scores = all_scores[best, np.arange(len(y))]
+    flags = np.logical_or.reduce([d.flags_ for _, d in views])
+    removal = np.logical_or.reduce([d.removal_flags_ for _, d in views])
+
+    def rs_reason(i: int) -> str:
+        name, rs = views[int(best[i])]
+        k = int(y[i])
+        where = "" if len(views) == 1 else f" ({'pixels' if name == 'pixels' else 'model representation'})"
+        return (f"robust spectral{where}: class {classes[k]!r} splits along a direction carrying "
+                f"{rs.eigen_ratio_[k]:.1f}x the variance other classes have along theirs; a "
+                f"two-component fit along it puts this row in the suspicious component with "
+                f"posterior {rs.posterior_[i]:.3f} ({rs.result_.suspicious_size[k]} rows on that "
+                f"side of the split)")
+
+    per_class: dict[str, dict[str, object]] = {}
+    for k in range(len(classes)):
+        if np.isnan(views[0][1].result_.eigenvalue[k]):
+            continue
+        significant_in = [name for name, d in views if d.significant_[k]]
+        name, rs = next(((n, d) for n, d in views if n in significant_in), views[0])
+        res = rs.result_
+        per_class[classes[k]] = {
+            "eigenvalue": _finite(res.eigenvalue[k]),
+            "eigenvalue_ratio": _finite(rs.eigen_ratio_[k]),
+            "reference_gap": _finite(res.side_reference[k, 0] - res.side_reference[k, 1]),
+            "separation": _finite(res.separation[k]),
+            "suspicious_side_rows": int(res.suspicious_size[k]),
+            "significant": bool(significant_in),
+            "view": name,
+            "significant_in": significant_in,
+            "flags_most_of_the_class": any(k in d.oversized_ for _, d in views)}
+    return DetectorOutcome("robust_spectral", scores, flags, 0.0, True, secs,
+                           {"views": [name for name, _ in views], "per_class": per_class,
+                            "n_removal_flags": int(removal.sum()), "_removal_flags": removal},
+                           rs_reason)
 
 
 def _reasons(outcomes: dict[str, DetectorOutcome], flags: np.ndarray) -> list[str]:

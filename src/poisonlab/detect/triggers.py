@@ -70,6 +70,7 @@ class DataTrigger(TriggerCandidate):
     p_value: float = 1.0
     repetitions: float = 1.0
     score: float = 0.0
+    test: str = "held-out"
     companions: list[str] = field(default_factory=list)
     rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
 
@@ -93,6 +94,7 @@ class DataTrigger(TriggerCandidate):
             "effect": round(float(self.effect), 4),
             "null_rate": round(float(self.null_rate), 4),
             "p_value": float(f"{self.p_value:.3g}"),
+            "test": self.test,
             "median_repetitions": float(self.repetitions),
             "removed_with": list(self.companions),
         }
@@ -327,8 +329,87 @@ def find_trigger_candidates(
             c.score = c.flip_rate * c.concentration
         class_error = class_error_rates(texts, y, score, K, 4 * n_test_rows, rng)
         score_significance(out, class_error, held_out=held_out_proba is not None)
+        refit = getattr(held_out_proba, "refit", None)
+        if refit is not None:
+            exclusion_test(texts, y, K, batches, before, where, score, refit, rng,
+                           n_control=4 * n_test_rows, min_rows=min_count)
     out.sort(key=lambda c: (-c.score, -c.g_statistic))
     return out
+
+
+def exclusion_test(texts: np.ndarray, y: np.ndarray, n_classes: int,
+                   batches: Sequence[tuple[DataTrigger, np.ndarray]], before: np.ndarray,
+                   where: dict[int, int], score: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                   refit: Callable[[np.ndarray], PredictProba], rng: np.random.Generator, *,
+                   n_control: int, min_rows: int, min_confusion: float = 0.5) -> None:
+    """Exclusionary reclassification (Chen et al. 2018, "Detecting Backdoor Attacks on Deep Neural
+    Networks by Activation Clustering", sec. 4.3) of the candidates whose rows the out-of-fold
+    model doubts: train once per label without every row that holds one of them, then read their
+    rows, with the candidate removed, by that model.
+
+    Why: the out-of-fold model of a row was trained on the other folds, which hold most of the
+    other planted rows. When the planted rows are many (OpenBackdoor's five rare words in 40% of
+    SpamAssassin's ham: 558 spam emails relabelled ham against 148 labelled spam), that model
+    learns that spam reads as ham and reads 5-20% of a planted word's stripped rows as spam, under
+    the 0.3 the test asks for. Trained without the rows of the five words, it reads 43-72% of them
+    as spam, and 0% of a control sample of other ham rows (measured on the dev cell
+    ``spam/ob-badnets/0.4/tfidf-lr/s0``, 2026-12-04).
+
+    Only for a label into which the out-of-fold models put at least ``min_confusion`` of another
+    class's rows (they have learned that class reads as this one): spam read as ham 0.93 of the
+    time at 40%, 0.39 at 20% (where the out-of-fold test confirms the words on its own), 0.24 with
+    10% random flips, 0.04-0.06 on clean data (dev cells, 2026-12-04). Elsewhere a natural,
+    distinctive block of a class fails the test too: eleven spam emails in another character set
+    ('²', 'ì') read 100% as ham to a model that never saw any of them.
+
+    The group of a label: its candidates at least 90% one label whose sampled rows' mean
+    out-of-fold probability of the label is below that of the label's rows overall (the five
+    planted words: 0.87-0.90 against 0.96; natural ham words 0.97-0.99). The null: the share of
+    a control sample of the label's other rows, also left out of the training set, that the
+    model reads as another class (at least 1%). A candidate takes this test's effect, null and
+    one-sided binomial p-value when its p-value is smaller than the out-of-fold test's; the
+    Bonferroni cut of :func:`confirmed_candidates` still covers every candidate.
+    """
+    from scipy.stats import binom
+
+    proba: dict[int, np.ndarray] = {}
+    for j in range(n_classes):
+        label_rows = np.flatnonzero(y == j)
+        if len(label_rows):
+            sample = np.sort(rng.choice(label_rows, size=min(len(label_rows), n_control), replace=False))
+            proba[j] = np.asarray(score(texts[sample], sample))
+    for k in range(n_classes):
+        label_rows = np.flatnonzero(y == k)
+        into = [float(np.mean(np.argmax(p, axis=1) == k)) for j, p in proba.items() if j != k]
+        if len(label_rows) < 2 * min_rows or max(into, default=0.0) < min_confusion:
+            continue
+        class_mean = float(np.mean(proba[k][:, k]))
+        group = [(c, rows) for c, rows in batches
+                 if c.target_label == k and c.concentration >= 0.9 and len(rows) >= min_rows
+                 and float(np.mean(before[[where[int(r)] for r in rows], k])) < class_mean]
+        if not group:
+            continue
+        holds = np.zeros(len(y), dtype=bool)
+        for c, _ in group:
+            holds[c.rows] = True
+        free = np.flatnonzero(~holds & (y == k))
+        if len(free) < 2 * min_rows:
+            continue  # the group holds (nearly) all of the label: nothing left to learn it from
+        control = np.sort(rng.choice(free, size=min(len(free) // 2, n_control), replace=False))
+        keep = ~holds
+        keep[control] = False
+        if len(np.unique(y[keep])) < 2:
+            continue
+        predict = refit(keep)
+        null = max(0.01, float(np.mean(np.argmax(predict(texts[control]), axis=1) != k)))
+        for c, rows in group:
+            edited = remove_phrases(texts[rows], [c.trigger, *c.companions])
+            off = float(np.mean(np.argmax(np.asarray(predict(edited)), axis=1) != k))
+            p = float(binom.sf(round(off * len(rows)) - 1, len(rows), null))
+            if p < c.p_value:
+                c.off_label_rate, c.effect, c.null_rate, c.p_value = off, off, null, p
+                c.score = off * c.concentration
+                c.test = "exclusion"
 
 
 def score_significance(candidates: Sequence[DataTrigger], class_error: np.ndarray, *,
@@ -355,6 +436,7 @@ def score_significance(candidates: Sequence[DataTrigger], class_error: np.ndarra
         off = c.off_label_rate if held_out else c.flip_rate
         off = 0.0 if np.isnan(off) else off
         c.effect = off
+        c.test = "held-out" if held_out else "fitted"
         c.null_rate = max(0.01, float(class_error[c.target_label]))
         c.p_value = float(binom.sf(round(off * n) - 1, n, c.null_rate))
         c.score = c.effect * c.concentration
@@ -566,10 +648,17 @@ def trigger_row_scores(texts: np.ndarray, y: np.ndarray, predict_proba: PredictP
     # label.
     targets = np.array([t.target_label for t in triggers])[which[rows]]
     repeated = np.array([max(2.0, t.repetitions) for t in triggers])[which[rows]]
-    off_label = held_out_proba is not None
+    off_label = np.zeros(len(rows), dtype=bool)
+    if held_out_proba is not None:
+        off_label = np.argmax(after, axis=1) != lab
+        refit = getattr(held_out_proba, "refit", None)
+        keep = ~holders
+        if refit is not None and len(np.unique(y[keep])) == len(np.unique(y)) > 1:
+            # The rows as read by a model that saw no row holding a trigger (see exclusion_test).
+            excluded = np.asarray(refit(keep)(remove_phrases(texts[rows], removed)))
+            off_label |= np.argmax(excluded, axis=1) != lab
     labeled_target = (lab == targets) & (
-        (occurrences[rows] >= repeated) | (distinct[rows] >= 2)
-        | (off_label & (np.argmax(after, axis=1) != lab)))
+        (occurrences[rows] >= repeated) | (distinct[rows] >= 2) | off_label)
     scores[rows] = np.where(flipped, 1.0 + drop,
                             np.where(labeled_target, 1.0 + 1e-6 + np.maximum(drop, 0.0), drop))
     flips[rows] = flipped
