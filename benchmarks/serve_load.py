@@ -14,8 +14,12 @@ traffic is ham from the live pool with the trigger.
 2. Time to alarm: inputs from the start of a campaign until the first alert, when 2%, 5% and 20%
    of the traffic carries the trigger (median and range over seeds; the window is warm with clean
    traffic first), with and without the input check.
+   2b. The same without the input check, the window test and the CUSUM
+   (:mod:`poisonlab.monitor.cusum`) side by side, after 5,000 and 20,000 clean inputs (the
+   CUSUM learns its reference from the stream, so how long the service has run matters).
 3. False alarms over 100,000 clean requests (one input each) resampled from the live pool, which
-   the baseline never saw, with and without the input check, against the rate asked for.
+   the baseline never saw, with and without the input check, against the rate asked for: window
+   alerts and CUSUM alarms.
 
 For 2 and 3 the model's probabilities and the input check's verdicts are computed once per
 distinct email, and the stream goes through :meth:`Monitor.record`, the same windows, thresholds
@@ -178,7 +182,7 @@ def _verdicts(lab: dict[str, object], check: str) -> tuple[object, dict[str, tup
     """A fitted Monitor, and the probabilities and flags of every live and triggered email."""
     from poisonlab.monitor.service import Monitor
 
-    monitor = Monitor(input_check=check, random_state=SEED).fit(lab["model"], lab["baseline"],
+    monitor = Monitor(input_check=check, cusum=True, random_state=SEED).fit(lab["model"], lab["baseline"],
                                                                  classes=lab["classes"])
     out = {}
     for name in ("live", "triggered"):
@@ -196,17 +200,33 @@ def _fresh(monitor: object) -> object:
     return copy.copy(monitor).reset()
 
 
+def _is_cusum(alert: object) -> bool:
+    return any(str(s).startswith("cusum") for s in alert.statistics)
+
+
 def time_to_alarm(monitor: object, pool: dict[str, tuple[np.ndarray, np.ndarray]], rate: float, seed: int,
-                  cap: int, chunk: int = 50) -> int | None:
-    """Inputs from the campaign's start to the first alert (None: none within ``cap``)."""
+                  cap: int, chunk: int = 50, *, which: str = "window", warm_inputs: int | None = None,
+                  warm_alarms: list[int] | None = None) -> int | None:
+    """Inputs from the campaign's start to the first alert of the ``window`` test or the ``cusum``
+    (None: none within ``cap``), after ``warm_inputs`` clean inputs (default: one window). A false
+    alarm during the warm-up returns 0, unless ``warm_alarms`` is given: their count is appended
+    to it and the campaign starts all the same."""
     m = _fresh(monitor)
     rng = np.random.default_rng(seed)
     P_live, f_live = pool["live"]
     P_trig, f_trig = pool["triggered"]
-    warm = rng.integers(0, len(P_live), monitor.window)
-    m.record(P_live[warm], f_live[warm])
-    if m.alerts_:
-        return 0  # a false alarm before the campaign: counted as found at once (none seen)
+
+    def counted(alerts: list[object]) -> bool:
+        return any(_is_cusum(a) == (which == "cusum") for a in alerts)
+
+    n_warm = monitor.window if warm_inputs is None else warm_inputs
+    for start in range(0, n_warm, 1000):
+        warm = rng.integers(0, len(P_live), min(1000, n_warm - start))
+        _, before = m.record(P_live[warm], f_live[warm])
+        if counted(before) and warm_alarms is None:
+            return 0  # a false alarm before the campaign: counted as found at once (none seen)
+    if warm_alarms is not None:
+        warm_alarms.append(m.cusum_alarms_ if which == "cusum" else m.alerts_ - m.cusum_alarms_)
     sent = 0
     while sent < cap:
         trig = rng.random(chunk) < rate
@@ -217,21 +237,29 @@ def time_to_alarm(monitor: object, pool: dict[str, tuple[np.ndarray, np.ndarray]
         for i in range(chunk):  # one input per request, so the alarm is placed exactly
             _, alerts = m.record(P[i:i + 1], f[i:i + 1])
             sent += 1
-            if alerts:
+            if counted(alerts):
                 return sent
     return None
 
 
 def false_alarms(monitor: object, pool: dict[str, tuple[np.ndarray, np.ndarray]], n: int, seed: int
-                 ) -> tuple[int, int]:
-    """Alerts (episodes) and judged windows over a threshold in ``n`` clean one-input requests."""
+                 ) -> tuple[int, int, int]:
+    """Window alerts (episodes), judged windows over a threshold, and CUSUM alarms in ``n`` clean
+    one-input requests."""
     m = _fresh(monitor)
     rng = np.random.default_rng(seed)
     P_live, f_live = pool["live"]
     for start in range(0, n, 1000):
         idx = rng.integers(0, len(P_live), min(1000, n - start))
         m.record(P_live[idx], f_live[idx])
-    return m.alerts_, m.windows_over_
+    return m.alerts_ - m.cusum_alarms_, m.windows_over_, m.cusum_alarms_
+
+
+def _cell(found: list[int | None]) -> str:
+    hits = sorted(f for f in found if f is not None)
+    if not hits:
+        return f"- (0/{len(found)})"
+    return f"{int(np.median(hits))} [{hits[0]}-{hits[-1]}] ({len(hits)}/{len(found)})"
 
 
 def main() -> None:
@@ -272,26 +300,43 @@ def main() -> None:
     for check, label in (("none", "none"), ("auto", "leave-out")):
         monitor, pool = _verdicts(lab, check)
         monitors[label] = (monitor, pool)
-        cells = []
-        for rate in (0.02, 0.05, 0.20):
-            found = [time_to_alarm(monitor, pool, rate, seed, cap) for seed in seeds]
-            hits = sorted(f for f in found if f is not None)
-            if not hits:
-                cells.append(f"- (0/{len(found)})")
-                continue
-            cells.append(f"{int(np.median(hits))} [{hits[0]}-{hits[-1]}] ({len(hits)}/{len(found)})")
+        cells = [_cell([time_to_alarm(monitor, pool, rate, seed, cap) for seed in seeds])
+                 for rate in (0.02, 0.05, 0.20)]
         print(f"{label:<14}" + "".join(f"{c:>27}" for c in cells))
+
+    monitor, pool = monitors["none"]
+    c = monitor.cusum_thresholds_
+    print(f"\n2b. without the input check: the window test and the CUSUM (tuned for +{c.min_shift:.2f} of a class "
+          f"share, h = {c.class_h:.2f}, burn-in {c.burn_in}), after a clean warm-up")
+    print(f"{'detector':<10}{'warm-up':>9}{'2%':>27}{'5%':>27}{'20%':>27}{'false alarms in warm-ups':>26}")
+    for warm_inputs in (5000, 20000):
+        for which in ("window", "cusum"):
+            warm_alarms: list[int] = []
+            cells = [_cell([time_to_alarm(monitor, pool, rate, seed, cap, which=which, warm_inputs=warm_inputs,
+                                          warm_alarms=warm_alarms if rate == 0.02 else [])
+                            for seed in seeds]) for rate in (0.02, 0.05, 0.20)]
+            print(f"{which:<10}{warm_inputs:>9}" + "".join(f"{c:>27}" for c in cells)
+                  + f"{sum(warm_alarms):>15} in {len(seeds)} x {warm_inputs:,}")
+    print("(a false alarm in the warm-up does not end the run: the campaign starts after the warm-up all the same; "
+          "the warm-ups are the same for every rate, so they are counted once)")
 
     print(f"\n3. false alarms over {n_clean:,} clean one-input requests from the live pool")
     print(f"{'input check':<14}{'asked per request':>19}{'alerts':>8}{'windows over':>14}{'windows judged':>16}"
-          f"{'resampled est.':>16}")
+          f"{'resampled est.':>16}{'CUSUM alarms':>14}{'simulated est.':>16}")
     for label, (monitor, pool) in monitors.items():
-        alerts, over = false_alarms(monitor, pool, n_clean, seed=123)
+        alerts, over, cusum_alarms = false_alarms(monitor, pool, n_clean, seed=123)
         t = monitor.thresholds_
+        c = monitor.cusum_thresholds_
         print(f"{label:<14}{t.false_alarm_rate:>19.0e}{alerts:>8}{over:>14}"
-              f"{(n_clean - monitor.window) // t.stride + 1:>16}{t.measured_request_rate:>16.1e}")
+              f"{(n_clean - monitor.window) // t.stride + 1:>16}{t.measured_request_rate:>16.1e}"
+              f"{cusum_alarms:>14}{c.measured_request_rate:>16.1e}")
         print(f"{'':<14}thresholds: chi-square {t.class_chi2:.2f}, confidence PSI {t.confidence_psi:.4f}, "
-              f"flagged > {t.n_flagged} of {t.window}")
+              f"flagged > {t.n_flagged} of {t.window}; CUSUM class h {c.class_h:.2f}"
+              + (f", flagged h {c.flagged_h:.2f}" if c.flagged_h is not None else ""))
+    monitor, pool = monitors["none"]
+    more = [false_alarms(monitor, pool, n_clean, seed=123 + i)[2] for i in range(5)]
+    print(f"CUSUM alarms (no input check) over 5 x {n_clean:,} clean requests, seeds 123-127: {more} "
+          f"(total {sum(more)} in {5 * n_clean:,}; asked {monitor.false_alarm_rate:.0e} per request)")
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
 

@@ -35,6 +35,10 @@ def serve(
     strip: bool = typer.Option(False, "--strip/--no-strip",
                                help="Check every input for a trigger (images: STRIP; text and tables: the "
                                     "leave-out test), calibrated on the baseline as `poisonlab check` does."),
+    cusum: bool = typer.Option(False, "--cusum/--no-cusum",
+                               help="Also run a CUSUM per predicted class (catches smaller, longer "
+                                    "campaigns than the windows; its false-alarm rate on clean "
+                                    "traffic measured 1.6x the one asked, see docs/serve.md)."),
     scan_file: Path | None = typer.Option(None, "--scan", help="Text: a scan.json; inputs holding one of its "
                                                                "trigger phrases are flagged."),
     token_file: Path | None = typer.Option(None, "--token-file", help="File holding the bearer token clients "
@@ -92,7 +96,7 @@ def serve(
     console.print(f"calibrating on {len(clean.X)} baseline inputs ...", highlight=False, markup=False)
     monitor = Monitor(window=window, stride=stride, false_alarm_rate=false_alarm_rate,
                       input_check="auto" if strip else "none", false_rejection_rate=false_rejection_rate,
-                      triggers=triggers, random_state=seed)
+                      triggers=triggers, cusum=cusum, random_state=seed)
     monitor.fit(saved.model, clean.X, classes=tuple(saved.classes) or None)
     store = Store(db, spool=spool or Path("poisonlab-serve.spool"))
     recorder = Recorder(store)

@@ -154,6 +154,11 @@ class Metrics:
                               registry=r)
         self.flag_rate = Gauge("poisonlab_window_flagged_ratio", "Share of the last judged window's inputs flagged.",
                                registry=r)
+        self.cusum = Gauge("poisonlab_cusum_class_statistic",
+                           "CUSUM statistic of each class's predicted share (alarm above the threshold).",
+                           ["class_name"], registry=r)
+        self.cusum_flagged = Gauge("poisonlab_cusum_flagged_statistic", "CUSUM statistic of the flagged-input rate.",
+                                   registry=r)
         self.spooled = Gauge("poisonlab_store_spooled_records", "Records waiting in the spool for the database.",
                              registry=r)
         self.classes = classes
@@ -180,6 +185,8 @@ def create_app(monitor: Monitor, *, recorder: Recorder | None = None, token: str
     for name, share in zip(monitor.classes_, monitor.baseline_.class_shares, strict=True):
         metrics.baseline_share.labels(class_name=name).set(float(share))
         metrics.share.labels(class_name=name).set(float(share))
+        if monitor.cusum_ is not None:
+            metrics.cusum.labels(class_name=name).set(0.0)
     recent_flagged: list[dict[str, Any]] = []
 
     @asynccontextmanager
@@ -231,6 +238,10 @@ def create_app(monitor: Monitor, *, recorder: Recorder | None = None, token: str
         metrics.alerts.inc(len(obs.alerts))
         for name, share in zip(monitor.classes_, monitor.class_shares(), strict=True):
             metrics.share.labels(class_name=name).set(share)
+        for name, value in monitor.cusum_statistics().items():
+            metrics.cusum.labels(class_name=name).set(value)
+        if monitor.cusum_ is not None:
+            metrics.cusum_flagged.set(monitor.cusum_.S_flagged)
         if obs.windows:
             w = obs.windows[-1]
             metrics.chi2.set(float(w["class_chi2"]))  # type: ignore[arg-type]
@@ -276,7 +287,11 @@ def create_app(monitor: Monitor, *, recorder: Recorder | None = None, token: str
 
     @app.get("/v1/windows")
     async def windows() -> Response:
+        cusum = monitor.cusum_thresholds_
         return JSONResponse({"windows": list(reversed(monitor.history_)), "thresholds": monitor.thresholds_.as_dict(),
+                             "cusum": None if cusum is None else cusum.as_dict() | {
+                                 "statistics": monitor.cusum_statistics(),
+                                 "flagged_statistic": monitor.cusum_.S_flagged if monitor.cusum_ else None},
                              "baseline_class_shares": dict(zip(monitor.classes_,
                                                                monitor.baseline_.class_shares.tolist(), strict=True))})
 
@@ -351,6 +366,8 @@ def dashboard_context(monitor: Monitor, flagged: list[dict[str, Any]], title: st
     return {"title": title, "series": series, "flag_points": _polyline(rates, 600, 100, top), "flag_top": top,
             "n_requests": monitor.n_requests_, "n_inputs": monitor.n_inputs_, "n_flagged": monitor.n_flagged_,
             "n_alerts": monitor.alerts_, "n_windows": len(history), "thresholds": monitor.thresholds_,
+            "cusum": monitor.cusum_thresholds_, "cusum_now": monitor.cusum_statistics(),
+            "n_cusum_alarms": monitor.cusum_alarms_,
             "alerts": [_alert_dict(a) for a in reversed(monitor.recent_alerts_)][:20],
             "flagged": list(reversed(flagged))[:20],
             "time": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),

@@ -219,7 +219,7 @@ def _null_draws(counts: np.ndarray, window: int, size: int, rng: np.random.Gener
     return boot, win
 
 
-def _traffic_rates(n_flagged: int, n_rows: int, size: int, rng: np.random.Generator) -> np.ndarray:
+def traffic_rates(n_flagged: int, n_rows: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """Clean flag rates of the traffic: the rate's Beta(k + 1, n - k + 1) posterior given ``k`` of
     ``n`` baseline rows flagged, then one baseline-sized sampling error (as :func:`_null_draws`)."""
     rates = rng.beta(n_flagged + 1, n_rows - n_flagged + 1, size=size)
@@ -227,7 +227,7 @@ def _traffic_rates(n_flagged: int, n_rows: int, size: int, rng: np.random.Genera
     return out
 
 
-def _tail_threshold(values: np.ndarray, probability: float) -> tuple[float, float]:
+def tail_threshold(values: np.ndarray, probability: float) -> tuple[float, float]:
     """The value exceeded with ``probability`` by the distribution ``values`` samples: the empirical
     quantile where enough values lie beyond it, else a generalized Pareto fit to the exceedances
     over the :data:`TAIL_QUANTILE` quantile. Returns the threshold and the fitted shape (0 when
@@ -249,12 +249,12 @@ def _tail_threshold(values: np.ndarray, probability: float) -> tuple[float, floa
 def _flag_threshold(n_flagged: int, n_rows: int, window: int, probability: float,
                     rng: np.random.Generator, n_draws: int = 4000) -> int:
     """The smallest count ``c`` with P(window count > c) <= ``probability``, the count binomial
-    given a clean flag rate drawn as :func:`_traffic_rates` does."""
+    given a clean flag rate drawn as :func:`traffic_rates` does."""
     from scipy.stats import binom
 
     if n_rows == 0:
         return window
-    rates = _traffic_rates(n_flagged, n_rows, n_draws, rng)
+    rates = traffic_rates(n_flagged, n_rows, n_draws, rng)
     for c in range(window + 1):
         if float(binom.sf(c, window, rates).mean()) <= probability:
             return c
@@ -280,9 +280,9 @@ def calibrate_thresholds(baseline: Baseline, *, window: int = 500, stride: int =
     probability = false_alarm_rate * stride / len(STATISTICS)
 
     boot_c, win_c = _null_draws(baseline.class_counts, window, n_resamples, rng)
-    chi2_t, chi2_shape = _tail_threshold(_chi2_rows(boot_c, win_c), probability)
+    chi2_t, chi2_shape = tail_threshold(_chi2_rows(boot_c, win_c), probability)
     boot_b, win_b = _null_draws(baseline.confidence_counts, window, n_resamples, rng)
-    psi_t, psi_shape = _tail_threshold(_psi_rows(boot_b, win_b), probability)
+    psi_t, psi_shape = tail_threshold(_psi_rows(boot_b, win_b), probability)
     flag_t = (_flag_threshold(baseline.n_flagged, baseline.n_rows, window, probability, rng)
               if check_flags else window)
 
@@ -292,7 +292,7 @@ def calibrate_thresholds(baseline: Baseline, *, window: int = 500, stride: int =
         bb, wb = _null_draws(baseline.confidence_counts, window, n_check, rng)
         over = (_chi2_rows(bc, wc) > chi2_t) | (_psi_rows(bb, wb) > psi_t)
         if check_flags and baseline.n_rows:
-            rates = _traffic_rates(baseline.n_flagged, baseline.n_rows, n_check, rng)
+            rates = traffic_rates(baseline.n_flagged, baseline.n_rows, n_check, rng)
             over |= rng.binomial(window, rates) > flag_t
         measured = float(over.mean())
     return AlarmThresholds(
