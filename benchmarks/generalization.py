@@ -1069,7 +1069,9 @@ def goal_table(rows: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     for g in goals:
         where = "; ".join(g["where_not"][:12]) + (f"; ... {len(g['where_not']) - 12} more"
                                                   if len(g["where_not"]) > 12 else "")
-        lines.append(f"| {g['goal']} | {g['cells']} | {'yes' if g['reached'] else 'no'} | {where or '-'} |")
+        met = g["cells"] - len(g["where_not"]) if g["cells"] else 0
+        reached = "yes" if g["reached"] else f"no ({met} of {g['cells']})"
+        lines.append(f"| {g['goal']} | {g['cells']} | {reached} | {where or '-'} |")
     return "\n".join(lines), goals
 
 
