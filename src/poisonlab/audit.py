@@ -561,10 +561,10 @@ def _recheck_label_issues(outcomes: dict[str, DetectorOutcome], names: tuple[str
     the rows a trigger detector flagged.
 
     A backdoor teaches the model that the source class reads as the target: with OpenBackdoor's
-    rare words in 20% of SpamAssassin's ham, the out-of-fold models read 29% of the clean spam
-    rows as ham, so confident learning flagged 118 rows of which 56 were clean spam, and the
-    near-duplicate ties fell to the planted copy's label (dev cell
-    ``spam/ob-badnets/0.2/tfidf-lr/s0``, 2026-12-04). The planted rows the trigger detectors
+    rare words in 20% of SpamAssassin's ham, the out-of-fold models read 39% of the spam rows as
+    ham, so confident learning flagged 118 rows of which 62 were clean, and the near-duplicate
+    ties fell to the planted copy's label (dev cell ``spam/ob-badnets/0.2/tfidf-lr/s0``,
+    2026-12-04; after: 6 flags). The planted rows the trigger detectors
     flag are left out of every fold's training set, do not count as anyone's neighbors and do not
     set confident learning's per-class thresholds (they are flagged already); the rows that remain
     are scored as before, by the fold model that never saw them.
