@@ -554,6 +554,13 @@ def _simple_groups(dataset: Dataset, flags: np.ndarray) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------- detectors
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """``fn()`` and the seconds it took."""
+    t = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - t
+
+
 def _recheck_label_issues(outcomes: dict[str, DetectorOutcome], names: tuple[str, ...],
                           dataset: Dataset, oof: np.ndarray, inputs: Any,
                           neighbors: tuple[np.ndarray, np.ndarray], held_out: HeldOutModels) -> None:
@@ -618,17 +625,12 @@ def _label_issue_outcomes(names: tuple[str, ...], dataset: Dataset, oof: np.ndar
     y, classes = dataset.y, dataset.classes
     out: dict[str, DetectorOutcome] = {}
 
-    def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-        t = time.perf_counter()
-        value = fn()
-        return value, time.perf_counter() - t
-
     if "confident_learning" in names:
         consensus = consensus_probs(oof, neighbors[0][:, :10], y, dataset.n_classes,
                                     exclude=exclude)
         # Rows in `exclude` are judged elsewhere; they do not set the per-class thresholds.
         judged = np.flatnonzero(~exclude) if exclude is not None else np.arange(len(y))
-        cl, secs = timed(lambda: ConfidentLearningDetector().fit(consensus[judged], y[judged]))
+        cl, secs = _timed(lambda: ConfidentLearningDetector().fit(consensus[judged], y[judged]))
         cl_scores = np.zeros(len(y))
         cl_scores[judged] = cl.scores_
         cl_flags = np.zeros(len(y), dtype=bool)
@@ -648,7 +650,7 @@ def _label_issue_outcomes(names: tuple[str, ...], dataset: Dataset, oof: np.ndar
              "n_issues_estimated": int(getattr(cl, "n_issues_", 0))}, cl_reason)
     if "duplicates" in names:
         own = oof[np.arange(len(y)), y]
-        dup, secs = timed(lambda: DuplicateConflictDetector().fit(inputs, y, neighbors=neighbors,
+        dup, secs = _timed(lambda: DuplicateConflictDetector().fit(inputs, y, neighbors=neighbors,
                                                                   label_probs=own))
 
         def dup_reason(i: int) -> str:
@@ -683,13 +685,8 @@ def _run_detectors(names: tuple[str, ...], dataset: Dataset, model: Any, oof: np
     y, classes = dataset.y, dataset.classes
     out: dict[str, DetectorOutcome] = {}
 
-    def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-        t = time.perf_counter()
-        value = fn()
-        return value, time.perf_counter() - t
-
     # kNN label consistency first: its scores orient the spectral and clustering splits.
-    knn, secs = timed(lambda: KnnLabelDetector(n_neighbors=10).fit(inputs, y, neighbors=neighbors))
+    knn, secs = _timed(lambda: KnnLabelDetector(n_neighbors=10).fit(inputs, y, neighbors=neighbors))
     reference = knn.scores_
     if "knn_labels" in names:
         idx = neighbors[0][:, :10]
@@ -705,7 +702,7 @@ def _run_detectors(names: tuple[str, ...], dataset: Dataset, model: Any, oof: np
                                             {"n_neighbors": 10}, knn_reason)
     out.update(_label_issue_outcomes(names, dataset, oof, inputs, neighbors, knn.neighbor_label_))
     if "spectral_signature" in names:
-        ss, secs = timed(lambda: SpectralSignatureDetector().fit(rep, y))
+        ss, secs = _timed(lambda: SpectralSignatureDetector().fit(rep, y))
         out["spectral_signature"] = DetectorOutcome(
             "spectral_signature", ss.scores_, ss.flags_, ss.threshold_, False, secs,
             {"note": "Tran et al. 2018 on the representation, normalized per class; reported for "
@@ -714,7 +711,7 @@ def _run_detectors(names: tuple[str, ...], dataset: Dataset, model: Any, oof: np
     if "robust_spectral" in names:
         out["robust_spectral"] = _robust_spectral_outcome(dataset, rep, reference)
     if "activation_clustering" in names:
-        ac, secs = timed(lambda: ActivationClusteringDetector(random_state=random_state)
+        ac, secs = _timed(lambda: ActivationClusteringDetector(random_state=random_state)
                          .fit(rep, y, reference_scores=reference))
         acr = ac.result_
 
@@ -733,7 +730,7 @@ def _run_detectors(names: tuple[str, ...], dataset: Dataset, model: Any, oof: np
             "activation_clustering" in VOTING, secs,
             {"per_class": per_class}, ac_reason)
     if "trigger_keywords" in names:
-        tk, secs = timed(lambda: TriggerKeywordDetector(random_state=random_state)
+        tk, secs = _timed(lambda: TriggerKeywordDetector(random_state=random_state)
                          .fit(dataset.X, y, model.predict_proba, n_classes=dataset.n_classes,
                               reference_scores=reference, held_out_proba=held_out))
 
@@ -758,7 +755,7 @@ def _run_detectors(names: tuple[str, ...], dataset: Dataset, model: Any, oof: np
     if "value_triggers" in names:
         from poisonlab.detect.value_triggers import ValueTriggerDetector
 
-        vt, secs = timed(lambda: ValueTriggerDetector(random_state=random_state).fit(
+        vt, secs = _timed(lambda: ValueTriggerDetector(random_state=random_state).fit(
             np.asarray(dataset.X, dtype=np.float64), y, model.predict_proba,
             n_classes=dataset.n_classes, reference_scores=reference, held_out_proba=held_out,
             feature_names=dataset.feature_names))
