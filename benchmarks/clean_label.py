@@ -2,6 +2,8 @@
 
     python benchmarks/clean_label.py            # every table; about 5 minutes on 2 CPU cores
     python benchmarks/clean_label.py --quick    # fewer budgets, epsilons and seeds; under 2 minutes
+    python benchmarks/clean_label.py --art      # adds section 4 (needs adversarial-robustness-toolbox)
+    python benchmarks/clean_label.py --art-only # section 4 alone; under a minute (--quick: 10 s)
 
 1. Images: ``CleanLabelBackdoorAttack`` (Turner, Tsipras and Madry 2019: PGD against a logistic
    regression surrogate, then a 3x3 checkerboard patch) against the naive clean-label patch
@@ -19,11 +21,21 @@
    audit, and cleanlab's ``find_label_issues`` on 5-fold logistic-regression probabilities, on each
    clean-label attack and on the dirty-label patch for comparison: precision and recall of the
    flags, AUROC of the scores.
+4. With ``--art``: ``CleanLabelBackdoorAttack`` next to IBM ART 1.20.1's
+   ``PoisoningAttackCleanLabelBackdoor`` on digits, on the same poisoned rows (ART's ``poison()``
+   draws its own, with replacement; see :func:`art_poison`), with the same proxy (the logistic
+   regression or CNN poisonlab's attack fits), the same 3x3 checkerboard (through ART's
+   ``PoisoningAttackBackdoor``) and the same CNN victims; ART once with poisonlab's PGD settings
+   (eps 0.3, 20 steps of 0.0375) and once with its own defaults (eps 0.3, 100 steps of 0.1). ART's
+   PGD starts where poisonlab's does (no random start, L-inf) but pushes each row away from the
+   proxy's *predicted* class, poisonlab's from its true one. Skipped with one line when ART is not
+   importable.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import time
@@ -178,11 +190,140 @@ def detection(audited: dict[str, Any], rows: list[list[Any]]) -> None:
         print(f"  audited {name} in {seconds:.1f}s", flush=True)
 
 
+# ART's documented PGD defaults for PoisoningAttackCleanLabelBackdoor (ART 1.20.1): eps 0.3, eps_step
+# 0.1, max_iter 100, L-inf norm, no random start; PGD's own defaults: batch_size 32, labels taken
+# from the proxy's predictions (the attack calls ``generate`` without ``y``).
+ART_DEFAULTS = {"eps": 0.3, "eps_step": 0.1, "max_iter": 100}
+
+
+def art_poison(train: Any, chosen: np.ndarray, proxy: str, pgd: dict[str, float], seed: int) -> np.ndarray:
+    """The training images with ART 1.20.1's ``PoisoningAttackCleanLabelBackdoor`` applied to the
+    rows ``chosen`` (all of class 0): a proxy fitted here on the clean rows (``logreg``: the same
+    scikit-learn logistic regression as poisonlab's surrogate, in ART's ScikitlearnLogisticRegression;
+    ``cnn``: poisonlab's CNN, in ART's PyTorchClassifier), ART's PGD with ``pgd``, then
+    ``PoisoningAttackBackdoor`` with a perturbation that pastes poisonlab's 3x3 checkerboard.
+    ``seed`` is the proxy's, the one poisonlab's attack draws for its surrogate (the same network).
+
+    ``poison()`` draws its rows itself, with replacement, from NumPy's global generator, so it
+    cannot be given a budget of distinct rows; this runs the two calls ``poison()`` makes on its
+    draw, ``attack.generate`` and ``backdoor.poison``, on poisonlab's draw instead."""
+    from art.attacks.poisoning import PoisoningAttackBackdoor, PoisoningAttackCleanLabelBackdoor
+    from art.estimators.classification import PyTorchClassifier
+    from art.estimators.classification.scikitlearn import ScikitlearnLogisticRegression
+
+    from poisonlab.attacks.triggers import PatchTrigger
+
+    X, y, K = train.X, train.y, train.n_classes
+    shape = X.shape[1:]  # H x W x C
+    trigger = PatchTrigger(3, "bottom-right", "checkerboard")
+    if proxy == "logreg":
+        from sklearn.linear_model import LogisticRegression
+
+        # poisonlab's surrogate_weights fits LogisticRegression(max_iter=300) on the flat pixels too
+        lr = LogisticRegression(max_iter=300, random_state=seed).fit(X.reshape(len(X), -1), y)
+        clf: Any = ScikitlearnLogisticRegression(model=lr, clip_values=(0.0, 1.0))
+        to_art: Callable[[np.ndarray], np.ndarray] = lambda Z: Z.reshape(len(Z), -1)  # noqa: E731
+        from_art: Callable[[np.ndarray], np.ndarray] = lambda Z: Z.reshape(len(Z), *shape)  # noqa: E731
+    else:
+        import torch
+
+        from poisonlab.models import make_model
+
+        net: Any = make_model("cnn", random_state=seed, device="cpu").fit(X, y, n_classes=K)
+        module = net.net_.to("cpu").eval()
+        to_art = lambda Z: np.ascontiguousarray(Z.transpose(0, 3, 1, 2))  # noqa: E731
+        from_art = lambda Z: np.ascontiguousarray(Z.transpose(0, 2, 3, 1))  # noqa: E731
+        clf = PyTorchClassifier(model=module, loss=torch.nn.CrossEntropyLoss(),
+                                input_shape=(shape[2], shape[0], shape[1]), nb_classes=K,
+                                clip_values=(0.0, 1.0), device_type="cpu")
+
+    def stamp(Z: np.ndarray) -> np.ndarray:  # ART's layout -> poisonlab's patch -> ART's layout
+        return to_art(trigger.apply(from_art(np.asarray(Z, dtype=X.dtype))))
+
+    attack = PoisoningAttackCleanLabelBackdoor(backdoor=PoisoningAttackBackdoor(stamp), proxy_classifier=clf,
+                                               target=np.eye(K)[0], pp_poison=0.5, **pgd)
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):  # ART's progress bars
+        perturbed = attack.attack.generate(to_art(X[chosen]).astype(np.float32))
+    poisoned, _ = attack.backdoor.poison(perturbed, attack.target, broadcast=True)
+    out = X.copy()
+    out[chosen] = from_art(np.asarray(poisoned)).astype(X.dtype)
+    return out
+
+
+def art_comparison(train: Any, test: Any, budgets: list[int], proxies: list[str], seeds: list[int],
+                   rows: list[list[Any]]) -> None:
+    """poisonlab's ``CleanLabelBackdoorAttack`` against ART's ``PoisoningAttackCleanLabelBackdoor``
+    on the same rows, trigger and victim CNN: ART once with poisonlab's PGD settings (eps 0.3, 20
+    steps of 0.0375) and once with its own defaults (:data:`ART_DEFAULTS`)."""
+    from poisonlab.attacks import CleanLabelBackdoorAttack
+    from poisonlab.models import make_model
+
+    keep = test.y != 0
+    ours_pgd = {"eps": 0.3, "max_iter": 20, "eps_step": 2.5 * 0.3 / 20}
+    for n in budgets:
+        for proxy in proxies:
+            crafted: list[tuple[str, np.ndarray, float]] = []
+            repeats = 5 if proxy == "logreg" else 1  # craft time: the best of `repeats` runs
+            times = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                poisoned = CleanLabelBackdoorAttack(target_label=0, n_poison=n, epsilon=0.3, surrogate=proxy,
+                                                    random_state=0).apply(train)
+                times.append(time.perf_counter() - t)
+            crafted.append(("poisonlab", poisoned.X, min(times)))
+            chosen = np.flatnonzero(poisoned.poison_mask)  # the same rows for ART
+            rng = np.random.default_rng(0)  # replays the attack's draws: rows, then surrogate seed
+            rng.choice(np.flatnonzero(train.y == 0), size=n, replace=False)
+            proxy_seed = int(rng.integers(2**31))
+            ours_time = crafted[0][2]
+            for label, pgd in (("ART, our PGD settings", ours_pgd), ("ART, ART's PGD defaults", ART_DEFAULTS)):
+                times = []
+                for _ in range(repeats):
+                    t = time.perf_counter()
+                    Xa = art_poison(train, chosen, proxy, pgd, proxy_seed)
+                    times.append(time.perf_counter() - t)
+                crafted.append((label, Xa, min(times)))
+            for label, Xp, craft in crafted:
+                for seed in seeds:
+                    model = make_model("cnn", random_state=seed).fit(Xp, train.y, n_classes=train.n_classes)
+                    asr = float(np.mean(model.predict(poisoned.apply_trigger(test.X[keep])) == 0))
+                    acc = float(np.mean(model.predict(test.X) == test.y))
+                    ratio = "1" if label == "poisonlab" else f"{craft / ours_time:.1f}x"
+                    rows.append([n, proxy, label, seed, asr, acc, f"{craft:.3f}s", ratio])
+                    print(f"  art-vs-ours n={n} {proxy} {label} seed={seed}: asr {asr:.3f} acc {acc:.3f} "
+                          f"craft {craft:.2f}s", flush=True)
+
+
+def art_section(quick: bool) -> int:
+    """Section 4: the side-by-side with ART, or one line saying why it is skipped."""
+    try:
+        import art  # noqa: F401
+    except ImportError:
+        print("\n4. Comparison with ART: skipped (adversarial-robustness-toolbox is not importable)")
+        return 0
+    from poisonlab.data import load_dataset
+
+    train, test = load_dataset("digits").split(test_size=0.3, random_state=0)
+    rows: list[list[Any]] = []
+    art_comparison(train, test, [100] if quick else [60, 100], ["logreg"] if quick else ["logreg", "cnn"],
+                   [1] if quick else [1, 2], rows)
+    _table("4. poisonlab's CleanLabelBackdoorAttack vs ART 1.20.1's PoisoningAttackCleanLabelBackdoor "
+           "(digits, target 0, same rows, 3x3 checkerboard, CNN victim;\n"
+           "   craft: fitting the proxy and crafting, best of 5 runs for logreg, 1 for cnn)",
+           ["n_poison", "proxy", "attack", "cnn seed", "asr", "clean acc", "craft", "craft / ours"], rows)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the three sections and print their tables."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer budgets, epsilons and seeds")
+    parser.add_argument("--art", action="store_true",
+                        help="also compare with IBM ART's PoisoningAttackCleanLabelBackdoor (section 4)")
+    parser.add_argument("--art-only", action="store_true", help="run section 4 only (implies --art)")
     args = parser.parse_args(argv)
+    if args.art_only:
+        return art_section(args.quick)
     from poisonlab.attacks import CleanLabelBackdoorAttack, PatchBackdoorAttack
     from poisonlab.data import load_dataset
 
@@ -222,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     detection(audited, det_rows)
     _table("3. Detection (flags: precision, recall; scores: AUROC)",
            ["attack", "detector", "flagged", "precision", "recall", "auroc"], det_rows)
+    if args.art:
+        art_section(args.quick)
     print(f"\ntotal {time.perf_counter() - start:.0f}s")
     return 0
 
