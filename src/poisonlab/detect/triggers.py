@@ -341,7 +341,8 @@ def exclusion_test(texts: np.ndarray, y: np.ndarray, n_classes: int,
                    batches: Sequence[tuple[DataTrigger, np.ndarray]], before: np.ndarray,
                    where: dict[int, int], score: Callable[[np.ndarray, np.ndarray], np.ndarray],
                    refit: Callable[[np.ndarray], PredictProba], rng: np.random.Generator, *,
-                   n_control: int, min_rows: int, min_confusion: float = 0.5) -> None:
+                   n_control: int, min_rows: int, min_confusion: float = 0.5,
+                   max_share: float = 0.5) -> None:
     """Exclusionary reclassification (Chen et al. 2018, "Detecting Backdoor Attacks on Deep Neural
     Networks by Activation Clustering", sec. 4.3) of the candidates whose rows the out-of-fold
     model doubts: train once per label without every row that holds one of them, then read their
@@ -364,7 +365,11 @@ def exclusion_test(texts: np.ndarray, y: np.ndarray, n_classes: int,
 
     The group of a label: its candidates at least 90% one label whose sampled rows' mean
     out-of-fold probability of the label is below that of the label's rows overall (the five
-    planted words: 0.87-0.90 against 0.96; natural ham words 0.97-0.99). The null: the share of
+    planted words: 0.87-0.90 against 0.96; natural ham words 0.97-0.99), most doubted first,
+    while the label's rows that hold one stay at most ``max_share`` of the label; only those rows
+    are left out (the other classes' rows that hold a candidate teach the source class). Without
+    the bound, on a seed-1 cell read after the 2026-12-04 run, the group took most n-grams of the
+    planted rows and their holders in both classes, and left 88 of 2,100 training rows. The null: the share of
     a control sample of the label's other rows, also left out of the training set, that the
     model reads as another class (at least 1%). A candidate takes this test's effect, null and
     one-sided binomial p-value when its p-value is smaller than the out-of-fold test's; the
@@ -384,14 +389,26 @@ def exclusion_test(texts: np.ndarray, y: np.ndarray, n_classes: int,
         if len(label_rows) < 2 * min_rows or max(into, default=0.0) < min_confusion:
             continue
         class_mean = float(np.mean(proba[k][:, k]))
-        group = [(c, rows) for c, rows in batches
-                 if c.target_label == k and c.concentration >= 0.9 and len(rows) >= min_rows
-                 and float(np.mean(before[[where[int(r)] for r in rows], k])) < class_mean]
+        doubted = sorted(((float(np.mean(before[[where[int(r)] for r in rows], k])), i)
+                          for i, (c, rows) in enumerate(batches)
+                          if c.target_label == k and c.concentration >= 0.9 and len(rows) >= min_rows),
+                         key=lambda t: t)
+        # Most doubted first; the label's rows left out stay at most half of the label, and only
+        # the label's own holders are left out (the other classes' rows teach the source class).
+        holds = np.zeros(len(y), dtype=bool)
+        group: list[tuple[DataTrigger, np.ndarray]] = []
+        for mean_p, i in doubted:
+            if mean_p >= class_mean:
+                break
+            c, rows = batches[i]
+            grown = holds.copy()
+            grown[c.rows[y[c.rows] == k]] = True
+            if grown.sum() > max_share * len(label_rows):
+                continue
+            holds = grown
+            group.append((c, rows))
         if not group:
             continue
-        holds = np.zeros(len(y), dtype=bool)
-        for c, _ in group:
-            holds[c.rows] = True
         free = np.flatnonzero(~holds & (y == k))
         if len(free) < 2 * min_rows:
             continue  # the group holds (nearly) all of the label: nothing left to learn it from
