@@ -221,9 +221,10 @@ def test_sentence_trigger_found_when_the_planted_rows_outnumber_the_source_class
     # 30% of the ham, 68% of the spam. The out-of-fold models, trained on folds that hold most of
     # the planted rows, read spam as ham; a model trained without the rows of the doubted
     # candidates reads the stripped rows as spam (exclusion test). Measured 2026-12-04 (seed 0):
-    # sentence named first by the exclusion test; combined precision 0.952, recall 0.847, AUROC
-    # 0.996 (0.884 / 0.863 before the exclusion group was bounded to half of the label); before
-    # the exclusion test no trigger was named (precision 0.056, recall 0.005).
+    # sentence named first by the exclusion test; combined precision 0.959, recall 1.000, AUROC
+    # 1.000 (0.952 / 0.847 before every target-labeled holder of an exclusion-confirmed trigger
+    # was flagged; 0.884 / 0.863 before the exclusion group was bounded to half of the label);
+    # before the exclusion test no trigger was named (precision 0.056, recall 0.005).
     from poisonlab.attacks import AddSentAttack
 
     n_ham = int(np.sum(spam_subset.y == spam_subset.classes.index("ham")))
@@ -234,5 +235,5 @@ def test_sentence_trigger_found_when_the_planted_rows_outnumber_the_source_class
     assert first["trigger"] == "i watch this 3d movie"
     assert first["test"] == "exclusion"
     ev = evaluate_audit(result, p.poison_mask)["combined"]
-    assert ev["precision"] >= 0.8
-    assert ev["recall"] >= 0.8
+    assert ev["precision"] >= 0.85
+    assert ev["recall"] >= 0.95

@@ -24,8 +24,9 @@ most of their occurrences, and repetition is reported.
 Row score: the drop in the held-out probability of the row's label when the suspected triggers
 are removed from it, plus 1 when that removal changes the predicted label, or when the row carries
 the trigger's target label and either reads as another class without it, repeats it at least as
-often as the planted rows do (at least twice), or holds two word-disjoint members of one planted
-group; rows holding no suspected trigger score 0. ``score > 1`` is flagged.
+often as the planted rows do (at least twice), holds two word-disjoint members of one planted
+group, or holds a trigger the exclusion test confirmed (:func:`exclusion_test`); rows holding no
+suspected trigger score 0. ``score > 1`` is flagged.
 """
 
 from __future__ import annotations
@@ -674,8 +675,12 @@ def trigger_row_scores(texts: np.ndarray, y: np.ndarray, predict_proba: PredictP
             # The rows as read by a model that saw no row holding a trigger (see exclusion_test).
             excluded = np.asarray(refit(keep)(remove_phrases(texts[rows], removed)))
             off_label |= np.argmax(excluded, axis=1) != lab
+    # A trigger the exclusion test confirmed was found where the held-out models misread most of
+    # a class, so "reads as another class without it" cannot be asked of each row: every row with
+    # its target label counts.
+    excluded_test = np.array([t.test == "exclusion" for t in triggers])[which[rows]]
     labeled_target = (lab == targets) & (
-        (occurrences[rows] >= repeated) | (distinct[rows] >= 2) | off_label)
+        (occurrences[rows] >= repeated) | (distinct[rows] >= 2) | off_label | excluded_test)
     scores[rows] = np.where(flipped, 1.0 + drop,
                             np.where(labeled_target, 1.0 + 1e-6 + np.maximum(drop, 0.0), drop))
     flips[rows] = flipped
