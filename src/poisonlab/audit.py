@@ -596,7 +596,9 @@ def _recheck_label_issues(outcomes: dict[str, DetectorOutcome], names: tuple[str
         p = np.asarray(predict(dataset.X[mine]), dtype=np.float64)
         sums = p.sum(axis=1, keepdims=True)
         fresh_oof[mine] = p / np.where(sums > 0, sums, 1.0)
-    knn_label = _neighbor_majority(neighbors[0][:, :10], y, dataset.n_classes)
+    from poisonlab.detect.labels import neighbor_majority
+
+    knn_label = neighbor_majority(neighbors[0][:, :10], y, dataset.n_classes)
     note = (f"out-of-fold models trained without the {int(planted.sum())} rows the trigger "
             "detectors flagged")
     redone = _label_issue_outcomes(names, dataset, fresh_oof, inputs, neighbors, knn_label, note,
@@ -604,14 +606,6 @@ def _recheck_label_issues(outcomes: dict[str, DetectorOutcome], names: tuple[str
     for name, o in redone.items():
         o.seconds += outcomes[name].seconds
         outcomes[name] = o
-
-
-def _neighbor_majority(idx: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
-    """Per row, the most common label among its neighbors (``KnnLabelDetector.neighbor_label_``)."""
-    counts = np.zeros((len(y), n_classes))
-    if idx.shape[1]:
-        np.add.at(counts, (np.repeat(np.arange(len(y)), idx.shape[1]), y[idx].ravel()), 1.0)
-    return np.argmax(counts, axis=1)
 
 
 def _label_issue_outcomes(names: tuple[str, ...], dataset: Dataset, oof: np.ndarray, inputs: Any,

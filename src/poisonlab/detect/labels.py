@@ -210,6 +210,15 @@ def knn_label_scores(features: np.ndarray | sp.spmatrix | sp.sparray, y: np.ndar
     return _knn_label_scores(idx, labels)
 
 
+def neighbor_majority(idx: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per row, the most common label among its neighbors ``idx`` (N x k row indices; ties go to
+    the lower label, and a row with no neighbors gets label 0)."""
+    counts = np.zeros((len(y), n_classes))
+    if idx.shape[1]:
+        np.add.at(counts, (np.repeat(np.arange(len(y)), idx.shape[1]), y[idx].ravel()), 1.0)
+    return np.argmax(counts, axis=1)
+
+
 def _knn_label_scores(idx: np.ndarray, y: np.ndarray) -> np.ndarray:
     n, k = idx.shape
     if k == 0:
@@ -285,10 +294,6 @@ class KnnLabelDetector(Detector):
         idx = neighbors[0][:, :k]
         scores = _knn_label_scores(idx, labels)
         K = int(labels.max()) + 1 if len(labels) else 1
-        counts = np.zeros((len(labels), K))
-        if idx.shape[1]:
-            np.add.at(counts, (np.repeat(np.arange(len(labels)), idx.shape[1]),
-                               labels[idx].ravel()), 1.0)
-        self.neighbor_label_ = np.argmax(counts, axis=1)
+        self.neighbor_label_ = neighbor_majority(idx, labels, K)
         self._set_threshold(scores, float(self.min_margin))
         return self

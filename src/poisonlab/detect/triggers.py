@@ -392,8 +392,7 @@ def exclusion_test(texts: np.ndarray, y: np.ndarray, n_classes: int,
         class_mean = float(np.mean(proba[k][:, k]))
         doubted = sorted(((float(np.mean(before[[where[int(r)] for r in rows], k])), i)
                           for i, (c, rows) in enumerate(batches)
-                          if c.target_label == k and c.concentration >= 0.9 and len(rows) >= min_rows),
-                         key=lambda t: t)
+                          if c.target_label == k and c.concentration >= 0.9 and len(rows) >= min_rows))
         # Most doubted first; the label's rows left out stay at most half of the label, and only
         # the label's own holders are left out (the other classes' rows teach the source class).
         holds = np.zeros(len(y), dtype=bool)
