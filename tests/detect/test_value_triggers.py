@@ -65,6 +65,29 @@ def test_no_value_trigger_on_clean_or_flipped_data(cancer) -> None:
         assert result.suspected_triggers == []
 
 
+def test_trigger_in_four_rows_of_a_small_table_is_found() -> None:
+    # Wine (178 rows): three out-of-range values in 4 rows of other classes, relabeled class 0.
+    # Measured 2026-12-04, seeds 0-5, logistic regression and a random forest: the 4 planted rows
+    # and nothing else flagged in all 12 audits, 'malic_acid' named; with 3 rows, 10 of 12; with
+    # the minimum of 5 rows used before, none. The clean table: nothing flagged under either model.
+    from sklearn.datasets import load_wine
+
+    w = load_wine()
+    wine = Dataset(X=np.asarray(w.data, dtype=np.float64), y=np.asarray(w.target),
+                   classes=tuple(str(c) for c in w.target_names),
+                   feature_names=tuple(str(f) for f in w.feature_names), name="wine")
+    X = wine.X
+    cols = {j: float(X[:, j].max() + X[:, j].std()) for j in (1, 6, 9)}
+    for seed in (0, 3):
+        p = FeatureBackdoorAttack(features=cols, target_label=0, n_poison=4,
+                                  random_state=seed).apply(wine)
+        result = audit(p.dataset, model="logreg")
+        assert np.array_equal(result.detectors["value_triggers"].flags, p.poison_mask)
+        assert result.suspected_triggers[0]["trigger"].startswith("malic_acid = ")
+    clean = audit(wine, model="logreg")
+    assert clean.suspected_triggers == [] and not clean.flags.any()
+
+
 def test_value_candidates_and_bad_input() -> None:
     X = np.array([[0.0, 1.0], [0.0, 2.0], [0.0, 2.0], [1.0, 2.0], [np.nan, 3.0]])
     presence, pairs = value_candidates(X, min_count=2, max_share=0.8)

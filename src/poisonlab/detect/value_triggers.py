@@ -13,8 +13,14 @@ and relabels them with the target class. Such a value has the marks a text trigg
    tumors) sits in rows whose other features agree with the label.
 
 Candidates are exact (feature, value) pairs held by at least ``min_count`` rows and at most half
-of them. Values that travel together (the three features of one planted trigger) are replaced
-together in the test, as the words of a planted phrase are.
+of them. ``min_count = min_rows = 3``: three rows all off-label against a class error of 5% give
+p = 1.25e-4, about what the Bonferroni bound over the tested candidates asks, so fewer rows cannot
+pass the test. Chosen on the dev cells of ``benchmarks/generalization.py`` (2026-12-04): wine's
+out-of-range trigger (TabDoor's out-of-bounds values in 4 rows, attack success 97-100%) was found
+in none of its three dev cells at 5 and in all three at 3 (P/R 1.0/1.0, 1.0/1.0, 0.8/1.0); no
+breast-cancer, digits-table or clean cell moved, dev or held-out. Values that travel together
+(the three features of one planted trigger) are replaced together in the test, as the words of a
+planted phrase are.
 
 Row score: the drop in the held-out probability of the row's label when the suspected trigger
 values are replaced, plus 1 when the row carries a trigger's target label and either reads as
@@ -86,8 +92,8 @@ class ValueTriggerDetector(Detector):
     values replaced with it), ``row_trigger_`` (index into ``triggers_`` per row, -1 for none).
     """
 
-    def __init__(self, *, min_count: int = 5, min_concentration: float = 0.6,
-                 min_effect: float = 0.3, min_lift: float = 3.0, alpha: float = 0.01, min_rows: int = 5,
+    def __init__(self, *, min_count: int = 3, min_concentration: float = 0.6,
+                 min_effect: float = 0.3, min_lift: float = 3.0, alpha: float = 0.01, min_rows: int = 3,
                  n_candidates: int = 40, n_test_rows: int = 60, max_triggers: int = 5,
                  contamination: float | str = "auto",
                  random_state: int | np.random.Generator | None = 0) -> None:
