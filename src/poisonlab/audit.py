@@ -650,14 +650,14 @@ def _label_issue_outcomes(names: tuple[str, ...], dataset: Dataset, oof: np.ndar
         def dup_reason(i: int) -> str:
             idx, sim = neighbors
             others = [int(j) for j, s in zip(idx[i], sim[i], strict=True)
-                      if s >= 0.98 - 1e-9 and y[j] != y[i]]
+                      if s >= dup.min_similarity_ - 1e-9 and y[j] != y[i]]
             who = f"row {others[0]} labeled {classes[y[others[0]]]!r}" if others else \
                 "rows with another label"
             return f"near-duplicate of {who} (cosine similarity {dup.scores_[i]:.3f})"
 
         out["duplicates"] = DetectorOutcome(
             "duplicates", dup.scores_, dup.flags_, dup.threshold_, True, secs,
-            {"min_similarity": 0.98,
+            {"min_similarity": dup.min_similarity_,
              "n_conflict_groups": len(np.unique(dup.groups_[dup.groups_ >= 0]))}, dup_reason)
     for o in out.values():
         if note:

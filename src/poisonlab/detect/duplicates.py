@@ -10,6 +10,15 @@ group is. Measured on SpamAssassin with OpenBackdoor's rare words in 5% of ham (
 ``spam/ob-badnets/0.05/tfidf-lr/s0`` of ``benchmarks/generalization.py``): 16 rows flagged, 9
 planted, before the tie-break.
 
+Features too coarse to tell a copy from a neighbor: when the median row's nearest neighbor that
+is not a copy of it is itself at ``min_similarity`` or closer, only exact duplicates (similarity
+1) link rows. Measured
+2026-12-04 on the standardized columns the audit compares: iris (4 columns) has its median
+nearest neighbor at cosine 0.994 and 87% of its rows within 0.98 of another, so 31 rows had a
+"near-duplicate" of another species and the audit flagged 11 clean rows as duplicates; wine,
+breast cancer and digits have their median nearest neighbor at 0.875-0.90, SpamAssassin's TF-IDF
+at 0.58 (its mailing-list copies are the 10.6% above 0.98), so nothing changes there.
+
 Score: the highest similarity to a near-duplicate that carries another label; rows that hold their
 group's majority label get 1 subtracted, so that ``score > min_similarity`` flags exactly the
 minority side of conflicting groups.
@@ -36,6 +45,14 @@ def duplicate_conflict_scores(
     label_probs: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scores (see the module docstring) and the near-duplicate group of each row (-1: none)."""
+    scores, groups, _ = _conflicts(features, y, min_similarity, n_neighbors, neighbors, label_probs)
+    return scores, groups
+
+
+def _conflicts(features: np.ndarray | sp.spmatrix | sp.sparray, y: np.ndarray, min_similarity: float,
+               n_neighbors: int, neighbors: tuple[np.ndarray, np.ndarray] | None,
+               label_probs: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Scores, groups and the similarity that linked rows."""
     owner = "duplicate_conflict_scores"
     X = check_features(features, owner, allow_sparse=True)
     labels = check_labels(y, X.shape[0], owner)
@@ -51,8 +68,28 @@ def duplicate_conflict_scores(
     if probs is not None and probs.shape != (len(labels),):
         raise ParameterError(f"{owner}: label_probs must hold one probability per row; got shape "
                              f"{probs.shape} for {len(labels)} rows.")
-    return _duplicate_conflict_scores(neighbors[0][:, :k], neighbors[1][:, :k], labels,
-                                      float(min_similarity), probs)
+    sim = neighbors[1][:, :k]
+    linked_at = effective_similarity(sim, float(min_similarity))
+    scores, groups = _duplicate_conflict_scores(neighbors[0][:, :k], sim, labels, linked_at, probs)
+    return scores, groups, linked_at
+
+
+def effective_similarity(sim: np.ndarray, min_similarity: float) -> float:
+    """``min_similarity``, or 1 (exact duplicates only) when the median row's nearest neighbor that
+    is not a copy of it (similarity under 1 - 1e-6) is at least that similar (see the module
+    docstring). ``sim``: each row's neighbors' similarities, nearest first.
+
+    >>> effective_similarity(np.array([[0.99, 0.9], [0.995, 0.9], [0.5, 0.4]]), 0.98)
+    1.0
+    >>> effective_similarity(np.array([[1.0, 0.5], [1.0, 0.5], [1.0, 0.4]]), 0.98)
+    0.98
+    """
+    if sim.size == 0:
+        return min_similarity
+    distinct = np.where(sim < 1.0 - 1e-6, sim, -np.inf).max(axis=1)
+    if float(np.median(np.maximum(distinct, 0.0))) < min_similarity:
+        return min_similarity
+    return 1.0
 
 
 def _duplicate_conflict_scores(idx: np.ndarray, sim: np.ndarray, y: np.ndarray,
@@ -105,7 +142,9 @@ class DuplicateConflictDetector(Detector):
     ``contamination="auto"`` flags rows in a conflicting near-duplicate group whose label is not
     the group's majority (on a tie broken by ``label_probs`` when given) (``threshold_ = min_similarity`` minus a hair).
 
-    Attributes: ``scores_``, ``threshold_``, ``flags_``, ``groups_`` (-1 outside any conflict).
+    Attributes: ``scores_``, ``threshold_``, ``flags_``, ``groups_`` (-1 outside any conflict),
+    ``min_similarity_`` (the similarity that linked rows: ``min_similarity``, or 1 where the
+    features are too coarse, see the module docstring).
     """
 
     def __init__(self, *, min_similarity: float = 0.98, n_neighbors: int = 5,
@@ -144,10 +183,8 @@ class DuplicateConflictDetector(Detector):
             features, or ``features`` and ``y`` of different lengths.
         """
         self._check_contamination()
-        scores, groups = duplicate_conflict_scores(
-            features, y, min_similarity=self.min_similarity, n_neighbors=self.n_neighbors,
-            neighbors=neighbors, label_probs=label_probs,
-        )
+        scores, groups, self.min_similarity_ = _conflicts(
+            features, y, self.min_similarity, self.n_neighbors, neighbors, label_probs)
         self.groups_ = groups
         self._set_threshold(scores, float(self.min_similarity) - 1e-6)
         return self
