@@ -222,6 +222,13 @@ def full_matrix() -> list[Cell]:
             add(data, "flip-random", 0.1, m)
             add(data, "flip-source", 0.1, m)
             add(data, "clean", 0.0, m)
+    # wine at seed 2: first run on 2026-12-04 after a robust-spectral change read off wine's seed 0-1
+    # cells (a split that is not bimodal flags only rows whose neighbors disagree), as its fresh cells
+    for fam in ("tab-oob", "tab-inb", "flip-random", "flip-source"):
+        for m in MODELS["tabular"]:
+            add("wine", fam, 0.1, m, (2,))
+    for m in MODELS["tabular"]:
+        add("wine", "clean", 0.0, m, (2,))
     return cells
 
 

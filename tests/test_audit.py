@@ -148,6 +148,28 @@ def test_iris_neighbors_are_not_near_duplicates() -> None:
     assert result.flags.sum() <= 6
 
 
+def test_small_classes_flag_only_rows_whose_neighbors_disagree() -> None:
+    # Wine (about 60 rows a class, 13 columns) under a random forest: two features set to their
+    # 1st-percentile values in 6 rows of other classes, relabeled class 0. The robust spectral
+    # split of class 0 is not bimodal (separation about 3), and its mixture flagged 10-13 rows
+    # with seeds 2 and 3 (audit P 0.46 and 0.60). Measured 2026-12-04, seeds 0-3: with the
+    # small-class rule the audit flags exactly the 6 planted rows every time.
+    from sklearn.datasets import load_wine
+    from sklearn.ensemble import RandomForestClassifier
+
+    from poisonlab.attacks import FeatureBackdoorAttack
+
+    w = load_wine()
+    wine = Dataset(X=np.asarray(w.data, dtype=np.float64), y=np.asarray(w.target))
+    features = {2: float(np.percentile(wine.X[:, 2], 1)), 5: float(np.percentile(wine.X[:, 5], 1))}
+    for seed in (2, 3):
+        p = FeatureBackdoorAttack(features=features, target_label=0, n_poison=6,
+                                  random_state=seed).apply(wine)
+        result = audit(p.dataset, model=RandomForestClassifier(n_estimators=100, random_state=0),
+                       random_state=0)
+        assert np.array_equal(result.flags, p.poison_mask)
+
+
 def test_consensus_probs_by_hand() -> None:
     # Row 0: model (0.8, 0.2); neighbors 2 of 2 labeled 1 -> shares (0.1/2.2, 2.1/2.2).
     # Geometric mean: sqrt(0.8 * 0.04545) = 0.1907, sqrt(0.2 * 0.9545) = 0.4369 -> 0.304, 0.696.

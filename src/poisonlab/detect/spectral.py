@@ -415,6 +415,21 @@ class RobustSpectralDetector(Detector):
     ``min_posterior`` (0.5: likelier planted than clean) are flagged. Positions beyond the
     clean component's mean count as that mean, so the score only grows toward the suspicious side.
 
+    Small classes: with fewer than ``(1 + sqrt(2))^2`` (5.8) rows per dimension, sampling noise
+    alone lifts a class's top sample eigenvalue to twice its population value (the
+    Marchenko-Pastur edge ``(1 + sqrt(d / n))^2``), so the eigenvalue-ratio test says little. In
+    such a class, significant through the reference gap but not bimodal (separation under
+    ``min_separation``), a row is flagged only when its own reference score is above 0 (most of its
+    neighbors carry another label). Read off wine's cells of ``benchmarks/generalization.py`` under
+    trees (input features, 13 columns, about 45 rows a class): class 0 read eigenvalue ratio 7-12,
+    separation 3.0-3.3 and gap 0.6-1.0, and its mixture flagged 8-13 rows, 3-6 of them planted
+    (P 0.36-0.73 for the audit); with the rule P 0.57-1.0 (one cell lost a planted row of 5).
+    Checked on 15 fresh wine cells (seed 2, run first with the rule, 2026-12-04): 6 gained
+    precision (0.33-0.65 to 0.46-1.0), one of them lost a row of recall (flip-source, random
+    forest: 1.0 to 0.8), the clean and the other cells did not move. Without the class-size bound
+    the rule also cost SpamAssassin's 20% backdoors recall (1.0 to 0.90-0.96, ham has 44 rows a
+    dimension): there the planted rows are each other's neighbors.
+
     ``removal_flags_`` is the wider set a sanitizer should remove: posterior above
     ``removal_posterior`` (0.001, a thousand times likelier clean than planted), or above
     ``confirm_posterior`` (0.1) for a row that no neighbor contradicts (reference -1). The clean
@@ -537,6 +552,7 @@ class RobustSpectralDetector(Detector):
         cluster = separated & (gap >= self.cluster_reference_gap) & \
             (np.asarray(result.suspicious_size) >= self.min_cluster_rows)
         self.significant_ = ((r >= self.min_eigen_ratio) & bimodal) | cluster
+        dims = min(int(self.n_dims), np.asarray(features).shape[1])
         weighted = result.scores * self.class_weight_[labels] if len(labels) else result.scores
         scores = -np.exp(-np.clip(weighted, -50.0, None) / 5.0)
         def odds(p: float) -> float:
@@ -561,6 +577,11 @@ class RobustSpectralDetector(Detector):
                 self.oversized_.append(int(k))
                 continue
             scores[rows] = log_odds - prior_odds
+            if ref is not None and not separated[k] and len(rows) < SMALL_CLASS_ROWS_PER_DIM * dims:
+                # Too few rows for the eigenvalue test and not bimodal: a row is flagged only when
+                # its own neighbors also disagree with its label.
+                agree = ref[rows] <= 0.0
+                scores[rows[agree]] = np.minimum(scores[rows[agree]], -1e-6)
             cut = np.full(len(rows), removal_odds)
             if ref is not None:  # no neighbor disagrees with the label: ask for more evidence
                 cut[ref[rows] <= -1.0 + 1e-9] = max(confirm_odds, removal_odds)
@@ -570,6 +591,12 @@ class RobustSpectralDetector(Detector):
         self._set_threshold(scores, 0.0)
         self.removal_flags_ |= self.flags_
         return self
+
+
+# (1 + sqrt(2))^2: with fewer rows than this per dimension, sampling noise alone puts a class's top
+# sample eigenvalue at twice its population value or more (the Marchenko-Pastur edge,
+# (1 + sqrt(d / n))^2), the eigenvalue-ratio test's own bound.
+SMALL_CLASS_ROWS_PER_DIM = (1.0 + 2.0 ** 0.5) ** 2
 
 
 def _mixture_log_odds(offset: np.ndarray, suspicious: np.ndarray, *, n_iter: int = 200,
