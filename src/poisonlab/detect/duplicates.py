@@ -12,12 +12,12 @@ planted, before the tie-break.
 
 Features too coarse to tell a copy from a neighbor: when the median row's nearest neighbor that
 is not a copy of it is itself at ``min_similarity`` or closer, only exact duplicates (similarity
-1) link rows. Measured
-2026-12-04 on the standardized columns the audit compares: iris (4 columns) has its median
-nearest neighbor at cosine 0.994 and 87% of its rows within 0.98 of another, so 31 rows had a
-"near-duplicate" of another species and the audit flagged 11 clean rows as duplicates; wine,
-breast cancer and digits have their median nearest neighbor at 0.875-0.90, SpamAssassin's TF-IDF
-at 0.58 (its mailing-list copies are the 10.6% above 0.98), so nothing changes there.
+1) link rows. Measured 2026-12-04 on the standardized columns the audit compares: iris (4
+columns) has its median nearest neighbor at cosine 0.994 and 87% of its rows within 0.98 of
+another, so 31 rows had a "near-duplicate" of another species and the audit flagged 11 clean rows
+as duplicates; wine, breast cancer and digits have their median nearest neighbor at 0.875-0.90,
+SpamAssassin's TF-IDF at 0.58 (its mailing-list copies are the 10.6% above 0.98), so nothing
+changes there.
 
 Score: the highest similarity to a near-duplicate that carries another label; rows that hold their
 group's majority label get 1 subtracted, so that ``score > min_similarity`` flags exactly the
