@@ -40,15 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     cell = cells[args.cell]
     if cell.kind != "image":
         parser.error(f"{args.cell} is a {cell.kind} cell; the gallery draws images")
-    # The cache pickles the benchmark's own model classes under __main__.
-    main_module = sys.modules["__main__"]
-    for name in dir(g):
-        if name[:1].isupper() and not hasattr(main_module, name):
-            setattr(main_module, name, getattr(g, name))
     from poisonlab.audit import audit
 
-    prep = g.prepare(cell, True, lambda msg: print(f"{cell.id}: {msg}", flush=True))
-    train, _ = g._SPLITS.setdefault(cell.data, g.load_split(cell.data))
+    prep, train = g.prepare_elsewhere(cell, lambda msg: print(f"{cell.id}: {msg}", flush=True))
     ds = train.with_data(X=prep["X"], y=prep["y"])
     result = audit(ds, model=g.make_model(cell.model, cell.seed), fitted_model=prep["model"],
                    random_state=cell.seed)

@@ -68,10 +68,6 @@ def _precision_at(mask: np.ndarray, scores: np.ndarray, recall: float) -> float:
 
 
 def main() -> None:
-    main_module = sys.modules["__main__"]
-    for name in dir(g):  # the cache pickles the benchmark's own model classes under __main__
-        if name[:1].isupper() and not hasattr(main_module, name):
-            setattr(main_module, name, getattr(g, name))
     from poisonlab.audit import audit, consensus_probs
     from poisonlab.detect.labels import confident_learning_flags
 
@@ -82,8 +78,7 @@ def main() -> None:
               "|---|---|" + "---|" * (len(RULES) + 1)]
     for cid in (*FLIP_CELLS, *CLEAN_CELLS):
         cell = cells[cid]
-        prep = g.prepare(cell, True, lambda msg: None)
-        train, _ = g._SPLITS.setdefault(cell.data, g.load_split(cell.data))
+        prep, train = g.prepare_elsewhere(cell)
         X, y, mask = prep["X"], prep["y"], prep["mask"]
         ds = train.with_data(X=X, y=y)
         result = audit(ds, model=g.make_model(cell.model, cell.seed), fitted_model=prep["model"],

@@ -893,6 +893,20 @@ def prepare(cell: Cell, use_cache: bool, log: Any) -> dict[str, Any]:
     return prepared
 
 
+def prepare_elsewhere(cell: Cell, log: Any = None) -> tuple[dict[str, Any], Any]:
+    """:func:`prepare` (from the cache, or computed) for a script that imports this module, and the
+    cell's training split. The cache's pickles name this script's model classes under
+    ``__main__`` (it writes them when run as a script), so they are made visible there first."""
+    main_module = sys.modules["__main__"]
+    for name, value in list(globals().items()):
+        if name[:1].isupper() and isinstance(value, type) and not hasattr(main_module, name):
+            setattr(main_module, name, value)
+    prep = prepare(cell, True, log or (lambda msg: None))
+    if cell.data not in _SPLITS:
+        _SPLITS[cell.data] = load_split(cell.data)
+    return prep, _SPLITS[cell.data][0]
+
+
 def run_cell(cell: Cell, *, use_cache: bool = True, log: Any = None) -> list[dict[str, Any]]:
     """One row per method for this cell (the ``rows`` of the JSON output)."""
     from poisonlab.audit import audit
