@@ -88,6 +88,24 @@ def test_trigger_in_four_rows_of_a_small_table_is_found() -> None:
     assert clean.suspected_triggers == [] and not clean.flags.any()
 
 
+def test_small_natural_values_do_not_crowd_out_a_planted_one(cancer) -> None:
+    # Two out-of-range values (columns 0 and 29) in 6 benign rows relabeled malignant, under
+    # StandardScaler + SVC (a model outside the benchmark matrix). Measured 2026-12-04: once
+    # values held by 3 rows were admitted, the natural 3- and 4-row values filled the candidate
+    # pool and the planted pair was never tested (0 of 6 found, by any detector, under four
+    # models); tested on top of the others, its 6 rows and nothing else are flagged.
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    X = np.asarray(cancer.X)
+    cols = {j: float(X[:, j].max() + X[:, j].std()) for j in (0, 29)}
+    p = FeatureBackdoorAttack(features=cols, target_label=0, n_poison=6, random_state=5).apply(cancer)
+    result = audit(p.dataset, model=make_pipeline(StandardScaler(), SVC(probability=True, random_state=0)),
+                   random_state=0)
+    assert np.array_equal(result.detectors["value_triggers"].flags, p.poison_mask)
+
+
 def test_value_candidates_and_bad_input() -> None:
     X = np.array([[0.0, 1.0], [0.0, 2.0], [0.0, 2.0], [1.0, 2.0], [np.nan, 3.0]])
     presence, pairs = value_candidates(X, min_count=2, max_share=0.8)
