@@ -1,6 +1,7 @@
 """The audit under models and tables outside the generalization matrix.
 
-    python benchmarks/unseen_models.py       # about 2 minutes here
+    python benchmarks/unseen_models.py          # the tables, about 2 minutes here
+    python benchmarks/unseen_models.py --text   # SpamAssassin under three other text pipelines
 
 Four scikit-learn models the matrix does not use (Gaussian naive Bayes, an RBF SVC and a
 15-nearest-neighbor classifier, both after StandardScaler, extra trees) on four tables (iris, wine,
@@ -25,6 +26,13 @@ under every model; clean wine 0-1 flags. Weak spots, not fixed:
   removed every one of them and found the breast-cancer trigger below (then missed), but cost the matrix's
   source flips on digits as a table under a random forest (recall 1.0 to 0.31 and 0.54), so it
   was not kept.
+
+Text, ``--text`` (2026-12-04, detection code of 88e8360, 9 audits, 2 minutes): SpamAssassin, 1,500
+emails, under char_wb 3-5-gram TF-IDF + logistic regression, counts + ComplementNB and TF-IDF +
+modified-Huber SGD. Clean: 1, 9 and 1 rows flagged (the count model's 8 confident-learning flags,
+as for the matrix's count naive Bayes). 10% flips: 90, 101, 89 of 105 found (98-109 flagged).
+OpenBackdoor's BadNets words in 52 rows (5%): 51, 52, 52 found, 55-63 flagged, the three planted
+words named first under every model.
 
 Fixed after that run: the breast-cancer trigger (two out-of-range values, columns 0 and 29, in 6
 rows) was found by no detector under any of the four models, because the value-trigger
@@ -71,6 +79,62 @@ def baseline(ds: Dataset) -> np.ndarray:
     return np.asarray(find_label_issues(ds.y, probs), dtype=bool)
 
 
+def text_models() -> dict[str, Callable[[], object]]:
+    """Text pipelines the matrix does not use."""
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+    from sklearn.linear_model import SGDClassifier
+    from sklearn.naive_bayes import ComplementNB
+
+    return {
+        "charwb-lr": lambda: make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=2),
+                                           LogisticRegression(C=10, max_iter=2000)),
+        "count-cnb": lambda: make_pipeline(CountVectorizer(min_df=2), ComplementNB()),
+        "tfidf-huber": lambda: make_pipeline(TfidfVectorizer(sublinear_tf=True, min_df=2),
+                                             SGDClassifier(loss="modified_huber", random_state=0)),
+    }
+
+
+def text_part() -> None:
+    """SpamAssassin (1,500 emails, easy ham and spam): clean, 10% flips, OpenBackdoor's BadNets words
+    (``generalization.ob_badnets``) in 5% of the rows, spam relabeled ham."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import generalization as g
+
+    train, _ = g.load_split("spam-1500")
+    ham = train.label_index("ham")
+    rng = np.random.default_rng(5)
+    spam_rows = np.flatnonzero(train.y != ham)
+    planted = np.sort(rng.choice(spam_rows, int(0.05 * len(train)), replace=False))
+    X = np.array(train.X, dtype=object)
+    y = np.array(train.y)
+    for i in planted:
+        X[i] = g.ob_badnets(str(X[i]), rng)
+        y[i] = ham
+    mask = np.zeros(len(train), dtype=bool)
+    mask[planted] = True
+    flipped = LabelFlipAttack(poison_rate=0.1, random_state=5).apply(train)
+    cases = {"clean": (train, np.zeros(len(train), dtype=bool)),
+             "flip10": (flipped.dataset, flipped.poison_mask),
+             "badnets5": (train.with_data(X=X, y=y), mask)}
+    for case, (data, truth) in cases.items():
+        for model_name, make in text_models().items():
+            started = time.perf_counter()
+            try:
+                result = audit(data, model=make(), random_state=0)
+            except Exception as exc:  # a crash is a finding: say which, keep going
+                print(f"{'spam-1500':13s} {case:8s} {model_name:11s} ERROR {type(exc).__name__}: {str(exc)[:120]}")
+                continue
+            flags = result.flags
+            by = {k: int(v.flags.sum()) for k, v in result.detectors.items() if v.flags.any()}
+            named = [str(t.get("trigger")) for t in result.suspected_triggers[:3]]
+            print(f"{'spam-1500':13s} {case:8s} {model_name:11s} flagged {int(flags.sum()):4d} planted "
+                  f"{int(truth.sum()):3d} found {int((flags & truth).sum()):3d} | {by} | triggers {named} "
+                  f"{time.perf_counter() - started:.1f}s", flush=True)
+
+
 def main() -> None:
     warnings.filterwarnings("ignore")
     for name, loader in TABLES.items():
@@ -101,4 +165,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if "--text" in sys.argv[1:]:
+        warnings.filterwarnings("ignore")
+        text_part()
+    else:
+        main()
