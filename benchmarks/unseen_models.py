@@ -79,6 +79,28 @@ def baseline(ds: Dataset) -> np.ndarray:
     return np.asarray(find_label_issues(ds.y, probs), dtype=bool)
 
 
+def audit_line(head: str, data: Dataset, truth: np.ndarray, make: Callable[[], object], *,
+               base: str | None = None, triggers: bool = False) -> None:
+    """Audit ``data`` under a fresh ``make()`` and print one line: flagged, planted, found, the
+    baseline's count when given, each detector's flags, the first three suggested triggers."""
+    started = time.perf_counter()
+    try:
+        result = audit(data, model=make(), random_state=0)
+    except Exception as exc:  # a crash is a finding: say which, keep going
+        print(f"{head} ERROR {type(exc).__name__}: {str(exc)[:120]}")
+        return
+    flags = result.flags
+    by = {k: int(v.flags.sum()) for k, v in result.detectors.items() if v.flags.any()}
+    parts = [f"{head} flagged {int(flags.sum()):4d} planted {int(truth.sum()):3d} found "
+             f"{int((flags & truth).sum()):3d}"]
+    if base is not None:
+        parts.append(f"baseline {base}")
+    parts.append(str(by))
+    if triggers:
+        parts.append(f"triggers {[str(t.get('trigger')) for t in result.suspected_triggers[:3]]}")
+    print(" | ".join(parts) + f" {time.perf_counter() - started:.1f}s", flush=True)
+
+
 def text_models() -> dict[str, Callable[[], object]]:
     """Text pipelines the matrix does not use."""
     from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
@@ -121,18 +143,7 @@ def text_part() -> None:
              "badnets5": (train.with_data(X=X, y=y), mask)}
     for case, (data, truth) in cases.items():
         for model_name, make in text_models().items():
-            started = time.perf_counter()
-            try:
-                result = audit(data, model=make(), random_state=0)
-            except Exception as exc:  # a crash is a finding: say which, keep going
-                print(f"{'spam-1500':13s} {case:8s} {model_name:11s} ERROR {type(exc).__name__}: {str(exc)[:120]}")
-                continue
-            flags = result.flags
-            by = {k: int(v.flags.sum()) for k, v in result.detectors.items() if v.flags.any()}
-            named = [str(t.get("trigger")) for t in result.suspected_triggers[:3]]
-            print(f"{'spam-1500':13s} {case:8s} {model_name:11s} flagged {int(flags.sum()):4d} planted "
-                  f"{int(truth.sum()):3d} found {int((flags & truth).sum()):3d} | {by} | triggers {named} "
-                  f"{time.perf_counter() - started:.1f}s", flush=True)
+            audit_line(f"{'spam-1500':13s} {case:8s} {model_name:11s}", data, truth, make, triggers=True)
 
 
 def main() -> None:
@@ -150,18 +161,8 @@ def main() -> None:
         for case, (data, mask) in cases.items():
             base = baseline(data)
             for model_name, make in MODELS.items():
-                started = time.perf_counter()
-                try:
-                    result = audit(data, model=make(), random_state=0)
-                except Exception as exc:  # a crash is a finding: say which, keep going
-                    print(f"{name:13s} {case:6s} {model_name:4s} ERROR {type(exc).__name__}: {str(exc)[:120]}")
-                    continue
-                flags = result.flags
-                by = {k: int(v.flags.sum()) for k, v in result.detectors.items() if v.flags.any()}
-                print(f"{name:13s} {case:6s} {model_name:4s} flagged {int(flags.sum()):4d} planted "
-                      f"{int(mask.sum()):3d} found {int((flags & mask).sum()):3d} | baseline "
-                      f"{int(base.sum()):3d}/{int((base & mask).sum()):3d} | {by} "
-                      f"{time.perf_counter() - started:.1f}s", flush=True)
+                audit_line(f"{name:13s} {case:6s} {model_name:4s}", data, mask, make,
+                           base=f"{int(base.sum()):3d}/{int((base & mask).sum()):3d}")
 
 
 if __name__ == "__main__":
