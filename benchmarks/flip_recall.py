@@ -60,13 +60,6 @@ def _clean_label_reading(cell: g.Cell, X: object, y_clean: np.ndarray) -> np.nda
     return cross_val_predict(model, rows, y_clean, cv=folds, method="predict_proba")
 
 
-def _precision_at(mask: np.ndarray, scores: np.ndarray, recall: float) -> float:
-    order = np.argsort(-scores, kind="stable")
-    hits = np.cumsum(mask[order])
-    k = int(np.searchsorted(hits, np.ceil(recall * mask.sum()))) + 1
-    return float(hits[k - 1] / k)
-
-
 def main() -> None:
     from poisonlab.audit import audit, consensus_probs
     from poisonlab.detect.labels import confident_learning_flags
@@ -101,8 +94,8 @@ def main() -> None:
             first.append(
                 f"| {cid} | {cell.split} | {int(mask.sum())} | {int(flags.sum())} / {int((flags & mask).sum())} "
                 f"| {np.mean(flags[mask]):.3f} | {int(invisible.sum())} ({int(flags[invisible].sum())}) "
-                f"| {np.mean(flags[rest]):.3f} | {_precision_at(mask, result.scores, 0.9):.3f} "
-                f"| {_precision_at(mask, result.scores, 0.95):.3f} |")
+                f"| {np.mean(flags[rest]):.3f} | {g.precision_at_recall(mask, result.scores, 0.9) or 0.0:.3f} "
+                f"| {g.precision_at_recall(mask, result.scores, 0.95) or 0.0:.3f} |")
         print(f"done {cid}", file=sys.stderr, flush=True)
     print("\n".join(first))
     print()
