@@ -13,6 +13,7 @@ from poisonlab.attacks.attacks import (
 )
 from poisonlab.attacks.base import Attack, PoisonedDataset, load_ground_truth
 from poisonlab.attacks.clean_label import CleanLabelBackdoorAttack
+from poisonlab.attacks.feature_collision import FeatureCollisionAttack
 from poisonlab.attacks.triggers import (
     BlendTrigger,
     FeatureTrigger,
@@ -31,6 +32,7 @@ __all__ = [
     "BlendTrigger",
     "CleanLabelBackdoorAttack",
     "FeatureBackdoorAttack",
+    "FeatureCollisionAttack",
     "FeatureTrigger",
     "InsertTrigger",
     "LabelFlipAttack",

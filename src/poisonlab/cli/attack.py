@@ -26,7 +26,8 @@ from poisonlab.cli.common import (
 from poisonlab.exceptions import DataError, ParameterError
 
 ATTACKS = ("label-flip", "backdoor", "text-backdoor", "badnets-text", "addsent", "word-trigger",
-           "patch-backdoor", "blend-backdoor", "feature-backdoor", "clean-label-backdoor")
+           "patch-backdoor", "blend-backdoor", "feature-backdoor", "clean-label-backdoor",
+           "feature-collision")
 
 @app.command()
 @handle_errors
@@ -36,7 +37,17 @@ def attack(
     out: Path = typer.Option(..., "--out", help="Folder for data.csv|data.npz and poison.json."),
     test: str | None = typer.Option(
         None, "--test", help="Backdoors: test data whose non-target rows are written triggered to "
-                             "DIR/triggered_test.csv|.npz (evaluate it with --target-label)."),
+                             "DIR/triggered_test.csv|.npz (evaluate it with --target-label); "
+                             "feature-collision: the test data --instance picks from."),
+    instance: int | None = typer.Option(
+        None, "--instance", help="feature-collision: the row of --test to be read as --target "
+                                 "(written to DIR/triggered_test.npz)."),
+    watermark: float | None = typer.Option(
+        None, "--watermark", help="feature-collision: opacity in [0, 1) of the target instance "
+                                  "blended into each base (default 0; 0.3 for end-to-end training)."),
+    extractor: Path | None = typer.Option(
+        None, "--extractor", help="feature-collision: the victim's feature extractor, a torch model "
+                                  "file (default: poisonlab's CNN trained here on DATA)."),
     rate: float | None = typer.Option(None, "--rate", help="Share of all rows to poison."),
     n_poison: int | None = typer.Option(None, "--n-poison", help="Number of rows to poison."),
     target: str | None = typer.Option(None, "--target", help="Target class (name or index)."),
@@ -59,8 +70,10 @@ def attack(
     features: str | None = typer.Option(None, "--features", help="feature: 'col=value,col=value'."),
     epsilon: float | None = typer.Option(
         None, "--epsilon", help="clean-label-backdoor: L-inf bound of the PGD perturbation in [0, 1] "
-                                "(default 0.3)."),
-    steps: int | None = typer.Option(None, "--steps", help="clean-label-backdoor: PGD steps (default 20)."),
+                                "(default 0.3); feature-collision: L-inf bound of each poison "
+                                "(default none)."),
+    steps: int | None = typer.Option(None, "--steps", help="clean-label-backdoor: PGD steps (default 20); "
+                                                         "feature-collision: iterations (default 200)."),
     surrogate: str | None = typer.Option(
         None, "--surrogate", help="clean-label-backdoor: the model PGD attacks, logreg (default, fast) "
                                   "or cnn (needs torch; transfers to CNN victims)."),
@@ -84,6 +97,7 @@ def attack(
         BlendBackdoorAttack,
         CleanLabelBackdoorAttack,
         FeatureBackdoorAttack,
+        FeatureCollisionAttack,
         LabelFlipAttack,
         PatchBackdoorAttack,
         TextBackdoorAttack,
@@ -109,7 +123,8 @@ def attack(
              "--location": location, "--alpha": alpha, "--features": features,
              "--word-frequency": word_frequency, "--clean-label": clean_label or None,
              "--epsilon": epsilon, "--steps": steps, "--amplitude": amplitude,
-             "--surrogate": surrogate}
+             "--surrogate": surrogate, "--instance": instance, "--watermark": watermark,
+             "--extractor": extractor}
     applies = {
         "label-flip": {"--strategy"},
         "text-backdoor": {"--trigger", "--position", "--repetitions", "--clean-label"},
@@ -121,6 +136,7 @@ def attack(
         "feature-backdoor": {"--features", "--clean-label"},
         "clean-label-backdoor": {"--patch-size", "--pattern", "--location", "--epsilon", "--steps",
                                  "--amplitude", "--surrogate"},
+        "feature-collision": {"--instance", "--watermark", "--extractor", "--epsilon", "--steps"},
     }[attack_name]
     text_attack = attack_name in ("badnets-text", "addsent", "word-trigger")
     if text_attack and ds.kind != "text":
@@ -128,15 +144,29 @@ def attack(
     if attack_name == "clean-label-backdoor" and ds.kind != "image":
         raise ParameterError(f"--attack clean-label-backdoor poisons images; {data} is {ds.kind} data "
                              "(for text and tables, use a backdoor with --clean-label).")
+    if attack_name == "feature-collision" and ds.kind != "image":
+        raise ParameterError(f"--attack feature-collision poisons images; {data} is {ds.kind} data.")
     stray = [k for k, v in given.items() if v is not None and k not in applies]
     if stray:
         raise ParameterError(f"{', '.join(stray)} does not apply to --attack {attack_name}.")
     budget = {"n_poison": n_poison, "poison_rate": rate}
     if n_poison is None and rate is None:
         budget["poison_rate"] = 0.1
+        if attack_name == "feature-collision":  # 20 poisons: 90-100% success under transfer learning
+            budget.update(n_poison=20, poison_rate=None)
     common: dict[str, Any] = {**budget, "random_state": seed}
     obj: Any
-    if attack_name == "clean-label-backdoor":
+    instance_row: Any = None
+    if attack_name == "feature-collision":
+        if source is not None:
+            raise ParameterError("--source does not apply to --attack feature-collision: its poisons "
+                                 "are rows of the --target class.")
+        instance_row = _instance(test_ds, test, instance, ds, target)
+        obj = FeatureCollisionAttack(
+            target_instance=instance_row.X[0], target_label=target if target is not None else ds.classes[0],
+            extractor=None if extractor is None else _extractor(extractor),
+            watermark=_default(watermark, 0.0), epsilon=epsilon, max_iter=_default(steps, 200), **common)
+    elif attack_name == "clean-label-backdoor":
         if source is not None:
             raise ParameterError("--source does not apply to --attack clean-label-backdoor: it "
                                  "poisons rows of the --target class.")
@@ -171,7 +201,8 @@ def attack(
     record = poisoned.to_record()
     summary = {k: record[k] for k in ("attack", "params", "n_rows", "n_poison", "target_label", "trigger")}
     if test_ds is not None:
-        triggered = poisoned.triggered_test(test_ds, random_state=seed)
+        triggered = instance_row if attack_name == "feature-collision" else \
+            poisoned.triggered_test(test_ds, random_state=seed)
         name = "triggered_test" + (".npz" if triggered.kind == "image" else ".csv")
         save_dataset(triggered, tmp / name)
         summary["triggered_test"] = {"file": name, "n_rows": len(triggered)}
@@ -185,6 +216,32 @@ def attack(
         if test_ds is not None:
             out_console.print(f"triggered test: {summary['triggered_test']['n_rows']} rows not of the "
                               f"target in {out}/{summary['triggered_test']['file']}", markup=False)
+
+def _instance(test_ds: Any, test: str | None, instance: int | None, ds: Any, target: str | None) -> Any:
+    """Row ``instance`` of the test data, the input feature collision aims at, checked."""
+    if test_ds is None or instance is None:
+        raise ParameterError("--attack feature-collision needs --test TEST and --instance K: the row of "
+                             "TEST that the poisons should make the model read as --target.")
+    if not 0 <= instance < len(test_ds):
+        raise ParameterError(f"--instance must be a row of {test}, 0 to {len(test_ds) - 1}; got {instance}.")
+    row = test_ds.subset([instance])
+    base = ds.classes[ds.label_index(target if target is not None else ds.classes[0])]
+    if row.classes[int(row.y[0])] == base:
+        raise ParameterError(f"--instance {instance} of {test} is already of the target class {base!r}; "
+                             "pick a row of another class.")
+    return row
+
+
+def _extractor(path: Path) -> Any:
+    """The torch model in ``path``, read through the safe loaders, as a feature extractor."""
+    from poisonlab.models.io import load_model
+
+    model = load_model(path).model
+    if not callable(getattr(model, "feature_tensor", None)):
+        raise ParameterError(f"--extractor {path}: feature collision needs a torch model (cnn, torch-mlp "
+                             f"saved as .safetensors); this file holds a {type(model).__name__}.")
+    return model
+
 
 def _text_poisoner(name: str, trigger: str | None, position: str | None,
                    repetitions: int | None, word_frequency: str | None, common: dict[str, Any],

@@ -267,6 +267,17 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         """Penultimate-layer activations (64 per row)."""
         return self._forward(X, features=True)
 
+    def feature_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate-layer activations of a batch ``x`` (N×C×H×W, on the network's device), with
+        gradients: what an attack that steers inputs in feature space differentiates
+        (:class:`~poisonlab.attacks.FeatureCollisionAttack`). The network is put in eval mode."""
+        self._check()
+        net: Any = self.net_
+        net.eval()
+        if isinstance(net, _Net):
+            return net.body(x)
+        return _module_forward(net, x, features=True)
+
     def state(self) -> NetworkSpec:
         """Everything needed to rebuild the fitted network, minus its weights."""
         if getattr(self, "module", None) is not None:
