@@ -92,8 +92,16 @@ def test_demo_quick_on_spamassassin(tmp_path: Path) -> None:
     # The single rare token of the tutorials stays weak: measured 0.13 at 320 rows.
     single = [b for b in r["backdoor"] if b["trigger"] == "rare token 'zqxj'"]
     assert max(b["asr"] for b in single) < 0.5
+    # Clean-label (measured 2026-12-07, seed 0): 'zqxj' x20 in 60 ham emails, labels kept, 0.714
+    # success against 0.754 relabelled; the audit flagged 2 rows (no poison) of the clean-label
+    # set and 62 rows (all 60 poisons) of the relabelled one.
+    cl = {(row["labels"], row["model"]): row for row in r["clean_label"]["rows"]}
+    assert cl[("clean", "nb-text")]["asr"] >= 0.5 and cl[("dirty", "nb-text")]["n_poison"] == 60
+    audited = {a["labels"]: a for a in r["clean_label"]["audit"]}
+    assert audited["dirty"]["poisons_flagged"] >= 55 and audited["clean"]["flagged"] <= 10
     html = (tmp_path / "report.html").read_text()
     assert "data:image/png;base64," in html and "<script" not in html
+    assert "Clean-label backdoors" in html
 
 
 @pytest.mark.torch
@@ -106,4 +114,10 @@ def test_demo_quick_on_digits(tmp_path: Path) -> None:
     # Measured 2026-11-22: clean 0.969; 3x3 patch: 0.98 success at 40 rows, budget 35 rows.
     assert r["clean"]["accuracy"] >= 0.94
     assert max(b["asr"] for b in r["backdoor"]) >= 0.9
+    # Clean-label, 100 zeros (measured 2026-12-07): PGD + patch 0.556 success, the naive patch
+    # 0.041; the audit flagged 25 rows, no poison, on each clean-label set and all 100 relabelled.
+    cl = {row["attack"]: row for row in r["clean_label"]["rows"]}
+    assert cl["clean-label backdoor (PGD eps 0.3, 3x3 patch)"]["asr"] >= 0.3
+    assert cl["naive clean-label 3x3 patch"]["asr"] < 0.2
+    assert next(a for a in r["clean_label"]["audit"] if a["labels"] == "dirty")["poisons_flagged"] >= 95
     assert (tmp_path / "report.html").exists()

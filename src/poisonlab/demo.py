@@ -3,8 +3,10 @@
 On SpamAssassin (default): a clean spam filter; label flipping at growing rates; backdoors that
 let triggered spam through while the filter still passes its accuracy test; the fewest poisoned
 emails that reach 90% attack success; and which triggers work (rare token, common word, phrase;
-repetition at training and test time; insertion position; model choice). On ``digits`` (or
-``mnist``): the same questions for a BadNets patch on the small CNN.
+repetition at training and test time; insertion position; model choice); and clean-label
+backdoors, which change no label, with what the audit still finds of them. On ``digits`` (or
+``mnist``): the same questions for a BadNets patch on the small CNN, and the clean-label backdoor
+of Turner et al. (2019).
 
 Every number is an average over seeds with its min and max, because a single run of a backdoor
 can be far from typical.
@@ -200,6 +202,7 @@ def run_demo(
     results["backdoor"] = _backdoor_curve(runner, plan, seeds(), say)
     results["triggers"] = _trigger_comparison(runner, plan, seeds(), say)
     results["min_budget"] = _budgets(runner, plan, seeds(), target_asr, say)
+    results["clean_label"] = _clean_label(train, test, target, quick, seeds(), say)
     results["headline"] = _headline(results, clean_acc, target_asr)
     results["seconds"] = round(time.perf_counter() - started, 1)
     return results
@@ -277,6 +280,71 @@ def _budgets(runner: TextRunner | RetrainRunner, plan: DemoPlan, seeds: list[int
         )
         out.append({**config.as_dict(), **result.as_dict(), "result": result.describe()})
     return out
+
+
+def _clean_label(train: Dataset, test: Dataset, target: int, quick: bool, seeds: list[int],
+                 say: Progress) -> dict[str, Any]:
+    """Attacks that change no label, next to the dirty-label attack at the same budget: attack
+    success, clean accuracy, and what the default audit flags on the first seed's poisoned data.
+
+    Text: the rare token x20 at the end of correctly labelled target-class emails, with naive Bayes
+    (and logistic regression unless ``quick``). Images: the clean-label backdoor (PGD eps 0.3
+    against a linear surrogate, then the 3x3 patch) and the naive clean-label patch, with the CNN.
+    """
+    from poisonlab.attacks import CleanLabelBackdoorAttack, PatchBackdoorAttack, TextBackdoorAttack
+    from poisonlab.audit import audit
+    from poisonlab.models import make_model
+
+    n_target = int(np.sum(train.y == target))
+    if train.kind == "text":
+        n = min(60, n_target)
+        models = ("nb-text",) if quick else ("nb-text", "logreg-text")
+        trigger = f"rare token '{RARE_TOKEN}' x20"
+
+        def text_attack(relabel: bool, s: int) -> Any:
+            return TextBackdoorAttack(trigger=RARE_TOKEN, repetitions=20, target_label=target, n_poison=n,
+                                      relabel=relabel, random_state=s)
+
+        attacks: list[tuple[str, str, Callable[[int], Any]]] = [
+            (trigger, "clean", lambda s: text_attack(False, s)),
+            (trigger, "dirty", lambda s: text_attack(True, s))]
+    else:
+        n = min(100 if train.X.shape[1] <= 8 else 300, n_target)
+        models = ("cnn",)
+        attacks = [
+            ("clean-label backdoor (PGD eps 0.3, 3x3 patch)", "clean",
+             lambda s: CleanLabelBackdoorAttack(epsilon=0.3, target_label=target, n_poison=n, random_state=s)),
+            ("naive clean-label 3x3 patch", "clean",
+             lambda s: PatchBackdoorAttack(target_label=target, n_poison=n, relabel=False, random_state=s)),
+            ("3x3 patch, relabelled", "dirty",
+             lambda s: PatchBackdoorAttack(target_label=target, n_poison=n, random_state=s))]
+    rows = []
+    for name, labels, make in attacks:
+        for spec in models:
+            say(f"clean-label: {name} ({labels} labels), {spec}")
+            asrs, accs, first = [], [], None
+            for s in seeds:
+                poisoned = make(s).apply(train)
+                first = first or poisoned
+                model = make_model(spec, random_state=s, **({"max_epochs": 30} if spec == "cnn" else {}))
+                model.fit(poisoned.X, poisoned.dataset.y, n_classes=train.n_classes)
+                triggered = poisoned.triggered_test(test, random_state=s)
+                asrs.append(float(np.mean(model.predict(triggered.X) == target)))
+                accs.append(float(np.mean(model.predict(test.X) == test.y)))
+            rows.append({"attack": name, "labels": labels, "model": spec, "n_poison": n,
+                         "asr": float(np.mean(asrs)), "asr_range": spread(asrs),
+                         "accuracy": float(np.mean(accs)), "poisoned": first})
+    audits = []
+    for name, labels, _make in attacks:
+        poisoned = next(r["poisoned"] for r in rows if r["attack"] == name and r["labels"] == labels)
+        say(f"clean-label: auditing {name} ({labels} labels)")
+        result = audit(poisoned.dataset, random_state=0)
+        audits.append({"attack": name, "labels": labels, "n_poison": poisoned.n_poison,
+                       "flagged": int(result.flags.sum()),
+                       "poisons_flagged": int(np.sum(result.flags & poisoned.poison_mask))})
+    for r in rows:
+        del r["poisoned"]
+    return {"rows": rows, "audit": audits, "target_rows": n_target}
 
 
 def _interval(rate: float, n: int, seed: int) -> list[float]:

@@ -88,6 +88,7 @@ def _render_demo(r: dict[str, Any], out: Path) -> None:
         tr.add_row(Text(t["trigger"]), Text(t["model"]), pct(t["asr"]), pct(t["asr_range"]["min"]),
                    pct(t["asr_range"]["max"]), pct(t["accuracy"]))
     c.print(tr)
+    _render_clean_label(r["clean_label"])
     for m in r["min_budget"]:
         c.print(f"Fewest poisoned rows for {pct(m['target_asr'])} success with {escape(m['trigger'])}: "
                 f"[bold]{m['result']}[/]")
@@ -99,3 +100,18 @@ def _render_demo(r: dict[str, Any], out: Path) -> None:
                 f"(clean model {pct(h['clean_accuracy'])}).")
     c.print(f"\nWrote {out / 'results.json'} and {out / 'report.html'} ({r['seconds']} s).", markup=False)
 
+
+def _render_clean_label(cl: dict[str, Any]) -> None:
+    """The clean-label table and what the audit found of each attack's poisons."""
+    c = out_console
+    n = cl["rows"][0]["n_poison"] if cl["rows"] else 0
+    table = Table(title=f"Clean-label backdoors (no label changed), {n} poisoned rows", title_justify="left")
+    for col in ("attack", "labels", "model", "success", "min", "max", "clean acc."):
+        table.add_column(col, justify="left" if col in ("attack", "labels", "model") else "right")
+    for row in cl["rows"]:
+        table.add_row(Text(row["attack"]), row["labels"], Text(row["model"]), pct(row["asr"]),
+                      pct(row["asr_range"]["min"]), pct(row["asr_range"]["max"]), pct(row["accuracy"]))
+    c.print(table)
+    for a in cl["audit"]:
+        c.print(f"Audit of {escape(a['attack'])} ({a['labels']} labels): {a['flagged']} rows flagged, "
+                f"{a['poisons_flagged']} of the {a['n_poison']} poisoned rows among them.")
