@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from poisonlab.attacks import LabelFlipAttack
+from poisonlab.attacks import LabelFlipAttack, PoisonedDataset
 from poisonlab.data import load_dataset
 from poisonlab.data.dataset import Dataset
 from poisonlab.exceptions import ParameterError
@@ -318,14 +318,15 @@ def _clean_label(train: Dataset, test: Dataset, target: int, quick: bool, seeds:
              lambda s: PatchBackdoorAttack(target_label=target, n_poison=n, relabel=False, random_state=s)),
             ("3x3 patch, relabelled", "dirty",
              lambda s: PatchBackdoorAttack(target_label=target, n_poison=n, random_state=s))]
-    rows = []
+    rows: list[dict[str, Any]] = []
+    first_seed: dict[tuple[str, str], PoisonedDataset] = {}  # what the audit reads
     for name, labels, make in attacks:
         for spec in models:
             say(f"clean-label: {name} ({labels} labels), {spec}")
-            asrs, accs, first = [], [], None
+            asrs, accs = [], []
             for s in seeds:
                 poisoned = make(s).apply(train)
-                first = first or poisoned
+                first_seed.setdefault((name, labels), poisoned)
                 model = make_model(spec, random_state=s, **({"max_epochs": 30} if spec == "cnn" else {}))
                 model.fit(poisoned.X, poisoned.dataset.y, n_classes=train.n_classes)
                 triggered = poisoned.triggered_test(test, random_state=s)
@@ -333,17 +334,14 @@ def _clean_label(train: Dataset, test: Dataset, target: int, quick: bool, seeds:
                 accs.append(float(np.mean(model.predict(test.X) == test.y)))
             rows.append({"attack": name, "labels": labels, "model": spec, "n_poison": n,
                          "asr": float(np.mean(asrs)), "asr_range": spread(asrs),
-                         "accuracy": float(np.mean(accs)), "poisoned": first})
+                         "accuracy": float(np.mean(accs))})
     audits = []
-    for name, labels, _make in attacks:
-        poisoned = next(r["poisoned"] for r in rows if r["attack"] == name and r["labels"] == labels)
+    for (name, labels), poisoned in first_seed.items():
         say(f"clean-label: auditing {name} ({labels} labels)")
         result = audit(poisoned.dataset, random_state=0)
         audits.append({"attack": name, "labels": labels, "n_poison": poisoned.n_poison,
                        "flagged": int(result.flags.sum()),
                        "poisons_flagged": int(np.sum(result.flags & poisoned.poison_mask))})
-    for r in rows:
-        del r["poisoned"]
     return {"rows": rows, "audit": audits, "target_rows": n_target}
 
 
