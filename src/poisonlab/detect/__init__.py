@@ -7,6 +7,7 @@ Every detector follows one contract (see :mod:`poisonlab.detect.base`): ``fit`` 
 
 from poisonlab.detect.base import Detector, TriggerCandidate, threshold_for_rate
 from poisonlab.detect.clustering import ActivationClusteringDetector, activation_clustering_scores
+from poisonlab.detect.collisions import FeatureCollisionDetector, collision_scores
 from poisonlab.detect.duplicates import DuplicateConflictDetector, duplicate_conflict_scores
 from poisonlab.detect.labels import (
     ConfidentLearningDetector,
@@ -32,6 +33,7 @@ __all__ = [
     "DataTrigger",
     "Detector",
     "DuplicateConflictDetector",
+    "FeatureCollisionDetector",
     "KnnLabelDetector",
     "RobustSpectralDetector",
     "SpectralSignatureDetector",
@@ -39,6 +41,7 @@ __all__ = [
     "TriggerKeywordDetector",
     "ValueTriggerDetector",
     "activation_clustering_scores",
+    "collision_scores",
     "default_representation",
     "detection_metrics",
     "duplicate_conflict_scores",
