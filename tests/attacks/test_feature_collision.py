@@ -171,3 +171,24 @@ def test_cli_errors(tmp_path: Path, split, extra: list[str], message: str) -> No
     assert result.exit_code == 2, result.stderr
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "atk").exists()
+
+
+def test_cli_takes_the_victims_extractor_from_a_model_file(tmp_path: Path, split, extractor) -> None:  # type: ignore[no-untyped-def]
+    from poisonlab.models import make_model
+    from poisonlab.models.io import save_model
+
+    _, victim, test = split
+    train_path = save_dataset(victim, tmp_path / "train.npz")
+    test_path = save_dataset(test, tmp_path / "test.npz")
+    net_file = save_model(extractor, tmp_path / "extractor.safetensors", classes=victim.classes, spec="cnn")
+    instance = int(np.flatnonzero(test.y != 0)[0])
+    args = ["attack", str(train_path), "--attack", "feature-collision", "--target", "0", "--test", str(test_path),
+            "--instance", str(instance), "--n-poison", "3", "--steps", "10"]
+    result = runner.invoke(app, [*args, "--extractor", str(net_file), "--out", str(tmp_path / "atk"), "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((tmp_path / "atk" / "poison.json").read_text())["params"]["extractor"] == "TorchClassifier"
+    linear = make_model("logreg").fit(victim.X.reshape(len(victim), -1), victim.y)
+    skops_file = save_model(linear, tmp_path / "linear.skops", classes=victim.classes, spec="logreg")
+    result = runner.invoke(app, [*args, "--extractor", str(skops_file), "--out", str(tmp_path / "atk2")])
+    assert result.exit_code == 2 and "feature collision needs a torch model" in result.stderr
+    assert not (tmp_path / "atk2").exists()
