@@ -58,9 +58,16 @@ Progress = Callable[[str, int, int], None]
 """``progress(step, done, total)``: called as each step of a long run starts."""
 
 DETECTORS = ("robust_spectral", "spectral_signature", "activation_clustering",
-             "confident_learning", "knn_labels", "duplicates", "trigger_keywords", "value_triggers")
-VOTING = ("robust_spectral", "confident_learning", "duplicates", "trigger_keywords", "value_triggers")
-ONLY_FOR = {"trigger_keywords": "text", "value_triggers": "tabular"}
+             "confident_learning", "knn_labels", "duplicates", "trigger_keywords", "value_triggers",
+             "feature_collisions")
+VOTING = ("robust_spectral", "confident_learning", "duplicates", "trigger_keywords", "value_triggers",
+          "feature_collisions")
+ONLY_FOR = {"trigger_keywords": "text", "value_triggers": "tabular", "feature_collisions": "image"}
+OPT_IN = ("feature_collisions",)
+"""Detectors that run only when named in ``detectors``: ``feature_collisions`` reads a representation
+the victim's model shares with the attacker's (a frozen, pretrained extractor; pass it as ``model``),
+and on the network an audit trains itself it separates poisons less well
+(:mod:`poisonlab.detect.collisions`)."""
 TITLES = {
     "robust_spectral": "robust spectral (SPECTRE-style)",
     "spectral_signature": "spectral signature",
@@ -70,6 +77,7 @@ TITLES = {
     "duplicates": "near-duplicate label conflict",
     "trigger_keywords": "text trigger",
     "value_triggers": "planted feature value",
+    "feature_collisions": "feature collision",
 }
 
 
@@ -237,9 +245,10 @@ def audit(
     or None for the default of the data's kind (``logreg-text`` for text, ``cnn`` for images,
     ``logreg`` for tables). ``representation``: see
     :func:`poisonlab.detect.model_representation`. ``detectors``: names from :data:`DETECTORS`
-    (default: all that apply). ``n_folds``: folds for out-of-fold probabilities (default 5; 3 for
-    networks and above 20,000 rows). ``fitted_model``: the model already trained on exactly these rows (skips the
-    first step; the out-of-fold models are still trained fresh).
+    (default: all that apply, except those in :data:`OPT_IN`). ``n_folds``: folds for out-of-fold
+    probabilities (default 5; 3 for networks and above 20,000 rows). ``fitted_model``: the model
+    already trained on exactly these rows (skips the first step; the out-of-fold models are still
+    trained fresh).
     """
     n = len(dataset)
     if n < 10:
@@ -340,7 +349,7 @@ def default_model(kind: str) -> str:
 
 def _check_detectors(detectors: tuple[str, ...] | None, kind: str) -> tuple[str, ...]:
     if detectors is None:
-        return tuple(d for d in DETECTORS if ONLY_FOR.get(d, kind) == kind)
+        return tuple(d for d in DETECTORS if ONLY_FOR.get(d, kind) == kind and d not in OPT_IN)
     unknown = [d for d in detectors if d not in DETECTORS]
     if unknown:
         raise ParameterError(
@@ -723,6 +732,16 @@ def _run_detectors(names: tuple[str, ...], dataset: Dataset, model: Any, oof: np
             "activation_clustering", ac.scores_, ac.flags_, ac.threshold_,
             "activation_clustering" in VOTING, secs,
             {"per_class": per_class}, ac_reason)
+    if "feature_collisions" in names:
+        from poisonlab.detect import FeatureCollisionDetector
+
+        fc, secs = _timed(lambda: FeatureCollisionDetector().fit(np.asarray(rep, dtype=np.float64), y, dataset.X))
+        out["feature_collisions"] = DetectorOutcome(
+            "feature_collisions", fc.scores_, fc.flags_, fc.threshold_, True, secs,
+            {"note": "nearest row of the same class in the model's representation, against the same "
+                     "pair's distance in pixels (Shafahi et al. 2018's poisons share the target's features)"},
+            lambda i: (f"feature collision: its nearest row of class {classes[y[i]]!r} in the model's "
+                       f"features is {fc.scores_[i]:.1f}x closer there than their pixels are"))
     if "trigger_keywords" in names:
         tk, secs = _timed(lambda: TriggerKeywordDetector(random_state=random_state)
                          .fit(dataset.X, y, model.predict_proba, n_classes=dataset.n_classes,

@@ -72,3 +72,30 @@ def test_finds_the_poisons_on_the_frozen_extractor_and_nothing_on_clean_digits(d
     # for each of the 4 targets, no clean row.
     assert clean.flags_.sum() == 0
     assert all(hit == 5 and false == 0 for hit, false in found)
+
+
+@pytest.mark.torch
+def test_the_audit_runs_it_when_asked_on_the_victims_frozen_extractor(digits: Dataset) -> None:
+    pytest.importorskip("torch")
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from poisonlab.audit import DETECTORS, OPT_IN, audit
+    from poisonlab.models import make_model
+
+    train, test = digits.split(test_size=0.3, random_state=0)
+    attacker, victim = train.subset(np.arange(600)), train.subset(np.arange(600, len(train)))
+    extractor = make_model("cnn", random_state=0, device="cpu").fit(attacker.X, attacker.y, n_classes=10)
+    out = FeatureCollisionAttack(target_instance=test.X[0], target_label=int((test.y[0] + 1) % 10), n_poison=8,
+                                 extractor=extractor, random_state=0).apply(victim)
+    frozen = make_pipeline(FunctionTransformer(lambda Z: extractor.features(Z.reshape(-1, 8, 8, 1))),
+                           LogisticRegression(max_iter=2000))
+    default = audit(out.dataset, model=frozen, random_state=0)
+    assert "feature_collisions" not in default.detectors
+    names = tuple(d for d in DETECTORS if d not in ("trigger_keywords", "value_triggers")) + OPT_IN
+    asked = audit(out.dataset, model=frozen, detectors=names, random_state=0)
+    fc = asked.detectors["feature_collisions"]
+    assert fc.votes and np.array_equal(fc.flags, out.poison_mask)
+    assert np.all(asked.flags[out.poison_mask])
+    assert "feature collision" in fc.reason(int(np.flatnonzero(out.poison_mask)[0]))
