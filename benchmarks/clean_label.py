@@ -47,7 +47,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 
 
-def _table(title: str, header: list[str], rows: list[list[Any]]) -> None:
+def print_table(title: str, header: list[str], rows: list[list[Any]]) -> None:
+    """Print ``rows`` under ``header`` as an aligned text table (floats to 3 decimals)."""
     def cell(v: Any) -> str:
         if isinstance(v, float):
             return "nan" if math.isnan(v) else f"{v:.3f}"
@@ -307,7 +308,7 @@ def art_section(quick: bool) -> int:
     rows: list[list[Any]] = []
     art_comparison(train, test, [100] if quick else [60, 100], ["logreg"] if quick else ["logreg", "cnn"],
                    [1] if quick else [1, 2], rows)
-    _table("4. poisonlab's CleanLabelBackdoorAttack vs ART 1.20.1's PoisoningAttackCleanLabelBackdoor "
+    print_table("4. poisonlab's CleanLabelBackdoorAttack vs ART 1.20.1's PoisoningAttackCleanLabelBackdoor "
            "(digits, target 0, same rows, 3x3 checkerboard, CNN victim;\n"
            "   craft: fitting the proxy and crafting, best of 5 runs for logreg, 1 for cnn)",
            ["n_poison", "proxy", "attack", "cnn seed", "asr", "clean acc", "craft", "craft / ours"], rows)
@@ -341,13 +342,13 @@ def main(argv: list[str] | None = None) -> int:
         mtrain, mtest = load_dataset("mnist").split(test_size=0.2, random_state=0)
         image_success("mnist-5k", mtrain, mtest, [300],
                       [(0.3, "logreg", 1.0), (0.5, "logreg", 1.0), (0.3, "cnn", 1.0)], [1], image_rows)
-    _table("1. Images, CNN: attack success of the clean-label backdoor vs the naive clean-label patch",
+    print_table("1. Images, CNN: attack success of the clean-label backdoor vs the naive clean-label patch",
            ["data", "n_poison", "attack", "cnn seed", "asr", "clean acc", "ratio vs naive", "craft"],
            image_rows)
 
     text_rows: list[list[Any]] = []
     audited = text_table_success(args.quick, text_rows)
-    _table("2. Text and tables: trigger on correctly labelled target rows (clean-label) vs dirty-label",
+    print_table("2. Text and tables: trigger on correctly labelled target rows (clean-label) vs dirty-label",
            ["data", "model", "n_poison", "attack", "asr", "clean acc"], text_rows)
 
     images = {
@@ -361,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     audited = {**{k: a.apply(train) for k, a in images.items()}, **audited}
     det_rows: list[list[Any]] = []
     detection(audited, det_rows)
-    _table("3. Detection (flags: precision, recall; scores: AUROC)",
+    print_table("3. Detection (flags: precision, recall; scores: AUROC)",
            ["attack", "detector", "flagged", "precision", "recall", "auroc"], det_rows)
     if args.art:
         art_section(args.quick)

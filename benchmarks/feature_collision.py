@@ -38,29 +38,19 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from clean_label import print_table  # the benchmark beside this file
+
 BUDGETS = (1, 5, 20)
-
-
-def _table(title: str, header: list[str], rows: list[list[Any]]) -> None:
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return "nan" if math.isnan(v) else f"{v:.3f}"
-        return str(v)
-
-    body = [[cell(v) for v in r] for r in rows]
-    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
-    print(f"\n{title}")
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    print("  ".join("-" * w for w in widths))
-    for r in body:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
 
 
 def wilson(k: int, n: int) -> str:
@@ -317,18 +307,18 @@ def main(argv: list[str] | None = None) -> int:
             art_section(setting, 5, art_rows)
         detection(setting, kept[max(BUDGETS)][:3 if args.quick else 5], det_rows)
         collision_detection(setting, with_art, collision_rows)
-    _table("1. Transfer learning (frozen extractor, new logistic-regression head): target instances "
+    print_table("1. Transfer learning (frozen extractor, new logistic-regression head): target instances "
            "called the base class",
            ["data", "n_poison", "L-inf bound", "success", "clean acc", "poison-base L2", "poison-target L2",
             "base-target L2", "craft"], transfer_rows)
-    _table("2. End to end (CNN trained from scratch on the poisoned data)",
+    print_table("2. End to end (CNN trained from scratch on the poisoned data)",
            ["data", "n_poison", "watermark", "success", "clean acc", "poison-base L2", "poison-target L2"],
            e2e_rows)
     if art_rows:
-        _table("3. Against ART's FeatureCollisionAttack (transfer setting, same extractor, targets, bases)",
+        print_table("3. Against ART's FeatureCollisionAttack (transfer setting, same extractor, targets, bases)",
                ["data", "n_poison", "attack", "success", "poison-base L2", "craft per target", "time vs ours"],
                art_rows)
-    _table(f"4. The default audit on the poisoned victim data ({max(BUDGETS)} poisons per target)",
+    print_table(f"4. The default audit on the poisoned victim data ({max(BUDGETS)} poisons per target)",
            ["data", "detector", "flagged", "poisons flagged", "median auroc"], det_rows)
     _collision_table(collision_rows)
     print(f"\ntotal {time.perf_counter() - start:.0f}s")
@@ -345,7 +335,7 @@ def _have_art() -> bool:
 
 
 def _collision_table(rows: list[list[Any]]) -> None:
-    _table("5. Feature-collision detection on the frozen extractor's features (the transfer victim's)",
+    print_table("5. Feature-collision detection on the frozen extractor's features (the transfer victim's)",
            ["data", "poisons", "detector", "flagged", "poisons flagged", "median auroc"], rows)
 
 

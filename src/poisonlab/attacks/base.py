@@ -328,6 +328,25 @@ def resolve_budget(owner: str, n_poison: int | None, poison_rate: float | None, 
     return n
 
 
+def target_class_budget(owner: str, dataset: Dataset, target_label: int | str | None,
+                        n_poison: int | None, poison_rate: float | None) -> tuple[int, np.ndarray, int]:
+    """For attacks that poison rows of the target class only (clean-label): the target's integer
+    label, its rows, and how many to poison, from exactly one of ``n_poison`` or ``poison_rate``
+    (of all N rows); one error when the class holds fewer rows."""
+    target = check_label(owner, "target_label", target_label, dataset, required=True)
+    if target is None:  # pragma: no cover - check_label raises when a required label is None
+        raise ParameterError(f"{owner} needs 'target_label'.")
+    y = dataset.y
+    candidates = np.flatnonzero(y == target)
+    n = resolve_budget(owner, n_poison, poison_rate, len(y), len(y))
+    if n > len(candidates):
+        raise ParameterError(
+            f"{owner} poisons rows of the target class {dataset.classes[target]!r} only, which "
+            f"holds {len(candidates)} rows; asked for {n}. Ask for n_poison <= {len(candidates)} "
+            f"or poison_rate <= {len(candidates) / max(len(y), 1):.4f}.")
+    return target, candidates, n
+
+
 def check_label(owner: str, name: str, value: int | str | None, dataset: Dataset,
                 *, required: bool) -> int | None:
     """Resolve a class given by name or index against ``dataset`` (None stays None)."""

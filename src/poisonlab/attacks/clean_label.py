@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from poisonlab.attacks.base import Attack, PoisonedDataset, check_label, resolve_budget
+from poisonlab.attacks.base import Attack, PoisonedDataset, target_class_budget
 from poisonlab.attacks.triggers import PatchTrigger
 from poisonlab.data.dataset import Dataset
 from poisonlab.exceptions import DataError, ParameterError
@@ -206,17 +206,9 @@ class CleanLabelBackdoorAttack(Attack):
         self._check_params()
         trigger = PatchTrigger(self.size, self.location, self.pattern)
         trigger.corner(dataset.X.shape[1], dataset.X.shape[2])  # fails early if it does not fit
-        target = check_label(owner, "target_label", self.target_label, dataset, required=True)
-        if target is None:  # pragma: no cover - check_label raises when a required label is None
-            raise ParameterError(f"{owner} needs 'target_label'.")
+        target, candidates, n = target_class_budget(owner, dataset, self.target_label, self.n_poison,
+                                                    self.poison_rate)
         y = dataset.y
-        candidates = np.flatnonzero(y == target)
-        n = resolve_budget(owner, self.n_poison, self.poison_rate, len(y), len(y))
-        if n > len(candidates):
-            raise ParameterError(
-                f"{owner} poisons rows of the target class {dataset.classes[target]!r} only, which "
-                f"holds {len(candidates)} rows; asked for {n}. Ask for n_poison <= {len(candidates)} "
-                f"or poison_rate <= {len(candidates) / max(len(y), 1):.4f}.")
         if len(np.unique(y)) < 2:
             raise DataError(f"{dataset.name}: every row is of class {dataset.classes[target]!r}; "
                             f"{owner} needs other classes to fit its surrogate.")

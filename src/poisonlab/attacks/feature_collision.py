@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from poisonlab.attacks.base import Attack, PoisonedDataset, check_label, resolve_budget
+from poisonlab.attacks.base import Attack, PoisonedDataset, target_class_budget
 from poisonlab.data.dataset import Dataset
 from poisonlab.exceptions import DataError, ParameterError
 
@@ -212,16 +212,9 @@ class FeatureCollisionAttack(Attack):
         if dataset.kind != "image":
             raise ParameterError(f"{owner} attacks image data; {dataset.name} is {dataset.kind}.")
         t = self._check_params(dataset)
-        target = check_label(owner, "target_label", self.target_label, dataset, required=True)
-        if target is None:  # pragma: no cover - check_label raises when a required label is None
-            raise ParameterError(f"{owner} needs 'target_label'.")
+        target, candidates, n = target_class_budget(owner, dataset, self.target_label, self.n_poison,
+                                                    self.poison_rate)
         y = dataset.y
-        candidates = np.flatnonzero(y == target)
-        n = resolve_budget(owner, self.n_poison, self.poison_rate, len(y), len(y))
-        if n > len(candidates):
-            raise ParameterError(
-                f"{owner} makes its poisons from rows of the target class {dataset.classes[target]!r}, "
-                f"which holds {len(candidates)} rows; asked for {n}. Ask for n_poison <= {len(candidates)}.")
         rng = np.random.default_rng(self.random_state)
         chosen = np.sort(rng.choice(candidates, size=n, replace=False))
         extractor = self.extractor
