@@ -126,6 +126,15 @@ def test_each_bad_value_has_its_error(digits: Dataset, params: dict, message: st
     assert message in str(info.value)
 
 
+def test_an_extractor_for_other_images_is_refused(extractor) -> None:  # type: ignore[no-untyped-def]
+    from poisonlab.data import dataset_from_arrays
+
+    larger = dataset_from_arrays(np.random.default_rng(0).random((20, 12, 12)), np.arange(20) % 2)
+    with pytest.raises(ParameterError, match=r"the extractor reads images of \(1, 8, 8\)"):
+        FeatureCollisionAttack(target_instance=larger.X[0], target_label=1, n_poison=1,
+                               extractor=extractor).apply(larger)
+
+
 def test_not_images(small_text: Dataset) -> None:
     with pytest.raises(ParameterError, match="attacks image data"):
         FeatureCollisionAttack(target_instance=np.zeros((8, 8)), target_label=0, n_poison=1).apply(small_text)

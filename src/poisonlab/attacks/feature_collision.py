@@ -205,6 +205,11 @@ class FeatureCollisionAttack(Attack):
                 and getattr(self.extractor, "module", None) is None:
             raise ParameterError(f"The 'extractor' of {owner} is not fitted (sklearn's clone makes an "
                                  "unfitted copy of it): fit it, or pass the fitted one.")
+        h, w, c = dataset.X.shape[1:]
+        shape = getattr(self.extractor, "input_shape_", None)
+        if shape is not None and tuple(shape) != (c, h, w):
+            raise ParameterError(f"{owner}: the extractor reads images of {tuple(shape)} (C, H, W), but "
+                                 f"these images are {(c, h, w)}.")
         return t
 
     def _apply(self, dataset: Dataset) -> PoisonedDataset:
