@@ -2,6 +2,7 @@
 
     python benchmarks/defense_tradeoffs.py            # mnist (patch, blend) and SpamAssassin
     python benchmarks/defense_tradeoffs.py --quick    # digits and a SpamAssassin subset, ~3 minutes
+    python benchmarks/defense_tradeoffs.py --clean-label  # the defenses against attacks that keep labels
 
 For each scenario the undefended model and every defense are trained on the same poisoned training
 rows and measured on the same clean test rows (``poisonlab.defend.compare_defenses``): clean
@@ -61,6 +62,24 @@ def scenarios(quick: bool) -> list[dict[str, Any]]:
         {"name": "SpamAssassin, rare phrase x20 in 40 emails, logreg-text", "data": "spamassassin",
          "model": "logreg-text", "methods": ["sanitize", "partition"], "attack": text_attack,
          "partition": {"n_partitions": 50, "model": "logreg-text"}},
+    ]
+
+
+def clean_label_scenarios() -> list[dict[str, Any]]:
+    """Attacks that change no label (docs/clean_label.md): the clean-label backdoor on digits, and
+    the rare token x20 in correctly labelled ham emails."""
+    from poisonlab.attacks import CleanLabelBackdoorAttack, TextBackdoorAttack
+
+    return [
+        {"name": "digits, clean-label backdoor (PGD eps 0.3, 3x3 patch) on 100 zeros, cnn", "data": "digits",
+         "model": "cnn", "attack": CleanLabelBackdoorAttack(target_label=0, n_poison=100, epsilon=0.3,
+                                                            random_state=0),
+         "partition": {"n_partitions": 20}, "epsilons": [8.0], "dp": {"batch_size": 64}},
+        {"name": "SpamAssassin, 'zqxj' x20 in 60 correctly labelled ham emails, nb-text",
+         "data": "spamassassin", "model": "nb-text",
+         "attack": TextBackdoorAttack(trigger="zqxj", repetitions=20, target_label="ham", n_poison=60,
+                                      relabel=False, random_state=0),
+         "partition": [{"n_partitions": 50}, {"n_partitions": 200}], "epsilons": [1.0, 8.0]},
     ]
 
 
@@ -194,6 +213,8 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write all results to this JSON file")
     parser.add_argument("--only", default=None,
                         help="run only scenarios whose name contains this (or: paper, seeds)")
+    parser.add_argument("--clean-label", action="store_true",
+                        help="the clean-label scenarios only (docs/clean_label.md)")
     parser.add_argument("--seeds", type=int, default=3,
                         help="training seeds for the sanitize spread on mnist (0 to skip)")
     args = parser.parse_args()
@@ -202,7 +223,7 @@ def main() -> None:
     results: dict[str, Any] = {"scenarios": []}
     start = time.perf_counter()
     with threadpool_limits(1):
-        for sc in scenarios(args.quick):
+        for sc in clean_label_scenarios() if args.clean_label else scenarios(args.quick):
             if args.only and args.only not in sc["name"] and args.only != "paper":
                 continue
             if args.only == "paper":
@@ -212,13 +233,13 @@ def main() -> None:
             print(f"\n### {res['name']}\n\n{res['n_train']} training rows ({res['n_poison']} "
                   f"poisoned), {res['n_test']} clean test rows; {res['seconds']} s\n")
             print(res["table"], flush=True)
-        if args.only in (None, "paper"):
+        if args.only in (None, "paper") and not args.clean_label:
             paper = paper_comparison(args.quick, args.n_jobs)
             results["paper"] = paper
             print("\n### Partition aggregation on clean digits, beside Levine and Feizi (2021), "
                   "Table 1\n")
             print(paper["table"], flush=True)
-        if not args.quick and args.seeds > 0 and args.only in (None, "seeds"):
+        if not args.quick and not args.clean_label and args.seeds > 0 and args.only in (None, "seeds"):
             spread = seed_spread(args.seeds)
             results["seeds"] = spread
             print(f"\n### Sanitize over {args.seeds} training seeds: mnist, 3x3 patch on 10% of "

@@ -26,7 +26,9 @@ class (with a 95% Wilson interval).
    setting's poisons, 20 per target), per detector: rows flagged, poisons among them, AUROC.
 5. ``FeatureCollisionDetector`` and a kNN label vote (k=10, as Deep k-NN, Peri et al. 2020) on the
    frozen extractor's features: on the clean victim data, on poisonlab's poisons (5 and 20 per
-   target) and on ART's (5 per target). ``--detection-only`` runs this section alone.
+   target) and on ART's (5 per target); and how many targets the victim's head still reads as the
+   base class once the flagged rows are removed before training (sanitize). ``--detection-only``
+   runs this section alone.
 
 Distances are pixel L2 norms (images in [0, 1]): from each poison to its base, to the target, and
 from the base to the target; a poison that sits nearer its target than its base no longer looks
@@ -238,11 +240,17 @@ def collision_detection(setting: Setting, with_art: bool, rows: list[list[Any]])
     from poisonlab.detect import FeatureCollisionDetector, KnnLabelDetector
     from poisonlab.detect.metrics import detection_metrics
 
-    def run(label: str, sets: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    def turned(X: np.ndarray, keep: np.ndarray, i: int) -> bool:
+        head = setting.transfer_victim(X[keep], setting.victim.y[keep])
+        return bool(head.predict(setting.extractor.features(setting.test.X[i:i + 1]))[0] == setting.base_of(i))
+
+    def run(label: str, sets: list[tuple[int, np.ndarray, np.ndarray]]) -> None:
+        everything = np.ones(len(setting.victim), dtype=bool)
+        before = sum(turned(X, everything, i) for i, X, _ in sets) if sets[0][0] >= 0 else None
         for name, make in (("FeatureCollisionDetector", FeatureCollisionDetector),
                            ("kNN labels (k=10)", lambda: KnnLabelDetector(n_neighbors=10))):
-            flagged, found, poisons, aurocs = 0, 0, 0, []
-            for X, mask in sets:
+            flagged, found, poisons, aurocs, after = 0, 0, 0, [], 0
+            for i, X, mask in sets:
                 features = setting.extractor.features(X)
                 det = make()
                 if name.startswith("Feature"):
@@ -254,22 +262,24 @@ def collision_detection(setting: Setting, with_art: bool, rows: list[list[Any]])
                 poisons += int(mask.sum())
                 if mask.any():
                     aurocs.append(float(detection_metrics(mask, det.scores_, det.flags_)["auroc"]))
+                    after += int(turned(X, ~det.flags_, i))
+            success = "-" if before is None else f"{before}/{len(sets)} -> {after}/{len(sets)}"
             rows.append([setting.name, label, name, flagged, f"{found}/{poisons}" if poisons else "-",
-                         float(np.median(aurocs)) if aurocs else math.nan])
+                         float(np.median(aurocs)) if aurocs else math.nan, success])
 
-    run("clean (no poison)", [(setting.victim.X, np.zeros(len(setting.victim), dtype=bool))])
+    run("clean (no poison)", [(-1, setting.victim.X, np.zeros(len(setting.victim), dtype=bool))])
     for n in (5, 20):
         sets = []
         for i in setting.targets:
             poisoned = attack(setting, i, n)
-            sets.append((poisoned.X, poisoned.poison_mask))
+            sets.append((int(i), poisoned.X, poisoned.poison_mask))
         run(f"poisonlab, {n} per target", sets)
     if with_art:
         sets = []
         for i in setting.targets:
             mask = attack(setting, i, 5).poison_mask  # the same base rows as poisonlab's
-            sets.append((art_poisons(setting, i, np.flatnonzero(mask), similarity_coeff=0.25, learning_rate=1.0,
-                                     max_iter=500), mask))
+            sets.append((int(i), art_poisons(setting, i, np.flatnonzero(mask), similarity_coeff=0.25,
+                                             learning_rate=1.0, max_iter=500), mask))
         run("ART (converging settings), 5 per target", sets)
     print(f"  {setting.name} collision detection done", flush=True)
 
@@ -336,7 +346,8 @@ def _have_art() -> bool:
 
 def _collision_table(rows: list[list[Any]]) -> None:
     print_table("5. Feature-collision detection on the frozen extractor's features (the transfer victim's)",
-           ["data", "poisons", "detector", "flagged", "poisons flagged", "median auroc"], rows)
+           ["data", "poisons", "detector", "flagged", "poisons flagged", "median auroc",
+            "targets turned: undefended -> flags removed"], rows)
 
 
 if __name__ == "__main__":
