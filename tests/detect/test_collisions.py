@@ -53,14 +53,22 @@ def test_lengths_must_match() -> None:
         collision_scores(np.zeros((4, 2)), np.zeros((3, 2)), np.zeros(4, dtype=int))
 
 
-@pytest.mark.torch
-def test_finds_the_poisons_on_the_frozen_extractor_and_nothing_on_clean_digits(digits: Dataset) -> None:
+@pytest.fixture(scope="module")
+def frozen(digits: Dataset):  # type: ignore[no-untyped-def]
+    """Digits 70/30 (seed 0): the victim's data (training rows 600 on), its test rows, and the
+    attacker's CNN, trained on the first 600 training rows."""
     pytest.importorskip("torch")
     from poisonlab.models import make_model
 
     train, test = digits.split(test_size=0.3, random_state=0)
     attacker, victim = train.subset(np.arange(600)), train.subset(np.arange(600, len(train)))
     extractor = make_model("cnn", random_state=0, device="cpu").fit(attacker.X, attacker.y, n_classes=10)
+    return victim, test, extractor
+
+
+@pytest.mark.torch
+def test_finds_the_poisons_on_the_frozen_extractor_and_nothing_on_clean_digits(frozen) -> None:  # type: ignore[no-untyped-def]
+    victim, test, extractor = frozen
     clean = FeatureCollisionDetector().fit(extractor.features(victim.X), victim.y, victim.X)
     found = []
     for i in range(4):
@@ -75,26 +83,22 @@ def test_finds_the_poisons_on_the_frozen_extractor_and_nothing_on_clean_digits(d
 
 
 @pytest.mark.torch
-def test_the_audit_runs_it_when_asked_on_the_victims_frozen_extractor(digits: Dataset) -> None:
-    pytest.importorskip("torch")
+def test_the_audit_runs_it_when_asked_on_the_victims_frozen_extractor(frozen) -> None:  # type: ignore[no-untyped-def]
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer
 
     from poisonlab.audit import DETECTORS, OPT_IN, audit
-    from poisonlab.models import make_model
 
-    train, test = digits.split(test_size=0.3, random_state=0)
-    attacker, victim = train.subset(np.arange(600)), train.subset(np.arange(600, len(train)))
-    extractor = make_model("cnn", random_state=0, device="cpu").fit(attacker.X, attacker.y, n_classes=10)
+    victim, test, extractor = frozen
     out = FeatureCollisionAttack(target_instance=test.X[0], target_label=int((test.y[0] + 1) % 10), n_poison=8,
                                  extractor=extractor, random_state=0).apply(victim)
-    frozen = make_pipeline(FunctionTransformer(lambda Z: extractor.features(Z.reshape(-1, 8, 8, 1))),
-                           LogisticRegression(max_iter=2000))
-    default = audit(out.dataset, model=frozen, random_state=0)
+    head = make_pipeline(FunctionTransformer(lambda Z: extractor.features(Z.reshape(-1, 8, 8, 1))),
+                         LogisticRegression(max_iter=2000))
+    default = audit(out.dataset, model=head, random_state=0)
     assert "feature_collisions" not in default.detectors
     names = tuple(d for d in DETECTORS if d not in ("trigger_keywords", "value_triggers")) + OPT_IN
-    asked = audit(out.dataset, model=frozen, detectors=names, random_state=0)
+    asked = audit(out.dataset, model=head, detectors=names, random_state=0)
     fc = asked.detectors["feature_collisions"]
     assert fc.votes and np.array_equal(fc.flags, out.poison_mask)
     assert np.all(asked.flags[out.poison_mask])
