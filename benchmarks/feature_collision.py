@@ -57,12 +57,12 @@ BUDGETS = (1, 5, 20)
 
 def wilson(k: int, n: int) -> str:
     """``k/n`` with its 95% Wilson interval."""
+    from poisonlab.provenance.stats import wilson_interval
+
     if n == 0:
         return "0/0"
-    z, p = 1.96, k / n
-    mid = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return f"{k}/{n} ({max(mid - half, 0):.2f}-{min(mid + half, 1):.2f})"
+    low, high = wilson_interval(np.array([k]), np.array([n]))
+    return f"{k}/{n} ({float(low[0]):.2f}-{float(high[0]):.2f})"
 
 
 class Setting:

@@ -11,6 +11,7 @@ on test inputs.
 from __future__ import annotations
 
 import json
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -326,6 +327,19 @@ def resolve_budget(owner: str, n_poison: int | None, poison_rate: float | None, 
             f"poison_rate <= {n_candidates / max(n_rows, 1):.4f}."
         )
     return n
+
+
+def check_real(owner: str, name: str, value: object, lo: float, hi: float, *, lo_open: bool,
+               hi_open: bool = False, note: str = "") -> None:
+    """Raise :class:`ParameterError` unless ``value`` is a finite real number in the interval from
+    ``lo`` to ``hi`` (open at either end as asked); ``note`` follows the interval in the message."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(float(value)) \
+        and (lo < float(value) if lo_open else lo <= float(value)) \
+        and (float(value) < hi if hi_open else float(value) <= hi)
+    if not ok:
+        interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        raise ParameterError(f"The '{name}' parameter of {owner} must be a float in {interval}{note}. "
+                             f"Got {value!r} instead.")
 
 
 def target_class_budget(owner: str, dataset: Dataset, target_label: int | str | None,

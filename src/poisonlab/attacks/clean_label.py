@@ -10,12 +10,11 @@ model then finds the patch the easiest way to fit those rows, and learns it as a
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import numpy as np
 
-from poisonlab.attacks.base import Attack, PoisonedDataset, target_class_budget
+from poisonlab.attacks.base import Attack, PoisonedDataset, check_real, target_class_budget
 from poisonlab.attacks.triggers import PatchTrigger
 from poisonlab.data.dataset import Dataset
 from poisonlab.exceptions import DataError, ParameterError
@@ -180,13 +179,7 @@ class CleanLabelBackdoorAttack(Attack):
         owner = type(self).__name__
 
         def real(name: str, value: object, lo: float, hi: float, lo_open: bool) -> None:
-            ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and \
-                np.isfinite(float(value)) and (lo < float(value) if lo_open else lo <= float(value)) \
-                and float(value) <= hi
-            if not ok:
-                interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
-                raise ParameterError(f"The '{name}' parameter of {owner} must be a float in {interval} "
-                                     f"(images are read in [0, 1]). Got {value!r} instead.")
+            check_real(owner, name, value, lo, hi, lo_open=lo_open, note=" (images are read in [0, 1])")
 
         if self.surrogate not in SURROGATES:
             raise ParameterError(f"The 'surrogate' parameter of {owner} must be one of {list(SURROGATES)}. "

@@ -27,12 +27,11 @@ poisons close; later work bounds them).
 from __future__ import annotations
 
 import hashlib
-import numbers
 from typing import Any
 
 import numpy as np
 
-from poisonlab.attacks.base import Attack, PoisonedDataset, target_class_budget
+from poisonlab.attacks.base import Attack, PoisonedDataset, check_real, target_class_budget
 from poisonlab.data.dataset import Dataset
 from poisonlab.exceptions import DataError, ParameterError
 
@@ -169,19 +168,10 @@ class FeatureCollisionAttack(Attack):
         """Every parameter checked against ``dataset``; returns the target instance as H×W×C float32."""
         owner = type(self).__name__
 
-        def real(name: str, value: object, lo: float, hi: float, *, lo_open: bool, hi_open: bool) -> None:
-            ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(float(value)) \
-                and (lo < float(value) if lo_open else lo <= float(value)) \
-                and (float(value) < hi if hi_open else float(value) <= hi)
-            if not ok:
-                interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-                raise ParameterError(f"The '{name}' parameter of {owner} must be a float in {interval}. "
-                                     f"Got {value!r} instead.")
-
-        real("beta0", self.beta0, 0.0, float("inf"), lo_open=False, hi_open=True)
-        real("watermark", self.watermark, 0.0, 1.0, lo_open=False, hi_open=True)
+        check_real(owner, "beta0", self.beta0, 0.0, float("inf"), lo_open=False, hi_open=True)
+        check_real(owner, "watermark", self.watermark, 0.0, 1.0, lo_open=False, hi_open=True)
         if self.epsilon is not None:
-            real("epsilon", self.epsilon, 0.0, 1.0, lo_open=True, hi_open=False)
+            check_real(owner, "epsilon", self.epsilon, 0.0, 1.0, lo_open=True)
         if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
             raise ParameterError(f"The 'max_iter' parameter of {owner} must be an int >= 1. "
                                  f"Got {self.max_iter!r} instead.")

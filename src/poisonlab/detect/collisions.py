@@ -20,10 +20,9 @@ being the features the victim trains its last layer on): on clean digits the hig
 2.09; every poison of 5 or 20 aimed at one target scored 6.5 or more. ``threshold="auto"`` is 4.0,
 read off those digits cells. Held out: no clean MNIST-5k row flagged, 497 of 500 of poisonlab's
 poisons on MNIST-5k found, and 63 and 77 of 100 of ART's (which collide less tightly) on digits
-and MNIST-5k, with no false flag. On the
-penultimate layer of a CNN trained on the poisoned data itself (the default audit's model), the
-collapse is weaker (poisons' median score 3-4, clean rows up to 2.2-2.9 on digits), which is why
-the default audit does not run this detector.
+and MNIST-5k, with no false flag. On the penultimate layer of a CNN trained on the poisoned data
+itself (the default audit's model), the collapse is weaker (poisons' median score 3-4, clean rows
+up to 2.2-2.9 on digits), which is why the default audit does not run this detector.
 
 References
 ----------
