@@ -907,8 +907,11 @@ def prepare_elsewhere(cell: Cell, log: Any = None) -> tuple[dict[str, Any], Any]
     return prep, _SPLITS[cell.data][0]
 
 
-def run_cell(cell: Cell, *, use_cache: bool = True, log: Any = None) -> list[dict[str, Any]]:
-    """One row per method for this cell (the ``rows`` of the JSON output)."""
+def run_cell(cell: Cell, *, use_cache: bool = True, log: Any = None,
+             dump: Path | None = None) -> list[dict[str, Any]]:
+    """One row per method for this cell (the ``rows`` of the JSON output). With ``dump``, the
+    poison mask and every detector's scores and flags are also saved there (one ``.npz`` per
+    cell), so that another combination of the detectors can be read off without rerunning."""
     from poisonlab.audit import audit
 
     log = log or (lambda msg: None)
@@ -928,6 +931,8 @@ def run_cell(cell: Cell, *, use_cache: bool = True, log: Any = None) -> list[dic
     result = audit(ds, model=make_model(cell.model, cell.seed), fitted_model=prep["model"],
                    random_state=cell.seed)
     audit_s = time.perf_counter() - t
+    if dump is not None:
+        save_outcomes(dump, cell, mask, result)
     triggers = list(getattr(result, "suspected_triggers", []) or [])
     named = trigger_named(triggers, cell.attack) if cell.kind == "text" and cell.attack in \
         ("ob-badnets", "ob-addsent", *PHRASES) else None
@@ -958,6 +963,20 @@ def run_cell(cell: Cell, *, use_cache: bool = True, log: Any = None) -> list[dic
         rows.append({**common, "method": "art", "error": "n/a: ART does not accept scikit-learn models "
                                                           "(its poison detectors need a neural network)"})
     return rows
+
+
+def save_outcomes(dump: Path, cell: Cell, mask: np.ndarray, result: Any) -> None:
+    """``DUMP/<cell id, / as __>.npz``: the mask, the audited labels ``y``, the audit's scores and
+    flags, and per detector
+    ``<name>.scores``, ``<name>.flags`` and ``<name>.votes``; the cell id under ``cell``."""
+    arrays: dict[str, Any] = {"cell": np.array(cell.id), "mask": mask, "y": result.dataset.y,
+                              "audit.scores": result.scores,
+                              "audit.flags": result.flags}
+    for name, d in getattr(result, "detectors", {}).items():
+        arrays.update({f"{name}.scores": d.scores, f"{name}.flags": d.flags,
+                       f"{name}.votes": np.array(bool(d.votes))})
+    dump.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(dump / f"{cell.id.replace('/', '__')}.npz", **arrays)
 
 
 def art_available() -> bool:
@@ -1145,9 +1164,10 @@ def by_cost(cells: list[Cell]) -> list[Cell]:
     return out
 
 
-def run(cells: list[Cell], *, use_cache: bool = True, json_path: str | None = None) -> dict[str, Any]:
+def run(cells: list[Cell], *, use_cache: bool = True, json_path: str | None = None,
+        dump: Path | None = None) -> dict[str, Any]:
     """Every cell in turn; with ``json_path``, the JSON is rewritten after each cell (a partial run
-    keeps what it measured; ``--report`` prints its tables)."""
+    keeps what it measured; ``--report`` prints its tables); ``dump``: see :func:`run_cell`."""
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     have_art = art_available()
@@ -1163,7 +1183,7 @@ def run(cells: list[Cell], *, use_cache: bool = True, json_path: str | None = No
                   file=sys.stderr, flush=True)
 
         try:
-            rows.extend(run_cell(cell, use_cache=use_cache, log=log))
+            rows.extend(run_cell(cell, use_cache=use_cache, log=log, dump=dump))
         except Exception as exc:  # one broken cell must not lose the others' numbers
             log(f"failed: {type(exc).__name__}: {exc}")
             notes.append(f"{cell.id}: failed: {type(exc).__name__}: {str(exc)[:120]}")
@@ -1222,6 +1242,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cells", help="comma-separated glob patterns or substrings of cell ids")
     parser.add_argument("--json", help="write rows, goals and notes to this file (rewritten after each cell)")
     parser.add_argument("--no-cache", action="store_true", help="recompute poisons and models")
+    parser.add_argument("--dump", metavar="DIR", type=Path,
+                        help="keep each cell's poison mask and every detector's scores and flags "
+                             "(DIR/<cell>.npz), to read other combinations off later")
     parser.add_argument("--list", action="store_true", help="print the cell ids and their part, then stop")
     parser.add_argument("--report", metavar="JSON", nargs="+",
                         help="print the tables of earlier --json files (merged; a cell in a later file "
@@ -1245,7 +1268,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{c.split:9s} {c.id}")
         print(f"{len(cells)} cells", file=sys.stderr)
         return
-    out = run(cells, use_cache=not args.no_cache, json_path=args.json)
+    out = run(cells, use_cache=not args.no_cache, json_path=args.json, dump=args.dump)
     goals = report(out)
     if args.json:
         write_json(args.json, {**out, "goals": goals})

@@ -78,7 +78,13 @@ TITLES = {
     "trigger_keywords": "text trigger",
     "value_triggers": "planted feature value",
     "feature_collisions": "feature collision",
+    "representation_agreement": "spectral signature and activation clustering agree",
 }
+AGREEMENT_JACCARD = 0.5
+"""Per class, the overlap (intersection over union) at which the rows that spectral signature and
+activation clustering both flag vote (:func:`_agreement_outcome`)."""
+AGREEMENT_MIN_ROWS = 5
+"""...and the fewest such rows in the class."""
 
 
 @dataclass
@@ -306,6 +312,8 @@ def audit(
     outcomes = _run_detectors(names, dataset, fitted, oof, rep, inputs, neighbors, random_state,
                               held_out[0])
     _recheck_label_issues(outcomes, names, dataset, oof, inputs, neighbors, held_out[0])
+    if "spectral_signature" in outcomes and "activation_clustering" in outcomes:
+        outcomes["representation_agreement"] = _agreement_outcome(outcomes, dataset)
     tick.start(5)
     voting = [o for o in outcomes.values() if o.votes]
     if voting:
@@ -850,6 +858,50 @@ def _robust_spectral_outcome(dataset: Dataset, rep: np.ndarray,
                            {"views": [name for name, _ in views], "per_class": per_class,
                             "n_removal_flags": int(removal.sum()), "_removal_flags": removal},
                            rs_reason)
+
+
+def _agreement_outcome(outcomes: dict[str, DetectorOutcome], dataset: Dataset) -> DetectorOutcome:
+    """The rows of a class that spectral signature and activation clustering both flag, voting
+    where the two detectors single out nearly the same set.
+
+    Neither votes alone: on clean data spectral signature flags the tail of every class and
+    activation clustering splits classes written two ways. Where they agree on one set of rows of
+    a class (intersection over union at least :data:`AGREEMENT_JACCARD`, at least
+    :data:`AGREEMENT_MIN_ROWS` rows), two methods that read the representation differently (a top
+    singular direction; a 2-means split of a 10-dimensional projection) found the same cluster.
+    Measured with ``benchmarks/feature_collision.py``'s setting (20 Poison Frogs poisons a target,
+    the audit's own CNN, MNIST-5k, 5 targets, 2026-12-07): the two flag 20-21 rows each, the 20
+    poisons among them (overlap 0.91-1.0), where robust spectral is vetoed (the poisons' reference
+    gap is -0.03: they are each other's neighbors) and the audit found none. On the 116 digits and
+    digits-as-a-table cells of ``benchmarks/generalization.py`` the overlap of flags on clean rows
+    stayed at or under 0.20 (clean digits under LeNet: 4 shared rows in 86, overlap 0.05).
+    """
+    y, classes = dataset.y, dataset.classes
+    t = time.perf_counter()
+    ss, ac = outcomes["spectral_signature"].flags, outcomes["activation_clustering"].flags
+    scores = np.zeros(len(y))
+    overlap: dict[str, float] = {}
+    for k in np.unique(y):
+        in_k = y == k
+        both, either = ss & ac & in_k, (ss | ac) & in_k
+        if not either.any():
+            continue
+        jaccard = float(both.sum() / either.sum())
+        overlap[classes[int(k)]] = round(jaccard, 3)
+        if both.sum() >= AGREEMENT_MIN_ROWS:
+            scores[both] = jaccard
+    flags = scores >= AGREEMENT_JACCARD
+    secs = time.perf_counter() - t
+
+    def reason(i: int) -> str:
+        k = int(y[i])
+        n = int(np.sum(flags & (y == k)))
+        return (f"spectral signature and activation clustering both single out this row and {n - 1} "
+                f"others of class {classes[k]!r} (overlap {scores[i]:.2f} of the rows either flags)")
+
+    return DetectorOutcome("representation_agreement", scores, flags, AGREEMENT_JACCARD, True, secs,
+                           {"overlap_per_class": overlap, "min_overlap": AGREEMENT_JACCARD,
+                            "min_rows": AGREEMENT_MIN_ROWS}, reason)
 
 
 def _reasons(outcomes: dict[str, DetectorOutcome], flags: np.ndarray) -> list[str]:
