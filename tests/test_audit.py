@@ -39,6 +39,8 @@ def test_text_trigger_found_on_spamassassin(spam_subset: Dataset) -> None:
     by_trigger = result.detectors["trigger_keywords"].flags
     assert p.poison_mask[by_trigger].mean() >= 0.95
     assert by_trigger[p.poison_mask].all()
+    # Not on text: there it voted 97-166 clean emails of 2,100 (audit._agreement_outcome).
+    assert "representation_agreement" not in result.detectors
 
 
 @pytest.mark.slow
@@ -70,6 +72,7 @@ def test_badnets_on_digits(digits: Dataset) -> None:
     # Plain spectral signatures fail on a half-poisoned class (measured AUROC 0.696 vs 1.000).
     assert ev["detectors"]["spectral_signature"]["auroc"] < ev["detectors"]["robust_spectral"]["auroc"]
     assert result.detectors["robust_spectral"].details["per_class"]["0"]["significant"]
+    assert result.detectors["representation_agreement"].votes
 
 
 def test_robust_spectral_finds_a_patch_the_representation_does_not_carry(digits: Dataset) -> None:

@@ -312,7 +312,7 @@ def audit(
     outcomes = _run_detectors(names, dataset, fitted, oof, rep, inputs, neighbors, random_state,
                               held_out[0])
     _recheck_label_issues(outcomes, names, dataset, oof, inputs, neighbors, held_out[0])
-    if "spectral_signature" in outcomes and "activation_clustering" in outcomes:
+    if dataset.kind != "text" and "spectral_signature" in outcomes and "activation_clustering" in outcomes:
         outcomes["representation_agreement"] = _agreement_outcome(outcomes, dataset)
     tick.start(5)
     voting = [o for o in outcomes.values() if o.votes]
@@ -872,9 +872,15 @@ def _agreement_outcome(outcomes: dict[str, DetectorOutcome], dataset: Dataset) -
     Measured with ``benchmarks/feature_collision.py``'s setting (20 Poison Frogs poisons a target,
     the audit's own CNN, MNIST-5k, 5 targets, 2026-12-07): the two flag 20-21 rows each, the 20
     poisons among them (overlap 0.91-1.0), where robust spectral is vetoed (the poisons' reference
-    gap is -0.03: they are each other's neighbors) and the audit found none. On the 116 digits and
-    digits-as-a-table cells of ``benchmarks/generalization.py`` the overlap of flags on clean rows
-    stayed at or under 0.20 (clean digits under LeNet: 4 shared rows in 86, overlap 0.05).
+    gap is -0.03: they are each other's neighbors) and the audit found none.
+
+    Images and tables only. Read off ``benchmarks/generalization.py --dump`` (2026-12-07): on its
+    86 digits and 30 digits-as-a-table cells (seen while the bounds were set) and its 14 MNIST, 45
+    wine and 78 breast-cancer cells (not seen), 253 in all, 29 of them clean, the rule adds no flag
+    to a clean cell and one row to each of three poisoned ones (one of the three planted). On text the
+    representation (a linear model's per-word contributions) puts mail of one kind in a block both
+    detectors single out: 97-166 clean rows of 2,100 voted in 6 of the 10 clean SpamAssassin cells
+    (logistic regression, the SVM, SGD), so text is left out.
     """
     y, classes = dataset.y, dataset.classes
     t = time.perf_counter()

@@ -40,8 +40,8 @@ MAX_FIGURES = 12
 def mean_interval(values: Sequence[float], n_rows: float | None = None) -> tuple[float, float, float]:
     """Mean and 95% interval: Student-t over ``values`` (two or more), else Wilson over ``n_rows``.
 
-    >>> [round(v, 3) for v in mean_interval([0.5, 0.7, 0.6])]
-    [0.6, 0.352, 0.848]
+    >>> tuple(round(v, 3) for v in mean_interval([0.5, 0.7, 0.6]))
+    (0.6, 0.352, 0.848)
     """
     arr = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
     if arr.size == 0:
