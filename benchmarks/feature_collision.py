@@ -305,8 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             setting = Setting(name, n_targets)
             kept = [(i, attack(setting, i, max(BUDGETS))) for i in setting.targets[:3 if args.quick else 5]]
             detection(setting, kept, det_rows)
-        print_table(f"4. The default audit on the poisoned victim data ({max(BUDGETS)} poisons per target)",
-                    ["data", "detector", "flagged", "poisons flagged", "median auroc"], det_rows)
+        _audit_table(det_rows)
         print(f"\ntotal {time.perf_counter() - start:.0f}s")
         return 0
     if args.detection_only:
@@ -340,8 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         print_table("3. Against ART's FeatureCollisionAttack (transfer setting, same extractor, targets, bases)",
                ["data", "n_poison", "attack", "success", "poison-base L2", "craft per target", "time vs ours"],
                art_rows)
-    print_table(f"4. The default audit on the poisoned victim data ({max(BUDGETS)} poisons per target)",
-           ["data", "detector", "flagged", "poisons flagged", "median auroc"], det_rows)
+    _audit_table(det_rows)
     _collision_table(collision_rows)
     print(f"\ntotal {time.perf_counter() - start:.0f}s")
     return 0
@@ -354,6 +352,11 @@ def _have_art() -> bool:
         print("ART is not installed (pip install adversarial-robustness-toolbox==1.20.1): its sections are skipped")
         return False
     return True
+
+
+def _audit_table(rows: list[list[Any]]) -> None:
+    print_table(f"4. The default audit on the poisoned victim data ({max(BUDGETS)} poisons per target)",
+                ["data", "detector", "flagged", "poisons flagged", "median auroc"], rows)
 
 
 def _collision_table(rows: list[list[Any]]) -> None:

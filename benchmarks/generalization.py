@@ -967,11 +967,10 @@ def run_cell(cell: Cell, *, use_cache: bool = True, log: Any = None,
 
 def save_outcomes(dump: Path, cell: Cell, mask: np.ndarray, result: Any) -> None:
     """``DUMP/<cell id, / as __>.npz``: the mask, the audited labels ``y``, the audit's scores and
-    flags, and per detector
-    ``<name>.scores``, ``<name>.flags`` and ``<name>.votes``; the cell id under ``cell``."""
+    flags, and per detector ``<name>.scores``, ``<name>.flags`` and ``<name>.votes``; the cell id
+    under ``cell``."""
     arrays: dict[str, Any] = {"cell": np.array(cell.id), "mask": mask, "y": result.dataset.y,
-                              "audit.scores": result.scores,
-                              "audit.flags": result.flags}
+                              "audit.scores": result.scores, "audit.flags": result.flags}
     for name, d in getattr(result, "detectors", {}).items():
         arrays.update({f"{name}.scores": d.scores, f"{name}.flags": d.flags,
                        f"{name}.votes": np.array(bool(d.votes))})
