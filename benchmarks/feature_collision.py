@@ -23,8 +23,9 @@ class (with a 95% Wilson interval).
    collisions converge on one digits target tried before this benchmark was written
    (``similarity_coeff=0.25``, ``learning_rate=1``, ``max_iter=500``). Craft time per poison set.
 4. Detection: ``poisonlab.audit`` with its defaults on the victim's poisoned data (transfer
-   setting's poisons, 20 per target), per detector: rows flagged, poisons among them, AUROC.
-   ``--audit-only`` runs this section alone.
+   setting's poisons, 20 per target), per detector: rows flagged, poisons among them, AUROC; and
+   the same on ART's poisons (converging settings, 20 per target, in place of the same base rows),
+   with how many of its targets they turn. ``--audit-only`` runs this section alone.
 5. ``FeatureCollisionDetector`` and a kNN label vote (k=10, as Deep k-NN, Peri et al. 2020) on the
    frozen extractor's features: on the clean victim data, on poisonlab's poisons (5 and 20 per
    target) and on ART's (5 per target); and how many targets the victim's head still reads as the
@@ -194,25 +195,48 @@ def art_section(setting: Setting, n: int, rows: list[list[Any]]) -> None:
     print(f"  {setting.name} ART comparison done", flush=True)
 
 
-def detection(setting: Setting, kept: list[Any], rows: list[list[Any]]) -> None:
-    """Section 4: the default audit on the victim's poisoned data, per detector, over the targets."""
+def detection(setting: Setting, kept: list[Any], rows: list[list[Any]], *, poisons: str = "poisonlab") -> None:
+    """Section 4: the default audit on the victim's poisoned data, per detector, over the targets.
+
+    ``kept``: ``(target, poisoned data, poison mask)`` per target; ``poisons`` names who made them."""
     from poisonlab.audit import audit
     from poisonlab.detect.metrics import detection_metrics
 
     per: dict[str, list[dict[str, float]]] = {}
-    for _i, poisoned in kept:
-        result = audit(poisoned.dataset, random_state=0)
+    for _i, data, mask in kept:
+        result = audit(data, random_state=0)
         outcomes = {(det if o.votes else f"{det} (no vote)"): (o.scores, o.flags)
                     for det, o in result.detectors.items()}
         outcomes["combined audit"] = (result.scores, result.flags)
         for label, (scores, flags) in outcomes.items():
-            per.setdefault(label, []).append(detection_metrics(poisoned.poison_mask, scores, flags))
+            per.setdefault(label, []).append(detection_metrics(mask, scores, flags))
     for label, ms in per.items():
         flagged = sum(int(m["n_flagged"]) for m in ms)
         found = sum(round(float(m["recall"]) * int(m["n_poison"])) for m in ms)
-        rows.append([setting.name, label, flagged, f"{found}/{max(BUDGETS) * len(ms)}",
+        total = sum(int(m["n_poison"]) for m in ms)
+        rows.append([setting.name, poisons, label, flagged, f"{found}/{total}",
                      float(np.median([float(m["auroc"]) for m in ms]))])
-    print(f"  {setting.name} audited {len(kept)} poisoned sets", flush=True)
+    print(f"  {setting.name} audited {len(kept)} sets of {poisons}'s poisons", flush=True)
+
+
+def audit_sets(setting: Setting, n_sets: int, with_art: bool, rows: list[list[Any]],
+               kept: list[Any] | None = None) -> None:
+    """Section 4 on poisonlab's 20-poison sets (``kept``, made here when not given) and, with ART,
+    on ART's poisons (converging settings) in place of the same base rows, with how many targets
+    each set turns in the transfer victim."""
+    if kept is None:
+        kept = [(i, attack(setting, i, max(BUDGETS))) for i in setting.targets[:n_sets]]
+    detection(setting, [(i, p.dataset, p.poison_mask) for i, p in kept], rows)
+    if not with_art:
+        return
+    art_sets, turned = [], 0
+    for i, poisoned in kept:
+        X = art_poisons(setting, int(i), np.flatnonzero(poisoned.poison_mask), similarity_coeff=0.25,
+                        learning_rate=1.0, max_iter=500)
+        head = setting.transfer_victim(X, setting.victim.y)
+        turned += int(head.predict(setting.extractor.features(setting.test.X[i:i + 1]))[0] == setting.base_of(i))
+        art_sets.append((i, setting.victim.with_data(X=X), poisoned.poison_mask))
+    detection(setting, art_sets, rows, poisons=f"ART, converging settings ({turned}/{len(kept)} turned)")
 
 
 def art_poisons(setting: Setting, i: int, chosen: np.ndarray, **kwargs: Any) -> np.ndarray:
@@ -302,9 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.audit_only:
         det_rows: list[list[Any]] = []
         for name in names:
-            setting = Setting(name, n_targets)
-            kept = [(i, attack(setting, i, max(BUDGETS))) for i in setting.targets[:3 if args.quick else 5]]
-            detection(setting, kept, det_rows)
+            audit_sets(Setting(name, n_targets), 3 if args.quick else 5, with_art, det_rows)
         _audit_table(det_rows)
         print(f"\ntotal {time.perf_counter() - start:.0f}s")
         return 0
@@ -326,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         end_to_end(setting, [20] if args.quick else [20, 50], 5 if args.quick else 10, e2e_rows)
         if with_art:
             art_section(setting, 5, art_rows)
-        detection(setting, kept[max(BUDGETS)][:3 if args.quick else 5], det_rows)
+        n_sets = 3 if args.quick else 5
+        audit_sets(setting, n_sets, with_art, det_rows, kept[max(BUDGETS)][:n_sets])
         collision_detection(setting, with_art, collision_rows)
     print_table("1. Transfer learning (frozen extractor, new logistic-regression head): target instances "
            "called the base class",
@@ -356,7 +379,7 @@ def _have_art() -> bool:
 
 def _audit_table(rows: list[list[Any]]) -> None:
     print_table(f"4. The default audit on the poisoned victim data ({max(BUDGETS)} poisons per target)",
-                ["data", "detector", "flagged", "poisons flagged", "median auroc"], rows)
+                ["data", "poisons", "detector", "flagged", "poisons flagged", "median auroc"], rows)
 
 
 def _collision_table(rows: list[list[Any]]) -> None:
