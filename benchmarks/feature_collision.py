@@ -1,7 +1,8 @@
 """Feature collision ("Poison Frogs", Shafahi et al. 2018): how often it works, against ART, and what the audit sees.
 
-    python benchmarks/feature_collision.py            # digits and MNIST-5k, every section (about 15 min)
+    python benchmarks/feature_collision.py            # digits and MNIST-5k, every section (about 25 min)
     python benchmarks/feature_collision.py --quick    # digits only, fewer targets (about 2 min)
+    python benchmarks/feature_collision.py --audit-only  # section 4, with ART's 20-poison sets (934 s)
     python benchmarks/feature_collision.py --no-art   # without section 3
 
 The setting: each corpus is split 70/30 (digits) or 80/20 (MNIST-5k), seed 0, and the training
