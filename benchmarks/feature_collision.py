@@ -56,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clean_label import print_table  # the benchmark beside this file
 
 BUDGETS = (1, 5, 20)
+ART_CONVERGING = {"similarity_coeff": 0.25, "learning_rate": 1.0, "max_iter": 500}  # section 3 (docstring)
 
 
 def wilson(k: int, n: int) -> str:
@@ -94,6 +95,10 @@ class Setting:
     def base_of(self, i: int) -> int:
         return int((self.test.y[i] + 1) % self.n_classes)
 
+    def turned(self, head: Any, i: int) -> bool:
+        """Whether ``head`` (a transfer victim) calls target instance ``i`` its base class."""
+        return bool(head.predict(self.extractor.features(self.test.X[i:i + 1]))[0] == self.base_of(i))
+
     def transfer_victim(self, X: np.ndarray, y: np.ndarray) -> Any:
         from sklearn.linear_model import LogisticRegression
 
@@ -126,7 +131,7 @@ def transfer(setting: Setting, rows: list[list[Any]]) -> dict[int, list[Any]]:
             poisoned = attack(setting, i, n, epsilon=epsilon)
             secs += time.perf_counter() - t
             model = setting.transfer_victim(poisoned.X, poisoned.dataset.y)
-            hits += int(model.predict(setting.extractor.features(setting.test.X[i:i + 1]))[0] == setting.base_of(i))
+            hits += int(setting.turned(model, i))
             accs.append(float(np.mean(model.predict(setting.extractor.features(setting.test.X)) == setting.test.y)))
             m = poisoned.poison_mask
             dist.append(distances(poisoned.X[m], setting.victim.X[m], setting.test.X[i]))
@@ -167,7 +172,7 @@ def art_section(setting: Setting, n: int, rows: list[list[Any]]) -> None:
     (its time includes wrapping the extractor for ART, a few milliseconds)."""
     configs: list[tuple[str, dict[str, Any]]] = [
         ("ART defaults", {}),
-        ("ART, converging settings", {"similarity_coeff": 0.25, "learning_rate": 1.0, "max_iter": 500})]
+        ("ART, converging settings", ART_CONVERGING)]
     ours_hits, ours_secs = 0, 0.0
     art = {label: [0, 0.0, []] for label, _ in configs}
     ours_dist = []
@@ -177,15 +182,14 @@ def art_section(setting: Setting, n: int, rows: list[list[Any]]) -> None:
         ours_secs += time.perf_counter() - t
         chosen = np.flatnonzero(poisoned.poison_mask)
         model = setting.transfer_victim(poisoned.X, poisoned.dataset.y)
-        ours_hits += int(model.predict(setting.extractor.features(setting.test.X[i:i + 1]))[0] == setting.base_of(i))
+        ours_hits += int(setting.turned(model, i))
         ours_dist.append(distances(poisoned.X[chosen], setting.victim.X[chosen], setting.test.X[i])[0])
         for label, kwargs in configs:
             t = time.perf_counter()
             X = art_poisons(setting, i, chosen, **kwargs)
             art[label][1] += time.perf_counter() - t
             victim = setting.transfer_victim(X, setting.victim.y)
-            art[label][0] += int(victim.predict(setting.extractor.features(setting.test.X[i:i + 1]))[0]
-                                 == setting.base_of(i))
+            art[label][0] += int(setting.turned(victim, i))
             art[label][2].append(distances(X[chosen], setting.victim.X[chosen], setting.test.X[i])[0])
     k = len(setting.targets)
     rows.append([setting.name, n, "poisonlab", wilson(ours_hits, k), float(np.median(ours_dist)),
@@ -232,10 +236,8 @@ def audit_sets(setting: Setting, n_sets: int, with_art: bool, rows: list[list[An
         return
     art_sets, turned = [], 0
     for i, poisoned in kept:
-        X = art_poisons(setting, int(i), np.flatnonzero(poisoned.poison_mask), similarity_coeff=0.25,
-                        learning_rate=1.0, max_iter=500)
-        head = setting.transfer_victim(X, setting.victim.y)
-        turned += int(head.predict(setting.extractor.features(setting.test.X[i:i + 1]))[0] == setting.base_of(i))
+        X = art_poisons(setting, int(i), np.flatnonzero(poisoned.poison_mask), **ART_CONVERGING)
+        turned += int(setting.turned(setting.transfer_victim(X, setting.victim.y), int(i)))
         art_sets.append((i, setting.victim.with_data(X=X), poisoned.poison_mask))
     detection(setting, art_sets, rows, poisons=f"ART, converging settings ({turned}/{len(kept)} turned)")
 
@@ -267,8 +269,7 @@ def collision_detection(setting: Setting, with_art: bool, rows: list[list[Any]])
     from poisonlab.detect.metrics import detection_metrics
 
     def turned(X: np.ndarray, keep: np.ndarray, i: int) -> bool:
-        head = setting.transfer_victim(X[keep], setting.victim.y[keep])
-        return bool(head.predict(setting.extractor.features(setting.test.X[i:i + 1]))[0] == setting.base_of(i))
+        return setting.turned(setting.transfer_victim(X[keep], setting.victim.y[keep]), i)
 
     def run(label: str, sets: list[tuple[int, np.ndarray, np.ndarray]]) -> None:
         everything = np.ones(len(setting.victim), dtype=bool)
@@ -304,8 +305,7 @@ def collision_detection(setting: Setting, with_art: bool, rows: list[list[Any]])
         sets = []
         for i in setting.targets:
             mask = attack(setting, i, 5).poison_mask  # the same base rows as poisonlab's
-            sets.append((int(i), art_poisons(setting, i, np.flatnonzero(mask), similarity_coeff=0.25,
-                                             learning_rate=1.0, max_iter=500), mask))
+            sets.append((int(i), art_poisons(setting, i, np.flatnonzero(mask), **ART_CONVERGING), mask))
         run("ART (converging settings), 5 per target", sets)
     print(f"  {setting.name} collision detection done", flush=True)
 
