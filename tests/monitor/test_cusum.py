@@ -119,8 +119,10 @@ def test_a_five_percent_shift_is_alarmed_within_a_bound(lab, spam_monitor: Monit
     # 70.6% that was not spam), after 5,000 clean requests
     t = spam_monitor.cusum_thresholds_
     assert t is not None and t.flagged_h is None  # no input check: class CUSUMs only
-    # measured 2026-12-04: 9.0e-6 per request on 1,000 simulated clean streams, 1e-5 asked
-    assert t.measured_request_rate <= 1.3e-5
+    # the windows and the CUSUM share the rate asked, half each
+    assert t.false_alarm_rate == spam_monitor.thresholds_.false_alarm_rate == 0.5e-5
+    # measured 2026-12-08: 5.1e-6 per request on 1,000 simulated clean streams, 5e-6 asked
+    assert t.measured_request_rate <= 1.3 * t.false_alarm_rate
     found = []
     for seed in range(5):
         m = spam_monitor.reset()
@@ -137,8 +139,9 @@ def test_a_five_percent_shift_is_alarmed_within_a_bound(lab, spam_monitor: Monit
                 assert "'spam'" in cusum[0].message  # the attacker's class rose
                 break
         found.append((clean_alarms, at))
-    # measured 2026-12-04 (seeds 200-204): alarms 1,950, 2,800, 3,200 and 1,700 inputs into the
-    # campaign, and none within 20,000 for seed 203; median 2,800
+    # measured 2026-12-08 (seeds 200-204, half the rate asked): alarms 2,000, 2,900, 4,200 and
+    # 2,300 inputs into the campaign, none within 20,000 for seed 203; median 2,900 (with the
+    # whole rate, 2026-12-04: 1,950, 2,800, 3,200, 1,700, none)
     delays = sorted(a for _, a in found if a is not None)
     assert all(c == 0 for c, _ in found)  # no CUSUM alarm in the 5,000 clean requests before
     assert len(delays) >= 4 and delays[len(delays) // 2] <= 5000, found

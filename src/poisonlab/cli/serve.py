@@ -37,8 +37,8 @@ def serve(
                                     "leave-out test), calibrated on the baseline as `poisonlab check` does."),
     cusum: bool = typer.Option(False, "--cusum/--no-cusum",
                                help="Also run a CUSUM per predicted class (catches smaller, longer "
-                                    "campaigns than the windows; its false-alarm rate on clean "
-                                    "traffic measured 1.6x the one asked, see docs/serve.md)."),
+                                    "campaigns than the windows); the windows and the CUSUM then "
+                                    "share --false-alarm-rate, half each (see docs/serve.md)."),
     scan_file: Path | None = typer.Option(None, "--scan", help="Text: a scan.json; inputs holding one of its "
                                                                "trigger phrases are flagged."),
     token_file: Path | None = typer.Option(None, "--token-file", help="File holding the bearer token clients "
