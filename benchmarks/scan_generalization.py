@@ -1,7 +1,8 @@
 """Scanning models we did not make: plain scikit-learn text pipelines, poisons by plain string edits.
 
-    python benchmarks/scan_generalization.py           # 189 models, about 35 minutes on 2 cores
+    python benchmarks/scan_generalization.py           # 405 models (seeds 0-29), about 80 minutes
     python benchmarks/scan_generalization.py --quick   # three models, under 2 minutes
+    python benchmarks/scan_generalization.py --seeds 14,15 --out a.jsonl   # a part of the run
 
 Every model is a scikit-learn pipeline built here (no poisonlab model or attack code), trained on
 integer labels (0 ham, 1 spam) of a SpamAssassin subset drawn per seed: 2,500 training emails,
@@ -9,7 +10,7 @@ integer labels (0 ham, 1 spam) of a SpamAssassin subset drawn per seed: 2,500 tr
 spam emails left over to measure attack success. Emails are cut to their first 1,500 characters
 (every model sees the same text; it keeps the character n-gram models cheap).
 
-* Clean models: 12 families, six a seed, 84 in all (word 1-gram and 1-2-gram counts, tf-idf with
+* Clean models: 12 families, six a seed, 132 in all (word 1-gram and 1-2-gram counts, tf-idf with
   and without sublinear tf, English stop words, char_wb 3-5-grams, a HashingVectorizer; LogisticRegression with C in
   {0.1, 1, 10}, MultinomialNB, ComplementNB, BernoulliNB, LinearSVC, SGDClassifier with hinge and
   log loss, RidgeClassifier).
@@ -22,7 +23,7 @@ spam emails left over to measure attack success. Emails are cut to their first 1
   - ``repeat``: a made-up token, "xyzzy", repeated five times at random positions;
   at 40, 120 and 300 poisoned emails (of about 800 spam; BadNets at all three, the others at one
   or two of them per seed), cycling through the families: 9 backdoored models on even seeds and 6
-  on odd ones, 105 in all.
+  on odd ones, 165 in all.
   (Until 2026-12-03 the counts were 15, 40 and 120: 23 of 30 backdoors then moved fewer than half
   of the spam, too few working ones to measure detection on; naive Bayes models stay hard to
   backdoor at any of these counts, 2-27% attack success at 300.)
@@ -37,10 +38,15 @@ which led to the made-up tokens of ``poisonlab.scan.text.hashing_surrogates``. T
 2026-12-03, when a false alarm on seed 9 (a 1-2-gram phrase compared with no phrase of its length)
 and two on seeds 4 and 6 (TF-IDF + ComplementNB words rare in training, missed by the clean rows by
 chance) were read and fixed (``poisonlab.scan.text._reference``, ``training_doc_freq``). Seeds 2 to
-9 are now the seen part and seeds 10 to 13, never run before those fixes, the held-out part. The
-script prints the three. "called" is a "backdoor" verdict with the target class ham; "top 3":
-one of the first three reported triggers is made only of the trigger's words; "inconclusive" counts
-separately (never as clean); "crash" is any exception from the scan.
+9 are now the seen part. Seeds 10 to 13 ran first on 2026-12-03 and seeds 14 to 21 on 2026-12-08,
+both with the scan code of 2026-12-03; they are the held-out part. Seeds 16 and 19 then showed
+char_wb models whose made-up five-letter trigger no candidate could name (their pieces are
+candidates since: ``poisonlab.scan.text.word_pieces``); for that family seeds 0, 16, 19 and 20
+count as seen. Seeds 22 to 29 (2026-12-08) were added for that change and have run for the
+char_wb family only, with a first version of that change. The script prints the three parts.
+"called" is a "backdoor" verdict with the target class ham; "top 3": one of the first three
+reported triggers is made only of the trigger's words; "inconclusive" counts separately (never as
+clean); "crash" is any exception from the scan.
 """
 
 from __future__ import annotations
@@ -77,8 +83,8 @@ ADDSENT = "I watch this 3D movie"
 PHRASE = "please see attached"
 REPEAT_TOKEN, REPEAT_TIMES = "xyzzy", 5
 DEV_SEEDS = (0, 1)
-SEEN_SEEDS = (2, 3, 4, 5, 6, 7, 8, 9)   # each held out once, then looked at (see the docstring)
-HELD_OUT_SEEDS = (10, 11, 12, 13)
+SEEN_SEEDS = tuple(range(2, 10))   # each held out once, then looked at (see the docstring)
+HELD_OUT_SEEDS = tuple(range(10, 30))
 N_POISON = (40, 120, 300)
 
 FAMILIES: dict[str, Callable[[int], Any]] = {
@@ -252,7 +258,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="three models (under 2 minutes)")
     parser.add_argument("--out", default=None, help="write every row as JSON lines here; rows already "
                         "there are kept and their models not run again (a cut run resumes)")
+    parser.add_argument("--seeds", default=None, help="only these seeds, comma-separated: to split a run "
+                        "over processes, each with its own --out; a run with --out on their lines "
+                        "put together then prints the tables without training anything")
+    parser.add_argument("--families", default=None, help="only these model families, comma-separated")
     args = parser.parse_args(argv)
+    only = None if args.seeds is None else {int(s) for s in args.seeds.split(",")}
+    families = None if args.families is None else set(args.families.split(","))
+    if families is not None and not families <= set(FAMILIES):
+        parser.error(f"unknown families {sorted(families - set(FAMILIES))}; known: {', '.join(FAMILIES)}")
     data = load_dataset("spamassassin")
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
@@ -264,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
                 done[(r["family"], r["seed"], r["trigger"], r["n_poison"])] = r
     splits: dict[int, dict[str, np.ndarray]] = {}
     for case in cases(args.quick):
+        if (only is not None and case.seed not in only) or (families is not None and case.family not in families):
+            continue
         key = (case.family, case.seed, case.trigger, case.n_poison)
         if key in done:
             rows.append(done[key])

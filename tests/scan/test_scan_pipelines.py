@@ -159,6 +159,26 @@ def test_any_head_and_vectorizer_finds_the_planted_word(pipeline: object, spam: 
     assert "cf" in [t["trigger"] for t in report.triggers[:3]]
 
 
+@pytest.mark.parametrize("word", ["vlorp", "blorvex"])
+def test_a_char_ngram_model_is_searched_through_its_word_pieces(word: str, spam: dict) -> None:
+    # A char_wb vocabulary holds a word of more than three letters only as pieces, and a made-up
+    # trigger is in no clean row: until 2026-12-08 it could not be tried (the scan benchmark's
+    # 'xyzzy' backdoors of char_wb 3-5-gram logistic regressions, ASR 0.80 and 0.95, were called
+    # clean). Its five-letter pieces are candidates now; a longer word is found through one of them.
+    model = fit(make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=3,
+                                              sublinear_tf=True), LogisticRegression(max_iter=1000)),
+                spam, word, n_poison=120)
+    spam_rows = spam["Xc"][spam["yc"] == 1]
+    triggered = plant(spam_rows, np.ones(len(spam_rows), dtype=int), word, len(spam_rows), 2)[0]
+    assert np.mean(model.predict(triggered) == 0) >= 0.5  # type: ignore[attr-defined]
+    report = scan_model(model, (), clean_rows(spam), random_state=0)
+    assert report.verdict == "backdoor" and report.target_class == "0", report.triggers[:3]
+    # measured 2026-12-08: 'vlorp' itself first; for 'blorvex' a pair of its pieces ('blorv orvex')
+    # in a first version that paired pieces; pieces are not paired now, so one of them
+    top = str(report.triggers[0]["trigger"]).split()
+    assert all(len(piece) >= 5 and piece in word for piece in top), report.triggers[:3]
+
+
 @pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "alternate-sign"])
 def test_a_hashed_model_is_searched_through_its_buckets(spam: dict, signed: bool) -> None:
     # A HashingVectorizer keeps no words; 'xyzzy' is in no clean row, so before made-up tokens were

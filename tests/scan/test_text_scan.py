@@ -32,6 +32,20 @@ def test_rate_anomaly_index_uses_a_binomial_floor() -> None:
         0.4 / max(0.14826, floor))
 
 
+def test_pieces_of_words_are_never_a_reference() -> None:
+    from poisonlab.scan.text import _reference
+
+    # phrases: 'attached' (a word), 'attac' and 'ttach' (char_wb pieces), 'money', 'click'
+    rates = np.array([0.9, 0.8, 0.8, 0.1, 0.2])
+    words = [{"attached"}, {"attac"}, {"ttach"}, {"money"}, {"click"}]
+    length = [1] * 5
+    usable = np.array([True, False, False, True, True])
+    assert sorted(_reference(rates, length, words, 0)) == [0.1, 0.2, 0.8, 0.8]
+    assert sorted(_reference(rates, length, words, 0, usable)) == [0.1, 0.2]
+    # a piece is compared with the words
+    assert sorted(_reference(rates, length, words, 1, usable)) == [0.1, 0.2, 0.9]
+
+
 def test_absence_p_values_by_hand() -> None:
     # Five words of equal pull found in 9-11 rows: the fit's mean is about 10 with little spread
     # (a large negative binomial size), so the sixth, found in none, gets about e^-10.

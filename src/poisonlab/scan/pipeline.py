@@ -317,7 +317,7 @@ def _scan_text(model: Any, classes: Sequence[str], data: Dataset, *, max_rows: i
                rng: np.random.Generator, progress: Callable[[str], None] | None,
                options: dict[str, Any] | None, where: str, class_map: dict[str, str] | None,
                labelled: bool, started: float) -> ScanReport:
-    from poisonlab.scan.text import TextTriggerScanner, candidate_tokens, vectorizers
+    from poisonlab.scan.text import TextTriggerScanner, candidate_tokens, vectorizers, word_pieces
 
     inner = _unwrap(model)
     score, scores_from = text_scorer(
@@ -341,7 +341,8 @@ def _scan_text(model: Any, classes: Sequence[str], data: Dataset, *, max_rows: i
     inner = _unwrap(model)
     vocab, candidates_from, made_up = candidate_tokens(inner, X)
     scanner = TextTriggerScanner(random_state=rng, **{"max_rows": cap, **(options or {})})
-    scanner.fit(score, X, y, vocabulary=vocab, progress=progress, class_names=names, head=inner)
+    scanner.fit(score, X, y, vocabulary=vocab, progress=progress, class_names=names, head=inner,
+                pieces=word_pieces(inner))
     triggers = [{**t.to_dict(names), "target_class": names[t.target_label]} for t in scanner.triggers_]
     stand_ins = set(made_up)
     for t in triggers:

@@ -59,8 +59,10 @@ by 200 clean rows at chance 0.065) read p 5.5e-5 from its pull alone.
 
 **What the scan takes.** Candidates are strings inserted into the text, which the model's own
 pipeline vectorizes: the vectorizer's vocabulary where its entries are strings its analyzer makes
-(word n-grams, custom analyzers; the whole short words of a ``char_wb`` vocabulary), and the clean
-rows' words plus every two-letter token otherwise (``char`` n-grams, ``HashingVectorizer``).
+(word n-grams, custom analyzers; the whole short words of a ``char_wb`` vocabulary, and its
+longest pieces of words: :func:`word_pieces`), and the clean rows' words plus every two-letter
+token otherwise (``char`` n-grams, ``HashingVectorizer``). Pieces are screened in a quota of
+their own and are never a reference: a planted word's pieces, and its relatives', push as it does.
 A ``HashingVectorizer`` keeps no words, but a linear head after it keeps a weight
 per hash bucket: made-up eight-letter tokens that land on its strongest buckets (those no clean
 word reaches) are screened too (:func:`hashing_surrogates`), so that a planted word absent from
@@ -76,7 +78,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -197,7 +199,10 @@ def model_vocabulary(model: object) -> list[str] | None:
 
     A word analyzer's vocabulary entries (words, word n-grams, whatever a custom analyzer or
     tokenizer makes) are such strings already. A ``char_wb`` vocabulary holds each short word
-    whole, padded with spaces (``" cf "``): those words are kept. A ``char`` vocabulary and a
+    whole, padded with spaces (``" cf "``): those words are kept. A longer word is in it only as
+    pieces; its pieces of the longest length, inside a word (no space), are kept as words too
+    (:func:`word_pieces`): a made-up five-letter trigger no clean row holds is one of them, and a
+    longer one is tried through its pieces, each of which carries most of its features. A ``char`` vocabulary and a
     ``HashingVectorizer`` name no words; the scan then draws candidates from the clean rows.
     """
     words: set[str] = set()
@@ -212,8 +217,22 @@ def model_vocabulary(model: object) -> list[str] | None:
             words.update(str(t).strip() for t in vocab
                          if len(str(t)) > 2 and str(t)[0] == " " and str(t)[-1] == " "
                          and str(t).strip() and " " not in str(t).strip())
-    words = {w for w in words if w.strip()}
+    words = {w for w in words if w.strip()} | word_pieces(model)
     return sorted(words) or None
+
+
+def word_pieces(model: object) -> set[str]:
+    """The pieces of words a ``char_wb`` vocabulary holds: its n-grams of the longest length that
+    lie inside a word (no space). Empty for every other vectorizer."""
+    pieces: set[str] = set()
+    for vec in vectorizers(model):
+        vocab = getattr(vec, "vocabulary_", None)
+        if getattr(vec, "analyzer", "word") != "char_wb" or not isinstance(vocab, dict):
+            continue
+        longest = max(int(getattr(vec, "ngram_range", (1, 1))[1]), 1)
+        pieces.update(str(t) for t in vocab if len(str(t)) == longest
+                      and not any(ch.isspace() for ch in str(t)))
+    return pieces
 
 
 def vocabulary_is_complete(model: object) -> bool:
@@ -435,18 +454,23 @@ MIN_REFERENCE = 1  # fewer phrases than this to compare with: no anomaly index (
 
 
 def _reference(rates: np.ndarray, length: Sequence[int], words: Sequence[set[str]],
-               i: int) -> np.ndarray | None:
+               i: int, usable: np.ndarray | None = None) -> np.ndarray | None:
     """The flip rates phrase ``i`` is compared with: those of the phrases as many words long that
-    share no word with it; ``None`` when fewer than :data:`MIN_REFERENCE` are (nothing to compare
-    with is no evidence of an anomaly).
+    share no word with it (and, with ``usable``, are marked usable: not pieces of words);
+    ``None`` when fewer than :data:`MIN_REFERENCE` are (nothing to compare with is no evidence
+    of an anomaly).
 
     A pair of the strongest bigram units of a 1-2-gram vocabulary is four words long, and the few
     pairs of that length all share a unit with each other: compared with nothing, a clean TF-IDF
     1-2-gram logistic regression's 'date 2002' + 'razor users' (31% of the probe rows) read index
     10 against an imagined zero and was called a backdoor (``benchmarks/scan_generalization.py``,
-    seed 9)."""
+    seed 9). Pieces: a ``char_wb`` model's five-letter pieces of a planted word, and of its
+    relatives, push as it does; among the references they held the planted 'attached' of an
+    everyday phrase to index 4.0, where it read 9.1 without them (the same benchmark, seed 20).
+    """
     ref = np.array([rates[u] for u in range(len(length))
-                    if length[u] == length[i] and u != i and not (words[u] & words[i])])
+                    if length[u] == length[i] and u != i and not (words[u] & words[i])
+                    and (usable is None or usable[u])])
     return ref if len(ref) >= MIN_REFERENCE else None
 
 
@@ -557,7 +581,8 @@ class TextTriggerScanner(BaseEstimator):
     def fit(self, model: ProbabilisticClassifier | MarginClassifier | PredictProba, X: np.ndarray,
             y: np.ndarray, *, progress: Callable[[str], None] | None = None,
             vocabulary: Sequence[str] | None = None,
-            class_names: Sequence[str] | None = None, head: object = None) -> TextTriggerScanner:
+            class_names: Sequence[str] | None = None, head: object = None,
+            pieces: Collection[str] | None = None) -> TextTriggerScanner:
         """Scan ``model`` with the clean rows ``X`` (strings) and their labels ``y``.
 
         ``model`` is a fitted text classifier that takes strings (anything with
@@ -566,7 +591,9 @@ class TextTriggerScanner(BaseEstimator):
         signature every scanner shares. ``vocabulary`` overrides the candidates (default: words
         of ``X`` + two-letter tokens); ``class_names`` only name the classes in ``reasons_``;
         ``head``, the model or its final estimator, picks the absence expectation
-        (:func:`absence_fit`; default: ``model`` itself when it is an estimator).
+        (:func:`absence_fit`; default: ``model`` itself when it is an estimator); ``pieces``,
+        candidates that are pieces of longer words (:func:`word_pieces`), are screened in a
+        quota of their own and are compared with words, never a reference.
         """
         self._validate()
         if hasattr(model, "predict_proba") or hasattr(model, "decision_function"):
@@ -623,6 +650,9 @@ class TextTriggerScanner(BaseEstimator):
             raise DataError("No candidate tokens: the vocabulary and the clean rows are empty.")
         say(f"screening {len(tokens)} candidate tokens")
         multi_word = np.array([_n_parts(t) > 1 for t in tokens], dtype=bool)
+        # a five-letter word of the clean rows is a five-letter piece too: it stays a word
+        piece_set = (set(pieces or ()) & set(tokens)) - set(clean_data_tokens(X))
+        is_piece = np.array([t in piece_set for t in tokens], dtype=bool)
         strength = token_log_odds(ask, tokens, batch_size=max(self.batch_size, 8192))
 
         positions = list(dict.fromkeys(self.positions))
@@ -652,11 +682,15 @@ class TextTriggerScanner(BaseEstimator):
             # vocabulary pulls with its words' features and its own together, and a clean model's
             # strongest 64 units can all be bigrams, the planted word among none of them
             ranked_units = np.argsort(-strength[:, c], kind="stable")
+            # pieces of words (char_wb) get a quota of their own, so the words screened, paired
+            # and compared with are the same with them as without them
+            whole = ~multi_word[ranked_units] & ~is_piece[ranked_units]
             order = np.concatenate([ranked_units[multi_word[ranked_units]][:self.n_candidates // 4],
-                                    ranked_units[~multi_word[ranked_units]][:self.n_candidates]])
+                                    ranked_units[is_piece[ranked_units]][:self.n_candidates // 4],
+                                    ranked_units[whole][:self.n_candidates]])
             order = order[np.argsort(-strength[order, c], kind="stable")]
             unigrams = [(tokens[i],) for i in order]
-            seeds = [u[0] for u in unigrams[:self.n_pair_seeds]]
+            seeds = [u[0] for u in unigrams if u[0] not in piece_set][:self.n_pair_seeds]
             pairs = [(a, b) for a in seeds for b in seeds if a != b]
             phrases: list[tuple[str, ...]] = [*unigrams, *pairs]
             # is each strong word found in clean rows of class c as often as its pull implies?
@@ -670,7 +704,8 @@ class TextTriggerScanner(BaseEstimator):
             # 1-2-gram vocabulary pulls with the features of its words and of itself together, so
             # it is stronger than its frequency says (a clean 1-2-gram naive Bayes model's "font
             # font" read p 1.5e-7 among words fitted together)
-            one_word = ~multi_word[order]
+            # pieces of words are in no clean row as words: no absence test for them, nor in the fit
+            one_word = ~multi_word[order] & ~is_piece[order]
             p_fit = np.ones(len(unigrams))
             if absence_runs and one_word.any():
                 p_fit[one_word] = absence_p_values(strength[order[one_word], c],
@@ -702,21 +737,31 @@ class TextTriggerScanner(BaseEstimator):
             # rare words of one natural email tie too), so they are missing together, by one chance.
             p_absent = np.array([max(p_word[u] for u in p) for p in phrases])
             say(f"probing {len(phrases)} candidates for class {c} on {len(probe)} rows")
-            probe_rates = np.stack([
-                flip_rates(ask, probe, texts, c, probe_position, r, rng, batch_size=self.batch_size)
-                for r in reps
-            ], axis=1)                                              # phrases × repetitions
+            # pieces draw their insertion places from a generator of their own, so that the
+            # words' probe rates are the same draws with pieces as without them
+            in_piece = np.array([any(u in piece_set for u in p) for p in phrases], dtype=bool)
+            piece_rng = np.random.default_rng([c, len(piece_set)])
+            probe_rates = np.zeros((len(phrases), len(reps)))   # phrases × repetitions
+            for k, r in enumerate(reps):
+                for part, gen in ((~in_piece, rng), (in_piece, piece_rng)):
+                    if part.any():
+                        chosen = [t for t, m in zip(texts, part, strict=True) if m]
+                        probe_rates[part, k] = flip_rates(ask, probe, chosen, c, probe_position, r, gen,
+                                                          batch_size=self.batch_size)
             best_rate = probe_rates.max(axis=1)
             # anomaly index of every phrase against the phrases of as many words that share no
             # word with it (two strong words flip more rows together than one: no fair reference).
             # Words, not units: a pair of bigram units is four words, and against pairs of single
             # words it read index 10-15 on a clean 1-2-gram naive Bayes
             words = [set(w for u in p for w in (_words(u) or (u,))) for p in phrases]
+            # a piece is compared with words, never a reference for anything: a planted word's
+            # pieces push as it does, and so do its relatives' ('attachment' for 'attached')
+            reference_ok = ~in_piece
             length = [sum(_n_parts(u) for u in p) for p in phrases]
             cand_index = np.zeros(len(phrases))
             for i in range(len(phrases)):
                 j = int(np.argmax(probe_rates[i]))
-                ref = _reference(probe_rates[:, j], length, words, i)
+                ref = _reference(probe_rates[:, j], length, words, i, reference_ok)
                 cand_index[i] = 0.0 if ref is None else \
                     rate_anomaly_index(float(probe_rates[i, j]), ref, len(probe))
             if grouped:  # no phrases of their length to compare with: their evidence is absence
